@@ -1,0 +1,43 @@
+"""The interface every backend implements."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from babelmr.job import Job, Stage
+from babelmr.spec import TaskResult, TaskSpec
+
+
+class Backend(ABC):
+    """Runs task specs somewhere. `run_task` blocks and is called from many threads at once."""
+
+    name: ClassVar[str]
+
+    def __init__(self, concurrency: int | None = None):
+        self.concurrency = concurrency or self.default_concurrency()
+
+    def default_concurrency(self) -> int:
+        """How many tasks run at once unless the job or the command line says otherwise."""
+        return os.cpu_count() or 1
+
+    def prepare(self, job: Job) -> None:  # noqa: B027 - optional hook
+        """Get ready to run ``job`` (check images, start pools); called once before the first stage."""
+
+    def stage_concurrency(self, stage: Stage) -> int:
+        """Tasks of ``stage`` to run at once."""
+        return min(stage.concurrency, self.concurrency) if stage.concurrency else self.concurrency
+
+    @abstractmethod
+    def run_task(self, spec: TaskSpec) -> TaskResult:
+        """Run one attempt to completion; failures come back as a result with status ``error``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release everything the backend holds (pools, containers); safe to call twice."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,63 @@
+"""The embedded default: tasks run in a pool of local worker processes, no Docker or cloud needed."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from babelmr.backends.base import Backend
+from babelmr.spec import TaskResult, TaskSpec
+
+
+def _run_in_worker(spec_json: str, workdir_root: str) -> dict:
+    from babelmr.worker.task import run_task
+
+    spec = TaskSpec.from_json(spec_json)
+    workdir = tempfile.mkdtemp(prefix=f"{spec.stage}-t{spec.task}-a{spec.attempt}-", dir=workdir_root)
+    try:
+        return run_task(spec, workdir).to_dict()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class LocalBackend(Backend):
+    """Each task attempt runs in a long-lived worker process, in its own private working directory."""
+
+    name = "local"
+
+    def __init__(self, concurrency: int | None = None):
+        super().__init__(concurrency)
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._root = tempfile.mkdtemp(prefix="babelmr-", dir=os.environ.get("BABELMR_WORKDIR"))
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(["babelmr.worker.task"])
+                self._pool = ProcessPoolExecutor(max_workers=self.concurrency, mp_context=ctx)
+            return self._pool
+
+    def run_task(self, spec: TaskSpec) -> TaskResult:
+        pool = self._get_pool()
+        try:
+            return TaskResult.from_dict(pool.submit(_run_in_worker, spec.to_json(), self._root).result())
+        except BrokenProcessPool:
+            with self._lock:  # the next attempt gets a fresh pool
+                if self._pool is pool:
+                    self._pool = None
+            return TaskResult("error", spec.stage, spec.task, spec.attempt,
+                              error=f"{spec.label}: the worker process died (killed, or out of memory?)")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+        shutil.rmtree(self._root, ignore_errors=True)

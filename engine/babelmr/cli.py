@@ -1,0 +1,169 @@
+"""The ``babelmr`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+
+import click
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from babelmr import __version__
+from babelmr.backends import BACKENDS, get_backend
+from babelmr.errors import BabelMRError, JobFileError
+from babelmr.job import job_schema, load_job
+from babelmr.store import filesystem_for, list_input_files, open_store
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Group(click.Group):
+    """Turns babelmr's own errors into a message and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except JobFileError as e:
+            err.print(f"[red]error:[/] {e.path}: {len(e.problems)} problem(s) in the job file:", markup=True)
+            for p in e.problems:
+                err.print(f"  - {p}", markup=False)
+            sys.exit(2)
+        except BabelMRError as e:
+            err.print("[red]error:[/] ", end="")
+            err.print(str(e), markup=False)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/]")
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="babelmr")
+def main() -> None:
+    """babelmr: run any program as a map or reduce step over Parquet/CSV data, locally or in containers."""
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True,
+              help="Where tasks run.")
+@click.option("--store", help="Override the job's store: a local folder or s3://bucket/prefix.")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Tasks at once (default: cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+def run(job_file: str, backend: str, store: str | None, concurrency: int | None, as_json: bool) -> None:
+    """Validate JOB_FILE, run its stages and print where the result is."""
+    from babelmr.coordinator.run import run_job
+    from babelmr.report import RichProgress, summary_table
+
+    job = load_job(job_file, store=store)
+    err.print(f"running [bold]{job.name}[/] ({len(job.stages)} stages) on backend {backend}, store {job.store}")
+    with get_backend(backend, concurrency=concurrency) as b, RichProgress(err) as progress:
+        try:
+            record = run_job(job, b, progress=progress)
+        except BabelMRError:
+            progress.__exit__()
+            raise
+    err.print(summary_table(record))
+    files = record["output"]["files"]
+    err.print(f"result: {len(files)} Parquet file(s) of stage {record['output']['stage']!r}:")
+    for f in files:
+        err.print(f"  {f}", markup=False, highlight=False)
+    err.print(f"run record: babelmr show {record['run_id']} --store {record['store']}", markup=False)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+def validate(job_file: str) -> None:
+    """Check JOB_FILE against the schema; print every problem with its JSON path."""
+    job = load_job(job_file)
+    err.print(f"[green]ok[/]: {job_file} is a valid job: {len(job.stages)} stage(s): "
+              + " -> ".join(s.name for s in job.stages))
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of job files."""
+    click.echo(json.dumps(job_schema(), indent=2))
+
+
+@main.command()
+@click.argument("uris", nargs=-1, required=True)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.option("--limit", "-n", type=int, default=50, show_default=True, help="Rows to show in a table (0: all).")
+def cat(uris: tuple[str, ...], as_csv: bool, limit: int) -> None:
+    """Print Parquet files (paths, globs or s3:// URIs) as a table or CSV."""
+    files = [f.path for uri in uris for f in list_input_files(uri)]
+    if as_csv:
+        writer = None
+        for uri in files:
+            fs, path = filesystem_for(uri)
+            with fs.open_input_file(path) as f:
+                for batch in pq.ParquetFile(f).iter_batches():
+                    if writer is None:
+                        writer = pacsv.CSVWriter(sys.stdout.buffer, batch.schema)
+                    writer.write_batch(batch)
+        if writer:
+            writer.close()
+        return
+    tables = []
+    for uri in files:
+        fs, path = filesystem_for(uri)
+        tables.append(pq.read_table(path, filesystem=fs))
+    data = pa.concat_tables(tables, promote_options="permissive")
+    shown = data if limit == 0 else data.slice(0, limit)
+    table = Table(*data.schema.names, caption=f"{data.num_rows} rows" + (
+        f" (first {limit})" if 0 < limit < data.num_rows else ""))
+    for row in shown.to_pylist():
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    Console().print(table)
+
+
+def _store_option(f):
+    return click.option("--store", default=".babelmr", show_default=True,
+                        help="The store: a local folder or s3://bucket/prefix.")(f)
+
+
+@main.command()
+@_store_option
+def runs(store: str) -> None:
+    """List the runs recorded in a store."""
+    from babelmr.coordinator.records import list_runs, read_record
+
+    s = open_store(store)
+    table = Table("run", "status", "started", "seconds", "stages", "backend")
+    for run_id in list_runs(s):
+        r = read_record(s, run_id)
+        started = datetime.fromtimestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(run_id, r["status"], started, f"{r.get('seconds', 0):.1f}",
+                      str(len(r["stages"])), r["backend"])
+    Console().print(table)
+
+
+@main.command()
+@click.argument("run_id")
+@_store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
+def show(run_id: str, store: str, as_json: bool) -> None:
+    """Show a run: its stages, timings and output files."""
+    from babelmr.coordinator.records import read_record
+    from babelmr.report import summary_table
+
+    record = read_record(open_store(store), run_id)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    out = Console()
+    out.print(summary_table(record))
+    if record.get("error"):
+        out.print("[red]error:[/]", record["error"], markup=True, highlight=False)
+    if record.get("output"):
+        out.print(f"output of stage {record['output']['stage']!r}:")
+        for f in record["output"]["files"]:
+            out.print(f"  {f}", markup=False, highlight=False)

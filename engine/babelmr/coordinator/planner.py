@@ -1,0 +1,162 @@
+"""Plan a stage: which task reads which files, row groups and partitions."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from babelmr.errors import InputError
+from babelmr.job import ExternalInput, Job, Stage, StageInput
+from babelmr.spec import FileSlice, TaskInput, TaskSpec
+from babelmr.store import FileEntry, filesystem_for, list_input_files
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """The committed output of a finished stage, as later stages read it."""
+
+    stage: str
+    partitions: int
+    files: list[str]
+
+
+@dataclass
+class StagePlan:
+    stage: Stage
+    tasks: list[TaskSpec]
+    resolved_inputs: dict[str, list[str]]
+
+
+def _footer(uri: str) -> pq.FileMetaData:
+    fs, path = filesystem_for(uri)
+    try:
+        with fs.open_input_file(path) as f:
+            return pq.ParquetFile(f).metadata
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"cannot read Parquet file {uri}: {e}") from None
+
+
+def _footers(uris: list[str]) -> list[pq.FileMetaData]:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(_footer, uris))
+
+
+def _check_parquet(inp: ExternalInput, uri: str, meta: pq.FileMetaData) -> None:
+    """Fail at plan time, naming the file, for columns or row groups the file lacks."""
+    names = meta.schema.to_arrow_schema().names
+    missing = [c for c in inp.columns or [] if c not in names]
+    if missing:
+        raise InputError(f"input {inp.name!r}: {uri} has no column(s) {missing}; it has {names}: "
+                         "fix 'columns' in the job file")
+    bad = [g for g in inp.row_groups or [] if g >= meta.num_row_groups]
+    if bad:
+        raise InputError(f"input {inp.name!r}: {uri} has {meta.num_row_groups} row groups; row_groups {bad} "
+                         "do not exist")
+
+
+def _slices(inp: ExternalInput, files: list[FileEntry], bytes_per_task: int | None) -> list[list[FileSlice]]:
+    """Cut an input into task shares: whole files, or row-group ranges of ~``bytes_per_task``."""
+    uris = [f.path for f in files]
+    row_groups = list(inp.row_groups) if inp.row_groups is not None else None
+    if inp.format != "parquet":
+        pieces = [[FileSlice(u, None, f.size)] for u, f in zip(uris, files, strict=True)]
+    else:
+        metas = _footers(uris) if (bytes_per_task or row_groups) else [_footer(uris[0])]
+        for uri, meta in zip(uris, metas, strict=False):
+            _check_parquet(inp, uri, meta)
+        if not bytes_per_task:
+            pieces = [[FileSlice(u, row_groups, f.size)] for u, f in zip(uris, files, strict=True)]
+        else:
+            pieces = []
+            for uri, meta in zip(uris, metas, strict=True):
+                groups = row_groups if row_groups is not None else list(range(meta.num_row_groups))
+                for g in groups:
+                    rg = meta.row_group(g)
+                    size = sum(rg.column(c).total_compressed_size for c in range(rg.num_columns))
+                    pieces.append([FileSlice(uri, [g], size)])
+    return pieces
+
+
+def _pack(pieces: list[list[FileSlice]], files_per_task: int | None,
+          bytes_per_task: int | None) -> list[list[FileSlice]]:
+    """Group pieces into tasks; adjacent row groups of one file merge into one slice."""
+    if not bytes_per_task:
+        n = files_per_task or 1
+        return [[s for p in pieces[i:i + n] for s in p] for i in range(0, len(pieces), n)]
+    tasks: list[list[FileSlice]] = [[]]
+    size = 0
+    for (piece,) in pieces:
+        if size >= bytes_per_task:
+            tasks.append([])
+            size = 0
+        current = tasks[-1]
+        if current and current[-1].uri == piece.uri:
+            last = current[-1]
+            groups = (last.row_groups or []) + (piece.row_groups or [])
+            current[-1] = FileSlice(last.uri, groups, last.size + piece.size)
+        else:
+            current.append(piece)
+        size += piece.size
+    return [t for t in tasks if t]
+
+
+def _external(inp: ExternalInput, slices: list[FileSlice]) -> TaskInput:
+    return TaskInput(name=inp.name, kind="files", format=inp.format, files=slices,
+                     columns=list(inp.columns) if inp.columns else None, source=inp.uri,
+                     csv={"delimiter": inp.csv.delimiter, "header": inp.csv.header,
+                          "column_names": list(inp.csv.column_names) if inp.csv.column_names else None,
+                          "schema": inp.csv.schema})
+
+
+def _whole(inp: ExternalInput, files: list[FileEntry]) -> list[FileSlice]:
+    return [FileSlice(f.path, list(inp.row_groups) if inp.row_groups is not None else None, f.size) for f in files]
+
+
+def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: dict[str, StageOutput]) -> StagePlan:
+    """The task specs (attempt 1) of ``stage``, given the outputs of the stages before it."""
+    resolved: dict[str, list[str]] = {}
+    listed: dict[str, list[FileEntry]] = {}
+    for inp in stage.external_inputs:
+        listed[inp.name] = list_input_files(inp.uri)
+        resolved[inp.name] = [f.path for f in listed[inp.name]]
+    for inp in stage.stage_inputs:
+        resolved[inp.name] = list(upstream[inp.stage].files)
+
+    broadcast = {i.name: _external(i, _whole(i, listed[i.name])) for i in stage.external_inputs if i.broadcast}
+    for inp in stage.external_inputs:
+        if inp.broadcast and inp.format == "parquet":
+            _check_parquet(inp, listed[inp.name][0].path, _footer(listed[inp.name][0].path))
+    split = next((i for i in stage.external_inputs if not i.broadcast), None)
+
+    task_inputs: list[dict[str, TaskInput]] = []
+    if stage.stage_inputs:
+        partitions = upstream[stage.stage_inputs[0].stage].partitions
+        for p in range(partitions):
+            task_inputs.append({i.name: _stage_input(i, upstream[i.stage], p) for i in stage.stage_inputs})
+    elif split is not None:
+        pieces = _slices(split, listed[split.name], stage.split.bytes_per_task)
+        for share in _pack(pieces, stage.split.files_per_task, stage.split.bytes_per_task):
+            task_inputs.append({split.name: _external(split, share)})
+    else:
+        task_inputs.append({})
+
+    tasks = []
+    for t, own in enumerate(task_inputs):
+        inputs = [own.get(i.name) or broadcast[i.name] for i in stage.inputs]
+        tasks.append(TaskSpec(
+            run_id=run_id, job=job.name, stage=stage.name, task=t, attempt=1, store=store_uri, inputs=inputs,
+            command=list(stage.command) if stage.command else None, mode=stage.mode, shell=stage.shell,
+            program_format=stage.program_format, schema=stage.schema,
+            key=list(stage.key) if stage.key else None, partitions=stage.partitions,
+            timeout=stage.timeout, env={**job.env, **stage.env},
+        ))
+    return StagePlan(stage, tasks, resolved)
+
+
+def _stage_input(inp: StageInput, out: StageOutput, partition: int) -> TaskInput:
+    return TaskInput(name=inp.name, kind="stage", format="parquet", files=[FileSlice(f) for f in out.files],
+                     columns=list(inp.columns) if inp.columns else None, partition=partition, source=inp.stage)
+

@@ -1,0 +1,70 @@
+"""Human output: progress bars per stage and the end-of-run summary (on stderr)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from babelmr.coordinator.run import StageProgress
+from babelmr.job import Stage
+from babelmr.spec import TaskResult
+from babelmr.units import human_bytes, human_count
+
+
+class RichProgress(StageProgress):
+    """A progress bar per stage: tasks done of all, rows out so far, retries."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
+            TextColumn("{task.fields[rows]} rows out"), TextColumn("{task.fields[retries]}"), TimeElapsedColumn(),
+            console=console, transient=False,
+        )
+        self._ids: dict[str, Any] = {}
+        self._rows: dict[str, int] = {}
+        self._retries: dict[str, int] = {}
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def stage_started(self, stage: Stage, tasks: int) -> None:
+        self._rows[stage.name], self._retries[stage.name] = 0, 0
+        self._ids[stage.name] = self.progress.add_task(stage.name, total=tasks, rows="0", retries="")
+
+    def _update(self, stage: Stage, advance: int = 0) -> None:
+        retries = self._retries[stage.name]
+        self.progress.update(self._ids[stage.name], advance=advance, rows=human_count(self._rows[stage.name]),
+                             retries=f"[yellow]{retries} retries" if retries else "")
+
+    def task_finished(self, stage: Stage, result: TaskResult) -> None:
+        self._rows[stage.name] += result.stats.get("rows_out", 0)
+        self._update(stage, advance=1)
+
+    def task_retrying(self, stage: Stage, result: TaskResult) -> None:
+        self._retries[stage.name] += 1
+        first_line = (result.error or "").splitlines()[0] if result.error else ""
+        self.console.print(f"[yellow]retrying[/] {first_line}")
+        self._update(stage)
+
+
+def summary_table(record: dict[str, Any]) -> Table:
+    """Per stage: tasks, retries, rows and bytes, wall time and the import/program/export split."""
+    table = Table(title=f"run {record['run_id']} — {record['status']}", title_justify="left")
+    for col in ("stage", "tasks", "retries", "rows in", "rows out", "bytes out", "wall s", "import s",
+                "program s", "export s", "peak RSS"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for s in record["stages"]:
+        rss = max(s.get("engine_peak_rss_bytes", 0), s.get("program_peak_rss_bytes", 0))
+        table.add_row(s["name"], str(s["tasks"]), str(s["retries"]), human_count(s["rows_in"]),
+                      human_count(s["rows_out"]), human_bytes(s["bytes_out"]), f"{s['seconds']:.2f}",
+                      f"{s['import_seconds']:.2f}", f"{s['program_seconds']:.2f}", f"{s['export_seconds']:.2f}",
+                      human_bytes(rss))
+    return table

@@ -1,0 +1,101 @@
+"""The task spec: everything one task attempt needs, as plain JSON.
+
+The coordinator writes it, a backend carries it (process pool, container, Lambda payload) and the
+worker runs it. Neither side imports the other; this module is their whole contract.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+PARTITION_INDEX_KEY = b"babelmr.partitions"
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """A file (local path or s3:// URI) and, for Parquet, the row groups to read (None: all)."""
+
+    uri: str
+    row_groups: list[int] | None = None
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    """One named input of a task: external files, or one partition of an earlier stage's output."""
+
+    name: str
+    kind: Literal["files", "stage"]
+    format: Literal["parquet", "csv"]
+    files: list[FileSlice]
+    columns: list[str] | None = None
+    partition: int | None = None
+    csv: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the job's uri or stage name, for messages
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One attempt of one task of one stage."""
+
+    run_id: str
+    job: str
+    stage: str
+    task: int
+    attempt: int
+    store: str
+    inputs: list[TaskInput]
+    command: list[str] | None
+    mode: str | None = None
+    shell: bool = False
+    program_format: Literal["parquet", "csv", "jsonl"] = "parquet"
+    schema: dict[str, str] | None = None
+    key: list[str] | None = None
+    partitions: int = 1
+    timeout: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """How messages name this attempt."""
+        return f"stage {self.stage!r} task {self.task} attempt {self.attempt}"
+
+    def with_attempt(self, attempt: int) -> TaskSpec:
+        return replace(self, attempt=attempt)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        inputs = [
+            TaskInput(**{**i, "files": [FileSlice(**f) for f in i["files"]]}) for i in data["inputs"]
+        ]
+        return cls(**{**data, "inputs": inputs})
+
+    @classmethod
+    def from_json(cls, text: str) -> TaskSpec:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass
+class TaskResult:
+    """What an attempt reports back: ``ok`` (committed), ``duplicate`` (another attempt won) or ``error``."""
+
+    status: Literal["ok", "duplicate", "error"]
+    stage: str
+    task: int
+    attempt: int
+    error: str | None = None
+    retryable: bool = True
+    commit: dict[str, Any] | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskResult:
+        return cls(**data)

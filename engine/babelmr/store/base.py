@@ -1,0 +1,80 @@
+"""The store interface every backend and the worker use."""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One object: its key relative to the store root (or a full path for inputs) and its size."""
+
+    path: str
+    size: int
+
+
+class Store(ABC):
+    """A root (local folder or ``s3://bucket/prefix``) under which babelmr reads and writes keys.
+
+    Keys are ``/``-separated and relative to the root. Bulk data goes through `filesystem` and
+    `path` so pyarrow streams it; small records use the byte methods.
+    """
+
+    uri: str
+    filesystem: pafs.FileSystem
+
+    @abstractmethod
+    def path(self, key: str) -> str:
+        """The key's path in `filesystem`."""
+
+    @abstractmethod
+    def uri_for(self, key: str) -> str:
+        """The URI a user (or another process) opens the key with."""
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object atomically unless it exists; True when this call created it."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Replace the object atomically: readers see the old or the new content, never a part."""
+
+    def open_output(self, key: str):
+        """A stream writing the object (S3: a multipart upload that appears only when closed)."""
+        return self.filesystem.open_output_stream(self.path(key))
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole object (for small records; raises FileNotFoundError when absent)."""
+        with self.filesystem.open_input_stream(self.path(key)) as f:
+            return f.read()
+
+    def exists(self, key: str) -> bool:
+        """Whether the object exists."""
+        return self.filesystem.get_file_info(self.path(key)).type == pafs.FileType.File
+
+    def list(self, prefix: str) -> list[FileEntry]:
+        """Every object under ``prefix/`` (recursively), keys relative to the root, sorted."""
+        selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
+        root = self.path("")
+        entries = [
+            FileEntry(info.path[len(root):].lstrip("/"), info.size or 0)
+            for info in self.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.File
+        ]
+        return sorted(entries, key=lambda e: e.path)
+
+    def delete(self, keys: list[str]) -> None:
+        """Remove objects; absent ones are ignored."""
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                self.filesystem.delete_file(self.path(key))
+
+    def upload_file(self, local_path: str, key: str) -> None:
+        """Copy a local file into the store, streaming."""
+        with open(local_path, "rb") as src, self.open_output(key) as dst:
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)

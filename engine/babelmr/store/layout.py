@@ -1,0 +1,53 @@
+"""Every key babelmr writes in a store, defined in one place.
+
+    runs/<run>/run.json                                   the run record
+    runs/<run>/stages/<stage>/data/t<task>-a<attempt>-<token>.parquet   an attempt's output
+    runs/<run>/stages/<stage>/commits/t<task>.json        the commit record publishing one attempt
+    runs/<run>/stages/<stage>/manifest.json               the stage's committed files, once complete
+    runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.{stdout,stderr}
+    runs/<run>/specs/<stage>/t<task>-a<attempt>.json      task specs too large for an invocation payload
+"""
+
+from __future__ import annotations
+
+RUNS = "runs"
+
+
+def run_prefix(run_id: str) -> str:
+    return f"{RUNS}/{run_id}"
+
+
+def run_record(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/run.json"
+
+
+def stage_prefix(run_id: str, stage: str) -> str:
+    return f"{run_prefix(run_id)}/stages/{stage}"
+
+
+def data_prefix(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/data"
+
+
+def attempt_data(run_id: str, stage: str, task: int, attempt: int, token: str) -> str:
+    return f"{data_prefix(run_id, stage)}/t{task:05d}-a{attempt}-{token}.parquet"
+
+
+def commit_prefix(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/commits"
+
+
+def commit_record(run_id: str, stage: str, task: int) -> str:
+    return f"{commit_prefix(run_id, stage)}/t{task:05d}.json"
+
+
+def stage_manifest(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/manifest.json"
+
+
+def task_log(run_id: str, stage: str, task: int, attempt: int, stream: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/logs/t{task:05d}-a{attempt}.{stream}"
+
+
+def task_spec(run_id: str, stage: str, task: int, attempt: int) -> str:
+    return f"{run_prefix(run_id)}/specs/{stage}/t{task:05d}-a{attempt}.json"

@@ -1,0 +1,54 @@
+"""A store in a local folder (the embedded default)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pyarrow.fs as pafs
+
+from babelmr.store.base import Store
+
+
+class LocalStore(Store):
+    """Keys are files under a folder; atomicity from rename and hard links."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self.uri = self.root
+        self.filesystem = pafs.LocalFileSystem()
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.root, key) if key else self.root
+
+    def _temp_file(self, key: str, data: bytes) -> str:
+        target = self.path(key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return tmp
+
+    def open_output(self, key: str):
+        os.makedirs(os.path.dirname(self.path(key)), exist_ok=True)
+        return super().open_output(key)
+
+    def uri_for(self, key: str) -> str:
+        return self.path(key)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        tmp = self._temp_file(key, data)
+        try:
+            os.link(tmp, self.path(key))  # fails if the name exists: first writer wins
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        os.replace(self._temp_file(key, data), self.path(key))
+
+    def list(self, prefix: str):  # type: ignore[override]
+        # Hide the temporary files of writes in progress.
+        return [e for e in super().list(prefix) if not os.path.basename(e.path).startswith(".tmp-")]

@@ -1,0 +1,131 @@
+"""Files the user program reads and writes: Parquet, CSV and JSON Lines, streamed in record batches."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
+BATCH_ROWS = 64 * 1024
+READ_BLOCK = 16 << 20  # bytes per CSV/JSON block: large blocks make type inference see more rows
+
+_DECIMAL = re.compile(r"^decimal128\((\d+), ?(\d+)\)$")
+_TIMESTAMP = re.compile(r"^timestamp\[(s|ms|us|ns)\]$")
+
+
+def arrow_type(name: str) -> pa.DataType:
+    """The Arrow type of a job-file type name such as ``int64`` or ``decimal128(12,2)``."""
+    if m := _DECIMAL.match(name):
+        return pa.decimal128(int(m[1]), int(m[2]))
+    if m := _TIMESTAMP.match(name):
+        return pa.timestamp(m[1])
+    return {"string": pa.string(), "binary": pa.binary(), "date32": pa.date32(), "bool": pa.bool_()}.get(
+        name) or pa.type_for_alias(name)
+
+
+def arrow_schema(types: dict[str, str] | None) -> dict[str, pa.DataType] | None:
+    return {col: arrow_type(t) for col, t in types.items()} if types else None
+
+
+def plain_type(t: pa.DataType) -> pa.DataType:
+    """The type every format can carry: view and dictionary types become their plain equivalents."""
+    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_dictionary(t):
+        return plain_type(t.value_type)
+    return t
+
+
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, plain_type(f.type), f.nullable) for f in schema])
+
+
+class BatchWriter(Protocol):
+    def write(self, batch: pa.RecordBatch) -> None: ...
+    def close(self) -> None: ...
+
+
+class _ParquetWriter:
+    def __init__(self, path: str, schema: pa.Schema):
+        self._writer = pq.ParquetWriter(path, schema, compression="snappy")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch, row_group_size=1 << 20)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class _CsvWriter:
+    def __init__(self, path: str, schema: pa.Schema):
+        self._writer = pacsv.CSVWriter(path, schema, write_options=pacsv.WriteOptions(quoting_style="needed"))
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _json_ready(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Decimals as numbers, dates and times as ISO strings: what every JSON parser reads."""
+    columns = []
+    for column in batch.columns:
+        t = column.type
+        if pa.types.is_decimal(t):
+            column = column.cast(pa.float64())
+        elif pa.types.is_temporal(t):
+            column = column.cast(pa.string())
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
+class _JsonLinesWriter:
+    def __init__(self, path: str, schema: pa.Schema):
+        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            text = _json_ready(batch).to_pandas().to_json(orient="records", lines=True, force_ascii=False)
+            self._file.write(text if text.endswith("\n") else text + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def open_writer(path: str, fmt: str, schema: pa.Schema) -> BatchWriter:
+    """A writer of record batches into ``path`` in the program format ``fmt``."""
+    return {"parquet": _ParquetWriter, "csv": _CsvWriter, "jsonl": _JsonLinesWriter}[fmt](path, schema)
+
+
+def read_batches(path: str, fmt: str, types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream the record batches of a program output file; ``types`` fixes CSV/JSON column types."""
+    if fmt == "parquet":
+        with pq.ParquetFile(path) as f:
+            yield from f.iter_batches(batch_size=BATCH_ROWS)
+        return
+    if os.path.getsize(path) == 0:
+        return
+    if fmt == "csv":
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=READ_BLOCK),
+            convert_options=pacsv.ConvertOptions(column_types=types or {}),
+        )
+    else:
+        schema = pa.schema(list(types.items())) if types else None
+        reader = pajson.open_json(
+            path,
+            read_options=pajson.ReadOptions(block_size=READ_BLOCK),
+            parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
+        )
+    yield from reader

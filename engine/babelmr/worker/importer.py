@@ -1,0 +1,210 @@
+"""Import a task's inputs from the store to its working directory, in the program's format.
+
+Only the requested columns and row groups are read; many objects are read in parallel threads and
+their record batches stream through a bounded queue into one local file per input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from babelmr.errors import InputError
+from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
+from babelmr.store import filesystem_for
+from babelmr.worker.formats import BATCH_ROWS, EXTENSIONS, READ_BLOCK, arrow_schema, open_writer, plain_schema
+
+READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))
+QUEUE_BATCHES = 16
+
+
+@dataclass
+class ImportedInput:
+    name: str
+    path: str
+    rows: int
+    bytes: int
+    files: int
+
+
+def input_paths(spec_inputs: list[TaskInput], workdir: str, fmt: str) -> dict[str, str]:
+    """Where each input goes: ``in.<ext>`` for a single input, ``in_<name>.<ext>`` for several."""
+    ext = EXTENSIONS[fmt]
+    if len(spec_inputs) == 1:
+        return {spec_inputs[0].name: os.path.join(workdir, f"in.{ext}")}
+    return {i.name: os.path.join(workdir, f"in_{i.name}.{ext}") for i in spec_inputs}
+
+
+def partition_row_groups(metadata: pq.FileMetaData, partition: int, uri: str) -> list[int]:
+    """The row groups of an exported file that hold ``partition``, from the exporter's index."""
+    kv = metadata.metadata or {}
+    if PARTITION_INDEX_KEY not in kv:
+        raise InputError(f"{uri} has no babelmr partition index: it was not written by babelmr's exporter")
+    index = json.loads(kv[PARTITION_INDEX_KEY])
+    groups = index["row_groups"]
+    if partition >= len(groups):
+        raise InputError(f"{uri} has {len(groups)} partitions; partition {partition} was asked for")
+    return groups[partition]
+
+
+class _ParquetSource:
+    """One Parquet file, opened, with the row groups and columns to read."""
+
+    def __init__(self, inp: TaskInput, piece: FileSlice):
+        self.uri = piece.uri
+        fs, path = filesystem_for(piece.uri)
+        try:
+            self.file = pq.ParquetFile(fs.open_input_file(path), pre_buffer=True)
+        except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
+            raise InputError(f"input {inp.name!r}: cannot read Parquet file {piece.uri}: {e}") from None
+        schema = self.file.schema_arrow
+        if inp.columns:
+            missing = [c for c in inp.columns if c not in schema.names]
+            if missing:
+                raise InputError(f"input {inp.name!r}: {piece.uri} has no column(s) {missing}; "
+                                 f"it has {schema.names}: fix 'columns' in the job file")
+            schema = pa.schema([schema.field(c) for c in inp.columns])
+        self.schema = schema
+        self.columns = inp.columns
+        if inp.kind == "stage":
+            self.row_groups = partition_row_groups(self.file.metadata, inp.partition or 0, piece.uri)
+        elif piece.row_groups is not None:
+            bad = [g for g in piece.row_groups if g >= self.file.num_row_groups]
+            if bad:
+                raise InputError(f"input {inp.name!r}: {piece.uri} has {self.file.num_row_groups} row groups; "
+                                 f"row_groups {bad} do not exist")
+            self.row_groups = piece.row_groups
+        else:
+            self.row_groups = list(range(self.file.num_row_groups))
+
+    @property
+    def empty(self) -> bool:
+        return not self.row_groups
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        if self.row_groups:
+            yield from self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=self.row_groups,
+                                              columns=self.columns)
+
+
+def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None):
+    fs, path = filesystem_for(piece.uri)
+    opts = inp.csv
+    names = opts.get("column_names")
+    try:
+        return pacsv.open_csv(
+            fs.open_input_stream(path, compression="detect"),
+            read_options=pacsv.ReadOptions(block_size=READ_BLOCK, column_names=names,
+                                           skip_rows=1 if names and opts.get("header", True) else 0,
+                                           autogenerate_column_names=not opts.get("header", True) and not names),
+            parse_options=pacsv.ParseOptions(delimiter=opts.get("delimiter", ",")),
+            convert_options=pacsv.ConvertOptions(column_types=types or {}, include_columns=inp.columns or []),
+        )
+    except pa.ArrowInvalid as e:
+        raise InputError(f"input {inp.name!r}: cannot read CSV file {piece.uri}: {e}") from None
+
+
+def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Batches of all sources, read by parallel threads through a bounded queue, cast to ``schema``."""
+    if len(sources) == 1:
+        for batch in sources[0]():
+            yield batch if batch.schema == schema else batch.cast(schema)
+        return
+    q: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+    stop = threading.Event()
+    done = object()
+
+    def read(source: Callable[[], Iterator[pa.RecordBatch]]) -> None:
+        try:
+            for batch in source():
+                if stop.is_set():
+                    return
+                q.put(batch if batch.schema == schema else batch.cast(schema))
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            q.put(e)
+        finally:
+            q.put(done)
+
+    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(sources))) as pool:
+        for source in sources:
+            pool.submit(read, source)
+        finished = 0
+        try:
+            while finished < len(sources):
+                item = q.get()
+                if item is done:
+                    finished += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+            while finished < len(sources):  # unblock readers waiting on a full queue
+                if q.get() is done:
+                    finished += 1
+
+
+def _parquet_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa.RecordBatch]]]]:
+    with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
+        opened = list(pool.map(lambda piece: _ParquetSource(inp, piece), inp.files))
+    with_rows = [s for s in opened if not s.empty] or opened
+    try:
+        schema = pa.unify_schemas([plain_schema(s.schema) for s in with_rows], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise InputError(f"input {inp.name!r}: its files have incompatible schemas: {e}") from None
+    if inp.columns:
+        schema = pa.schema([schema.field(c) for c in inp.columns])
+    return schema, [s.batches for s in opened if not s.empty]
+
+
+def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa.RecordBatch]]]]:
+    declared = arrow_schema(inp.csv.get("schema"))
+    first = _csv_reader(inp, inp.files[0], declared)
+    schema = plain_schema(first.schema)
+    types = dict(zip(schema.names, schema.types, strict=True))
+    sources: list[Callable[[], Iterator[pa.RecordBatch]]] = [lambda: iter(first)]
+    for piece in inp.files[1:]:
+        sources.append(lambda piece=piece: iter(_csv_reader(inp, piece, types)))
+    return schema, sources
+
+
+def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
+    """Write one input into ``path`` in format ``fmt``; returns rows and bytes written."""
+    if not inp.files:
+        schema, sources = pa.schema([]), []
+    elif inp.format == "parquet":
+        schema, sources = _parquet_input(inp)
+    else:
+        schema, sources = _csv_input(inp)
+    rows = 0
+    writer = open_writer(path, fmt, schema)
+    try:
+        if sources:
+            for batch in _pump(sources, schema):
+                rows += batch.num_rows
+                writer.write(batch)
+    except pa.ArrowInvalid as e:
+        hint = " (declare the column types in the input's csv.schema)" if inp.format == "csv" else ""
+        raise InputError(f"input {inp.name!r} from {inp.source}: {e}{hint}") from None
+    finally:
+        writer.close()
+    return ImportedInput(inp.name, path, rows, os.path.getsize(path), len(inp.files))
+
+
+def import_inputs(inputs: list[TaskInput], workdir: str, fmt: str) -> tuple[list[ImportedInput], float]:
+    """Import every input of a task; returns what was written and the seconds it took."""
+    start = time.perf_counter()
+    paths = input_paths(inputs, workdir, fmt)
+    imported = [import_input(inp, paths[inp.name], fmt) for inp in inputs]
+    return imported, time.perf_counter() - start

@@ -1,0 +1,191 @@
+"""One task attempt, end to end: import -> run the program -> export -> commit.
+
+Commit protocol (docs/commit-protocol.md): the attempt writes its output under an attempt-specific
+key, then creates the task's commit record only if none exists. The first attempt to do so wins;
+a later duplicate deletes its own output. Downstream stages read only committed files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import secrets
+import shutil
+import time
+from typing import Any
+
+import pyarrow as pa
+
+from babelmr.errors import BabelMRError, InputError, TaskError
+from babelmr.spec import TaskResult, TaskSpec
+from babelmr.store import layout, open_store
+from babelmr.store.base import Store
+from babelmr.worker.exporter import export_partitions
+from babelmr.worker.formats import EXTENSIONS, arrow_schema, read_batches
+from babelmr.worker.importer import import_inputs
+from babelmr.worker.program import run_program, stderr_tail
+
+
+def program_env(spec: TaskSpec, workdir: str, paths: dict[str, str], output: str) -> dict[str, str]:
+    """The program's environment: ours, the job's ``env``, then the ``MR_*`` variables."""
+    env = dict(os.environ)
+    env.update(spec.env)
+    env.update({
+        "MR_MODE": spec.mode or "",
+        "MR_JOB": spec.job,
+        "MR_RUN_ID": spec.run_id,
+        "MR_STAGE": spec.stage,
+        "MR_TASK": str(spec.task),
+        "MR_ATTEMPT": str(spec.attempt),
+        "MR_FORMAT": spec.program_format,
+        "MR_INPUTS": json.dumps(paths),
+        "MR_OUTPUT": output,
+        "MR_WORKDIR": workdir,
+        "MR_KEY": ",".join(spec.key or []),
+        "MR_PARTITIONS": str(spec.partitions),
+    })
+    if len(paths) == 1:
+        env["MR_INPUT"] = next(iter(paths.values()))
+    else:
+        env.pop("MR_INPUT", None)
+    partition = next((i.partition for i in spec.inputs if i.kind == "stage"), None)
+    if partition is not None:
+        env["MR_PARTITION"] = str(partition)
+    return env
+
+
+def _failure(spec: TaskSpec, what: str, stderr_path: str | None) -> str:
+    tail = stderr_tail(stderr_path) if stderr_path else ""
+    shown = f"\n--- last lines of the program's stderr ---\n{tail}" if tail else ""
+    return f"{spec.label}: {what}{shown}"
+
+
+def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
+    """The program's output as (schema, batches), checked for the key columns."""
+    if not os.path.exists(output):
+        raise TaskError(_failure(spec, f"the program exited 0 but wrote no output file {os.path.basename(output)} "
+                                       "(write it to the path in $MR_OUTPUT)", stderr_path), retryable=False)
+    types = arrow_schema(spec.schema)
+    batches = read_batches(output, spec.program_format, types)
+    try:
+        first = next(batches, None)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise TaskError(_failure(spec, f"cannot read the program's output {os.path.basename(output)} as "
+                                       f"{spec.program_format}: {e}", stderr_path), retryable=False) from None
+    if first is None:
+        schema = pa.schema(list(types.items())) if types else pa.schema([])
+        if spec.key and not all(k in schema.names for k in spec.key):
+            schema = pa.schema([*schema, *((k, pa.string()) for k in spec.key if k not in schema.names)])
+        return schema, iter(())
+    schema = first.schema
+    if types:
+        schema = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in schema])
+    missing = [k for k in spec.key or [] if k not in schema.names]
+    if missing:
+        raise TaskError(_failure(spec, f"the program's output has no key column(s) {missing}; it has "
+                                       f"{schema.names}: write them, or fix the stage's 'key'", stderr_path),
+                        retryable=False)
+
+    def all_batches():
+        yield first
+        try:
+            yield from batches
+        except pa.ArrowInvalid as e:
+            raise TaskError(_failure(spec, f"cannot read the program's output: {e} (declare column types with "
+                                           "the stage's 'schema')", stderr_path), retryable=False) from None
+
+    return schema, all_batches()
+
+
+def _upload_logs(store: Store, spec: TaskSpec, stdout_path: str, stderr_path: str) -> None:
+    for stream, path in (("stdout", stdout_path), ("stderr", stderr_path)):
+        if os.path.exists(path) and os.path.getsize(path):
+            store.upload_file(path, layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, stream))
+
+
+def execute(spec: TaskSpec, workdir: str) -> TaskResult:
+    """Run the attempt in ``workdir`` (which it may fill) and commit its output to the store."""
+    stats: dict[str, Any] = {"started_at": time.time()}
+    store = open_store(spec.store)
+    log_dir = os.path.join(workdir, ".babelmr")
+    os.makedirs(log_dir, exist_ok=True)
+
+    imported, stats["import_seconds"] = import_inputs(spec.inputs, workdir, spec.program_format)
+    stats["rows_in"] = sum(i.rows for i in imported)
+    stats["bytes_in"] = sum(i.bytes for i in imported)
+    paths = {i.name: i.path for i in imported}
+    output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
+
+    if not spec.command:
+        raise TaskError(f"{spec.label}: no command to run: set the stage's 'command' or MR_CMD in the image",
+                        retryable=False)
+    run = run_program(spec.command, spec.mode, shell=spec.shell, env=program_env(spec, workdir, paths, output),
+                      workdir=workdir, log_dir=log_dir, timeout=spec.timeout, label=spec.label)
+    stats.update(program_seconds=run.seconds, program_peak_rss_bytes=run.peak_rss_bytes, counters=run.counters)
+    try:
+        if run.timed_out:
+            raise TaskError(_failure(spec, f"the program ran longer than the stage's timeout of {spec.timeout:g} s "
+                                           "and was killed", run.stderr_path))
+        if run.exit_code != 0:
+            raise TaskError(_failure(spec, f"the program {' '.join(run.argv)!r} exited with code {run.exit_code}",
+                                     run.stderr_path))
+
+        start = time.perf_counter()
+        schema, batches = _output_batches(spec, output, run.stderr_path)
+        key = layout.attempt_data(spec.run_id, spec.stage, spec.task, spec.attempt, secrets.token_hex(4))
+        try:
+            index = export_partitions(batches, schema, store.open_output(key), spec.key, spec.partitions)
+            size = store.filesystem.get_file_info(store.path(key)).size or 0
+        except BaseException:
+            store.delete([key])
+            raise
+        stats.update(export_seconds=time.perf_counter() - start, rows_out=sum(index["rows"]), bytes_out=size)
+
+        commit = {"task": spec.task, "attempt": spec.attempt, "file": key, "uri": store.uri_for(key),
+                  "rows": sum(index["rows"]), "bytes": size, "partition_rows": index["rows"],
+                  "schema": schema.to_string(show_schema_metadata=False), "committed_at": time.time()}
+        if not store.put_if_absent(layout.commit_record(spec.run_id, spec.stage, spec.task),
+                                   json.dumps(commit).encode()):
+            store.delete([key])  # another attempt of this task committed first
+            return TaskResult("duplicate", spec.stage, spec.task, spec.attempt, stats=_finish(stats))
+        return TaskResult("ok", spec.stage, spec.task, spec.attempt, commit=commit, stats=_finish(stats))
+    finally:
+        _upload_logs(store, spec, run.stdout_path, run.stderr_path)
+
+
+def _finish(stats: dict[str, Any]) -> dict[str, Any]:
+    stats["finished_at"] = time.time()
+    stats["engine_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return stats
+
+
+def run_task(spec: TaskSpec, workdir: str, *, keep_workdir: bool = False) -> TaskResult:
+    """Run one attempt and never raise: errors come back as a ``TaskResult`` with status ``error``."""
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        return execute(spec, workdir)
+    except TaskError as e:
+        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=str(e), retryable=e.retryable)
+    except InputError as e:
+        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: {e}", retryable=False)
+    except BabelMRError as e:
+        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: {e}")
+    except Exception as e:
+        return TaskResult("error", spec.stage, spec.task, spec.attempt,
+                          error=f"{spec.label}: {type(e).__name__}: {e}")
+    finally:
+        if not keep_workdir:
+            _clean(workdir)
+
+
+def _clean(workdir: str) -> None:
+    """Empty the working directory (in a container it is /tmp itself, so keep the folder)."""
+    for name in os.listdir(workdir):
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
