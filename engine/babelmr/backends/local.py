@@ -14,9 +14,27 @@ from babelmr.backends.base import Backend
 from babelmr.spec import TaskResult, TaskSpec
 
 
-def _run_in_worker(spec_json: str, workdir_root: str) -> dict:
+def aws_environment() -> dict[str, str]:
+    """The AWS settings (endpoint, region, credentials) of this process, for its workers."""
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+def _sync_environment(aws_env: dict[str, str]) -> None:
+    """Pool workers outlive environment changes in the coordinator: adopt its current AWS settings."""
+    if aws_env == aws_environment():
+        return
+    for k in aws_environment():
+        os.environ.pop(k, None)
+    os.environ.update(aws_env)
+    from babelmr.store.s3 import reset_clients
+
+    reset_clients()
+
+
+def _run_in_worker(spec_json: str, workdir_root: str, aws_env: dict[str, str]) -> dict:
     from babelmr.worker.task import run_task
 
+    _sync_environment(aws_env)
     spec = TaskSpec.from_json(spec_json)
     workdir = tempfile.mkdtemp(prefix=f"{spec.stage}-t{spec.task}-a{spec.attempt}-", dir=workdir_root)
     try:
@@ -47,7 +65,7 @@ class LocalBackend(Backend):
     def run_task(self, spec: TaskSpec) -> TaskResult:
         pool = self._get_pool()
         try:
-            return TaskResult.from_dict(pool.submit(_run_in_worker, spec.to_json(), self._root).result())
+            return TaskResult.from_dict(pool.submit(_run_in_worker, spec.to_json(), self._root, aws_environment()).result())
         except BrokenProcessPool:
             with self._lock:  # the next attempt gets a fresh pool
                 if self._pool is pool:

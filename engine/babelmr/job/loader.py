@@ -75,7 +75,7 @@ def _hint(error: jsonschema.ValidationError) -> str:
     if v in ("minimum", "exclusiveMinimum", "maximum"):
         return error.message
     if v == "oneOf":
-        return f"{json.dumps(value)[:60]} has the wrong form: {error.schema.get('description', error.message)}"
+        return f"{json.dumps(value)[:60]} is not valid: {error.schema.get('description', error.message)}"
     return error.message
 
 

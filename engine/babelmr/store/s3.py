@@ -42,6 +42,12 @@ def s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+def reset_clients() -> None:
+    """Forget cached clients, e.g. after the AWS environment changed."""
+    s3_client.cache_clear()
+    s3_filesystem.cache_clear()
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
     parsed = urlparse(uri)
