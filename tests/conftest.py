@@ -15,9 +15,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from s3server import SeaweedS3  # noqa: E402
-
-from babelmr.store.s3 import reset_clients  # noqa: E402
+from babelmr.store.s3 import reset_clients
+from s3server import SeaweedS3
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "babelmr-test"

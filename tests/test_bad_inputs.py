@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import write_job, write_program
 
 from babelmr.cli import main
 from babelmr.store import layout, open_store
+from conftest import write_job, write_program
 
 # A map program whose misbehaviour is chosen by the environment.
 PROGRAM = """

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_job
 
 from babelmr.errors import JobFileError
 from babelmr.job import ExternalInput, StageInput, job_schema, load_job, validate_job_data
+from conftest import write_job
 
 GOOD = {
     "name": "wc",

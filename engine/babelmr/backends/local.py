@@ -65,7 +65,8 @@ class LocalBackend(Backend):
     def run_task(self, spec: TaskSpec) -> TaskResult:
         pool = self._get_pool()
         try:
-            return TaskResult.from_dict(pool.submit(_run_in_worker, spec.to_json(), self._root, aws_environment()).result())
+            future = pool.submit(_run_in_worker, spec.to_json(), self._root, aws_environment())
+            return TaskResult.from_dict(future.result())
         except BrokenProcessPool:
             with self._lock:  # the next attempt gets a fresh pool
                 if self._pool is pool:

@@ -1,0 +1,5 @@
+"""``python -m babelmr`` runs the CLI."""
+
+from babelmr.cli import main
+
+main()
