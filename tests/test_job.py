@@ -31,7 +31,7 @@ def test_valid_job_loads_with_defaults_and_resolved_paths(tmp_path: Path) -> Non
     (text,) = map_stage.inputs
     assert isinstance(text, ExternalInput)
     assert text.uri == str(tmp_path / "data/*.csv")
-    assert map_stage.command == ("python3", f"{tmp_path}/wc.py")
+    assert map_stage.command == ("python3", "{job_dir}/wc.py")  # resolved by the worker
     assert map_stage.split.bytes_per_task == 64_000_000
     assert map_stage.retries == 2 and reduce_stage.retries == 0
     assert isinstance(reduce_stage.inputs[0], StageInput)

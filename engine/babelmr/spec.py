@@ -56,6 +56,7 @@ class TaskSpec:
     partitions: int = 1
     timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)
+    job_dir: str = ""  # the job file's folder: what '{job_dir}' in the command means outside an image
 
     @property
     def label(self) -> str:

@@ -151,7 +151,7 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
             command=list(stage.command) if stage.command else None, mode=stage.mode, shell=stage.shell,
             program_format=stage.program_format, schema=stage.schema,
             key=list(stage.key) if stage.key else None, partitions=stage.partitions,
-            timeout=stage.timeout, env={**job.env, **stage.env},
+            timeout=stage.timeout, env={**job.env, **stage.env}, job_dir=job.directory,
         ))
     return StagePlan(stage, tasks, resolved)
 

@@ -184,11 +184,11 @@ def _resolve_uri(uri: str, base: str) -> str:
     return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
 
 
-def _command(value: str | list[str] | None, job_dir: str) -> tuple[str, ...] | None:
+def _command(value: str | list[str] | None) -> tuple[str, ...] | None:
+    # '{job_dir}' stays: the worker resolves it (the job's folder locally, BABELMR_JOB_DIR in an image).
     if value is None:
         return None
-    parts = shlex.split(value) if isinstance(value, str) else list(value)
-    return tuple(p.replace("{job_dir}", job_dir) for p in parts)
+    return tuple(shlex.split(value) if isinstance(value, str) else value)
 
 
 def _input(d: dict[str, Any], job_dir: str) -> Input:
@@ -217,7 +217,7 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
     return Stage(
         name=d["name"],
         inputs=tuple(_input(i, job_dir) for i in d["inputs"]),
-        command=_command(d.get("command"), job_dir),
+        command=_command(d.get("command")),
         shell=d.get("shell", False),
         image=d.get("image"),
         mode=d.get("mode"),

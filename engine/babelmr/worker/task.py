@@ -12,6 +12,7 @@ import json
 import os
 import resource
 import secrets
+import shlex
 import shutil
 import time
 from typing import Any
@@ -26,6 +27,8 @@ from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, read_batches
 from babelmr.worker.importer import import_inputs
 from babelmr.worker.program import run_program, stderr_tail
+
+JOB_DIR_ENV = "BABELMR_JOB_DIR"  # set in images: where the image keeps the job's folder (COPY . /opt/job)
 
 
 def program_env(spec: TaskSpec, workdir: str, paths: dict[str, str], output: str) -> dict[str, str]:
@@ -54,6 +57,19 @@ def program_env(spec: TaskSpec, workdir: str, paths: dict[str, str], output: str
     if partition is not None:
         env["MR_PARTITION"] = str(partition)
     return env
+
+
+def program_command(spec: TaskSpec) -> list[str]:
+    """The stage's command, else the image's ``MR_CMD``; ``{job_dir}`` resolved where the task runs."""
+    if spec.command:
+        command = list(spec.command)
+    elif os.environ.get("MR_CMD"):
+        command = shlex.split(os.environ["MR_CMD"])
+    else:
+        raise TaskError(f"{spec.label}: no command to run: give the stage a 'command' (the local backend needs "
+                        "one), or build its image with ENV MR_CMD", retryable=False)
+    job_dir = os.environ.get(JOB_DIR_ENV) or spec.job_dir
+    return [part.replace("{job_dir}", job_dir) for part in command]
 
 
 def _failure(spec: TaskSpec, what: str, stderr_path: str | None) -> str:
@@ -118,10 +134,7 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
     paths = {i.name: i.path for i in imported}
     output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
 
-    if not spec.command:
-        raise TaskError(f"{spec.label}: no command to run: set the stage's 'command' or MR_CMD in the image",
-                        retryable=False)
-    run = run_program(spec.command, spec.mode, shell=spec.shell, env=program_env(spec, workdir, paths, output),
+    run = run_program(program_command(spec), spec.mode, shell=spec.shell, env=program_env(spec, workdir, paths, output),
                       workdir=workdir, log_dir=log_dir, timeout=spec.timeout, label=spec.label)
     stats.update(program_seconds=run.seconds, program_peak_rss_bytes=run.peak_rss_bytes, counters=run.counters)
     try:
@@ -164,6 +177,7 @@ def _finish(stats: dict[str, Any]) -> dict[str, Any]:
 def run_task(spec: TaskSpec, workdir: str, *, keep_workdir: bool = False) -> TaskResult:
     """Run one attempt and never raise: errors come back as a ``TaskResult`` with status ``error``."""
     os.makedirs(workdir, exist_ok=True)
+    before = set(os.listdir(workdir))
     try:
         return execute(spec, workdir)
     except TaskError as e:
@@ -177,12 +191,12 @@ def run_task(spec: TaskSpec, workdir: str, *, keep_workdir: bool = False) -> Tas
                           error=f"{spec.label}: {type(e).__name__}: {e}")
     finally:
         if not keep_workdir:
-            _clean(workdir)
+            _clean(workdir, before)
 
 
-def _clean(workdir: str) -> None:
-    """Empty the working directory (in a container it is /tmp itself, so keep the folder)."""
-    for name in os.listdir(workdir):
+def _clean(workdir: str, keep: set[str]) -> None:
+    """Remove what the attempt created (in a container the working directory is /tmp itself)."""
+    for name in set(os.listdir(workdir)) - keep:
         path = os.path.join(workdir, name)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
