@@ -167,3 +167,30 @@ def show(run_id: str, store: str, as_json: bool) -> None:
         out.print(f"output of stage {record['output']['stage']!r}:")
         for f in record["output"]["files"]:
             out.print(f"  {f}", markup=False, highlight=False)
+
+
+@main.group()
+def image() -> None:
+    """Build container images: the babelmr base image and your job's image (needs a Docker engine)."""
+
+
+@image.command("base")
+@click.option("--tag", "-t", default="babelmr-base:latest", show_default=True, help="Name of the base image.")
+def image_base(tag: str) -> None:
+    """Build the base image (engine, Python, pyarrow, pandas, Lambda runtime) from this checkout's Dockerfile."""
+    from babelmr.images import build_base_image
+
+    report = build_base_image(tag=tag)
+    err.print(f"[green]built[/] {report.describe()}", highlight=False)
+
+
+@image.command("build")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--tag", "-t", help="Name of the image (default: babelmr-<folder>:latest).")
+def image_build(directory: str, tag: str | None) -> None:
+    """Build a job's image from DIRECTORY/Dockerfile (FROM babelmr-base:latest; built first if missing)."""
+    from babelmr.images import build_image
+
+    report = build_image(directory, tag)
+    err.print(f"[green]built[/] {report.describe()}", highlight=False)
+    err.print(f"use it in a job: \"image\": \"{report.tag}\" (with --backend docker)", markup=False)

@@ -33,5 +33,9 @@ class TaskError(BabelMRError):
         super().__init__(message)
 
 
+class ImageError(BabelMRError):
+    """A container image cannot be built or found: no Docker engine, a failed build, a missing Dockerfile."""
+
+
 class JobFailed(BabelMRError):
     """A stage could not complete: a task failed on every attempt."""

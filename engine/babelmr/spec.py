@@ -57,6 +57,8 @@ class TaskSpec:
     timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)
     job_dir: str = ""  # the job file's folder: what '{job_dir}' in the command means outside an image
+    image: str | None = None  # container backends: the image to run
+    memory: int | None = None  # container backends: bytes of memory for the task
 
     @property
     def label(self) -> str:

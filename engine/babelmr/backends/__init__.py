@@ -8,7 +8,7 @@ from __future__ import annotations
 from babelmr.backends.base import Backend
 from babelmr.errors import BabelMRError
 
-BACKENDS = ("local",)
+BACKENDS = ("local", "docker", "lambda")
 
 
 def get_backend(name: str, *, concurrency: int | None = None) -> Backend:
@@ -17,6 +17,10 @@ def get_backend(name: str, *, concurrency: int | None = None) -> Backend:
         from babelmr.backends.local import LocalBackend
 
         return LocalBackend(concurrency=concurrency)
+    if name == "docker":
+        from babelmr.backends.docker import DockerBackend
+
+        return DockerBackend(concurrency=concurrency)
     raise BabelMRError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
 
 

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
+from babelmr.store.base import Store
 
 
 class Backend(ABC):
@@ -22,7 +23,7 @@ class Backend(ABC):
         """How many tasks run at once unless the job or the command line says otherwise."""
         return os.cpu_count() or 1
 
-    def prepare(self, job: Job) -> None:  # noqa: B027 - optional hook
+    def prepare(self, job: Job, store: Store, run_id: str) -> None:  # noqa: B027 - optional hook
         """Get ready to run ``job`` (check images, start pools); called once before the first stage."""
 
     def stage_concurrency(self, stage: Stage) -> int:

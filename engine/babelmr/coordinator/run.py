@@ -150,7 +150,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
     write_record(store, record)
     upstream: dict[str, StageOutput] = {}
     try:
-        backend.prepare(job)
+        backend.prepare(job, store, run_id)
         for stage in job.stages:
             started = time.perf_counter()
             plan = plan_stage(job, stage, run_id, store.uri, upstream)

@@ -184,11 +184,13 @@ def _resolve_uri(uri: str, base: str) -> str:
     return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
 
 
-def _command(value: str | list[str] | None) -> tuple[str, ...] | None:
+def _command(value: str | list[str] | None, shell: bool) -> tuple[str, ...] | None:
     # '{job_dir}' stays: the worker resolves it (the job's folder locally, BABELMR_JOB_DIR in an image).
     if value is None:
         return None
-    return tuple(shlex.split(value) if isinstance(value, str) else value)
+    if isinstance(value, str):
+        return (value,) if shell else tuple(shlex.split(value))  # a shell gets the string as written
+    return tuple(value)
 
 
 def _input(d: dict[str, Any], job_dir: str) -> Input:
@@ -217,7 +219,7 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
     return Stage(
         name=d["name"],
         inputs=tuple(_input(i, job_dir) for i in d["inputs"]),
-        command=_command(d.get("command")),
+        command=_command(d.get("command"), d.get("shell", False)),
         shell=d.get("shell", False),
         image=d.get("image"),
         mode=d.get("mode"),

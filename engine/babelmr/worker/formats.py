@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
 from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -76,27 +79,58 @@ class _CsvWriter:
         self._writer.close()
 
 
-def _json_ready(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Decimals as numbers, dates and times as ISO strings: what every JSON parser reads."""
-    columns = []
-    for column in batch.columns:
-        t = column.type
-        if pa.types.is_decimal(t):
-            column = column.cast(pa.float64())
-        elif pa.types.is_temporal(t):
-            column = column.cast(pa.string())
-        columns.append(column)
-    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+_JSON_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"),
+                 ("\b", "\\b"), ("\f", "\\f")]
+
+
+def _json_string(column: pa.Array) -> pa.Array:
+    """JSON string literals (quoted, escaped) of a string column."""
+    for raw, escaped in _JSON_ESCAPES:
+        column = pc.replace_substring(column, raw, escaped)
+    if pc.any(pc.match_substring_regex(column, "[\\x00-\\x1f]")).as_py():
+        for code in [c for c in range(32) if chr(c) not in "\n\r\t\b\f"]:
+            column = pc.replace_substring(column, chr(code), f"\\u{code:04x}")
+    return pc.binary_join_element_wise('"', column, '"', "")
+
+
+def _json_values(column: pa.Array) -> pa.Array:
+    """The JSON text of each value: exact numbers (shortest round-trip floats), ISO dates, null."""
+    t = column.type
+    if pa.types.is_boolean(t) or pa.types.is_integer(t):
+        text = column.cast(pa.string())
+    elif pa.types.is_floating(t) or pa.types.is_decimal(t):
+        floats = column.cast(pa.float64())
+        finite = pc.is_finite(floats)  # JSON has no NaN or infinity: they become null
+        text = pc.if_else(finite, column.cast(pa.string()) if pa.types.is_decimal(t) else floats.cast(pa.string()),
+                          pa.scalar(None, pa.string()))
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        text = _json_string(column.cast(pa.string()))
+    elif pa.types.is_temporal(t):
+        text = pc.binary_join_element_wise('"', column.cast(pa.string()), '"', "")
+    else:
+        raise TypeError(f"column type {t} cannot be written as JSON Lines: use parquet as program_format")
+    return pc.fill_null(text, "null")
 
 
 class _JsonLinesWriter:
+    """One JSON object per line, built column-wise in Arrow (no per-row Python work)."""
+
     def __init__(self, path: str, schema: pa.Schema):
-        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._keys = [json.dumps(name) + ":" for name in schema.names]
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows:
-            text = _json_ready(batch).to_pandas().to_json(orient="records", lines=True, force_ascii=False)
-            self._file.write(text if text.endswith("\n") else text + "\n")
+        if not batch.num_rows:
+            return
+        if not self._keys:
+            self._file.write(b"{}\n" * batch.num_rows)
+            return
+        pieces: list[pa.Array | str] = []
+        for i, (key, column) in enumerate(zip(self._keys, batch.columns, strict=True)):
+            pieces += [("{" if i == 0 else ",") + key, _json_values(column)]
+        lines = pc.binary_join_element_wise(*pieces, "}\n", "")
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset:lines.offset + len(lines) + 1]
+        self._file.write(memoryview(lines.buffers()[2])[offsets[0]:offsets[-1]])
 
     def close(self) -> None:
         self._file.close()
@@ -119,6 +153,7 @@ def read_batches(path: str, fmt: str, types: dict[str, pa.DataType] | None = Non
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=READ_BLOCK),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types=types or {}),
         )
     else:

@@ -107,7 +107,7 @@ def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] 
             read_options=pacsv.ReadOptions(block_size=READ_BLOCK, column_names=names,
                                            skip_rows=1 if names and opts.get("header", True) else 0,
                                            autogenerate_column_names=not opts.get("header", True) and not names),
-            parse_options=pacsv.ParseOptions(delimiter=opts.get("delimiter", ",")),
+            parse_options=pacsv.ParseOptions(delimiter=opts.get("delimiter", ","), newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types=types or {}, include_columns=inp.columns or []),
         )
     except pa.ArrowInvalid as e:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from babelmr.errors import TaskError
 
 COUNTER_PREFIX = "reporter:counter:"
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 TAIL_LINES = 20
 
 
@@ -67,6 +68,45 @@ def read_counters(path: str) -> dict[str, int]:
     return counters
 
 
+SAMPLE_SECONDS = 0.05
+
+
+def _session_rss(sid: int) -> int:
+    """Bytes resident in all processes of session ``sid`` (the program and everything it started)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # fields after "(comm)": state ppid pgrp session ... rss is the 22nd
+            total += int(fields[21]) * PAGE_SIZE
+    return total
+
+
+class _PeakSampler(threading.Thread):
+    """Samples the program's resident memory until stopped; ``peak`` is the highest sample.
+
+    (``wait4``'s ru_maxrss would count the Python worker's memory at fork time as the program's.)
+    """
+
+    def __init__(self, sid: int):
+        super().__init__(daemon=True)
+        self.sid, self.peak = sid, 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.peak = max(self.peak, _session_rss(self.sid))
+
+    def stop(self) -> int:
+        self._stop.set()
+        return self.peak
+
+
 def run_program(command: list[str], mode: str | None, *, shell: bool, env: dict[str, str], workdir: str,
                 log_dir: str, timeout: float | None, label: str) -> ProgramRun:
     """Run the program to completion (or until ``timeout``) and report how it went."""
@@ -93,15 +133,18 @@ def run_program(command: list[str], mode: str | None, *, shell: bool, env: dict[
         timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
+        sampler = _PeakSampler(proc.pid)
+        sampler.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            _, status, _usage = os.wait4(proc.pid, 0)
         except BaseException:
             kill()
             proc.wait()
             raise
         finally:
+            peak = sampler.stop()
             if timer:
                 timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
-    return ProgramRun(argv, proc.returncode, time.perf_counter() - start, usage.ru_maxrss * 1024,
+    return ProgramRun(argv, proc.returncode, time.perf_counter() - start, peak,
                       timed_out.is_set(), stdout_path, stderr_path, read_counters(stderr_path))

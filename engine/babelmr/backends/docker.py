@@ -1,0 +1,113 @@
+"""Tasks in Docker containers of each stage's image: the same image that goes to Lambda."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import docker.errors
+import requests.exceptions
+
+from babelmr.backends.base import Backend
+from babelmr.backends.containers import (
+    BASE_IMAGE,
+    ContainerLimits,
+    aws_environment,
+    check_image,
+    container_options,
+    docker_client,
+    prepare_local_store,
+)
+from babelmr.job import Job
+from babelmr.spec import TaskResult, TaskSpec
+from babelmr.store import layout
+from babelmr.store.base import Store
+from babelmr.worker.__main__ import RESULT_MARKER, SPEC_ENV
+from babelmr.worker.program import TAIL_LINES
+
+WAIT_GRACE = 120  # seconds a container may outlive the program's timeout (import and export)
+
+
+def parse_result(stdout: str) -> dict | None:
+    """The `TaskResult` the worker printed as its last marked line, if any."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER):])
+    return None
+
+
+class DockerBackend(Backend):
+    """One container per task attempt; containers are always removed, also on failure and Ctrl-C."""
+
+    name = "docker"
+
+    def __init__(self, concurrency: int | None = None, limits: ContainerLimits | None = None):
+        super().__init__(concurrency)
+        self.limits = limits or ContainerLimits()
+        self._client = None
+        self._store: Store | None = None
+        self._run_id = ""
+        self._active: set[str] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def prepare(self, job: Job, store: Store, run_id: str) -> None:
+        self._client = docker_client(self.concurrency)
+        self._store, self._run_id = store, run_id
+        for stage in job.stages:
+            check_image(self._client, stage.image or BASE_IMAGE, stage.name)
+        prepare_local_store(store, layout.run_prefix(run_id))
+
+    def run_task(self, spec: TaskSpec) -> TaskResult:
+        assert self._client is not None and self._store is not None, "prepare() first"
+        if self._closed.is_set():
+            return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
+                              retryable=False)
+        options = container_options(spec, self._store, self.limits, {"babelmr.run": self._run_id})
+        env = {**aws_environment(), SPEC_ENV: spec.to_json()}
+        container = self._client.containers.run(environment=env, **options)
+        with self._lock:
+            self._active.add(container.id)
+        try:
+            timeout = spec.timeout + WAIT_GRACE if spec.timeout else None
+            try:
+                status = container.wait(timeout=timeout)
+            except requests.exceptions.ConnectionError:
+                container.kill()
+                return TaskResult("error", spec.stage, spec.task, spec.attempt,
+                                  error=f"{spec.label}: the container did not finish within {timeout:g} s")
+            stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
+            stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
+            self._store.write_bytes(layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, "container"),
+                                    (stdout + stderr).encode())
+            result = parse_result(stdout)
+            if result is not None:
+                return TaskResult.from_dict(result)
+            container.reload()
+            oom = container.attrs.get("State", {}).get("OOMKilled", False)
+            why = "it ran out of memory: give the stage more 'memory'" if oom else "it printed no result"
+            tail = "\n".join(stderr.splitlines()[-TAIL_LINES:])
+            return TaskResult("error", spec.stage, spec.task, spec.attempt,
+                              error=f"{spec.label}: the container exited with code {status.get('StatusCode')}: "
+                                    f"{why}\n--- last lines of the container's stderr ---\n{tail}")
+        except docker.errors.APIError as e:
+            return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: Docker: {e}")
+        finally:
+            self._remove(container.id)
+
+    def _remove(self, container_id: str) -> None:
+        try:
+            self._client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        finally:
+            with self._lock:
+                self._active.discard(container_id)
+
+    def close(self) -> None:
+        """Remove every container still running (Ctrl-C, a failed stage)."""
+        self._closed.set()
+        with self._lock:
+            active = list(self._active)
+        for container_id in active:
+            self._remove(container_id)
