@@ -18,6 +18,7 @@ from babelmr.backends import BACKENDS, get_backend
 from babelmr.errors import BabelMRError, JobFileError
 from babelmr.job import job_schema, load_job
 from babelmr.store import filesystem_for, list_input_files, open_store
+from babelmr.units import parse_size
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -54,15 +55,28 @@ def main() -> None:
               help="Where tasks run.")
 @click.option("--store", help="Override the job's store: a local folder or s3://bucket/prefix.")
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Tasks at once (default: cores).")
+@click.option("--memory", default="2GiB", show_default=True,
+              help="docker/lambda: memory per task unless the stage sets 'memory' (CPU share follows, as on Lambda).")
+@click.option("--ephemeral-storage", default="512MiB", show_default=True,
+              help="docker/lambda emulators: size of each task's /tmp, like Lambda's ephemeral storage.")
+@click.option("--emulators", type=click.IntRange(min=1),
+              help="lambda: start this many AWS Lambda emulator containers per image instead of calling AWS.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
-def run(job_file: str, backend: str, store: str | None, concurrency: int | None, as_json: bool) -> None:
+def run(job_file: str, backend: str, store: str | None, concurrency: int | None, memory: str,
+        ephemeral_storage: str, emulators: int | None, as_json: bool) -> None:
     """Validate JOB_FILE, run its stages and print where the result is."""
+    from babelmr.backends.containers import ContainerLimits
     from babelmr.coordinator.run import run_job
     from babelmr.report import RichProgress, summary_table
 
     job = load_job(job_file, store=store)
+    try:
+        limits = ContainerLimits(parse_size(memory), parse_size(ephemeral_storage))
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
     err.print(f"running [bold]{job.name}[/] ({len(job.stages)} stages) on backend {backend}, store {job.store}")
-    with get_backend(backend, concurrency=concurrency) as b, RichProgress(err) as progress:
+    with get_backend(backend, concurrency=concurrency, limits=limits, emulators=emulators) as b, \
+            RichProgress(err) as progress:
         try:
             record = run_job(job, b, progress=progress)
         except BabelMRError:

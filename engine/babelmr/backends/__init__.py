@@ -6,13 +6,15 @@ Each is a small class implementing `Backend`; `get_backend(name)` picks one.
 from __future__ import annotations
 
 from babelmr.backends.base import Backend
+from babelmr.backends.containers import ContainerLimits
 from babelmr.errors import BabelMRError
 
 BACKENDS = ("local", "docker", "lambda")
 
 
-def get_backend(name: str, *, concurrency: int | None = None) -> Backend:
-    """The backend called ``name``."""
+def get_backend(name: str, *, concurrency: int | None = None, limits: ContainerLimits | None = None,
+                emulators: int | None = None) -> Backend:
+    """The backend called ``name``; ``limits`` apply to container backends, ``emulators`` to lambda."""
     if name == "local":
         from babelmr.backends.local import LocalBackend
 
@@ -20,7 +22,11 @@ def get_backend(name: str, *, concurrency: int | None = None) -> Backend:
     if name == "docker":
         from babelmr.backends.docker import DockerBackend
 
-        return DockerBackend(concurrency=concurrency)
+        return DockerBackend(concurrency=concurrency, limits=limits)
+    if name == "lambda":
+        from babelmr.backends.aws_lambda import LambdaBackend
+
+        return LambdaBackend(concurrency=concurrency, limits=limits, emulators=emulators)
     raise BabelMRError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
 
 

@@ -1,0 +1,3 @@
+module babelmr.example/bigbench-q1
+
+go 1.19

@@ -1,0 +1,3 @@
+module babelmr.example/tpch-q1
+
+go 1.19

@@ -1,0 +1,3 @@
+module babelmr.example/wordcount
+
+go 1.19
