@@ -208,3 +208,48 @@ def image_build(directory: str, tag: str | None) -> None:
     report = build_image(directory, tag)
     err.print(f"[green]built[/] {report.describe()}", highlight=False)
     err.print(f"use it in a job: \"image\": \"{report.tag}\" (with --backend docker)", markup=False)
+
+
+@main.command()
+@click.argument("image")
+@click.option("--function", "function", help="Function name (default: the image's repository name).")
+@click.option("--role", help="Execution role ARN (needed to create the function).")
+@click.option("--memory", default="2048MB", show_default=True, help="Lambda memory (CPU share follows).")
+@click.option("--timeout", type=click.IntRange(1, 900), default=900, show_default=True, help="Seconds per task.")
+@click.option("--ephemeral-storage", default="2048MB", show_default=True, help="Size of /tmp (512MB to 10240MB).")
+@click.option("--create-role", "role_name", help="Create (or update) an execution role of this name for the job "
+              "given with --job, and use it.")
+@click.option("--job", "job_file", type=click.Path(dir_okay=False), help="The job whose buckets --create-role allows.")
+def deploy(image: str, function: str | None, role: str | None, memory: str, timeout: int, ephemeral_storage: str,
+           role_name: str | None, job_file: str | None) -> None:
+    """Push IMAGE to ECR and create or update its Lambda function (see docs/aws.md)."""
+    import boto3
+
+    from babelmr import deploy as d
+    from babelmr.backends.aws_lambda import function_name
+    from babelmr.backends.containers import docker_client
+
+    if role_name:
+        if not job_file:
+            raise click.UsageError("--create-role needs --job JOB (the job whose buckets the role may use)")
+        role = d.create_role(boto3.client("iam"), role_name, d.task_policy(load_job(job_file)))
+        err.print(f"role {role}")
+    settings = d.FunctionSettings(parse_size(memory) // 10**6, timeout, parse_size(ephemeral_storage) // 10**6, role)
+    ecr, lam = boto3.client("ecr"), boto3.client("lambda")
+    repository = d.ensure_repository(ecr, d.repository_name(image))
+    uri = d.push_image(docker_client(1), ecr, image, repository, lambda line: err.print(line, markup=False))
+    arn = d.deploy_function(lam, function or function_name(image), uri, settings)
+    err.print(f"[green]deployed[/] {uri} as {arn}")
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--account", default="ACCOUNT", show_default=True, help="AWS account id for the ARNs.")
+@click.option("--region", default="REGION", show_default=True, help="AWS region for the ARNs.")
+def policy(job_file: str, account: str, region: str) -> None:
+    """Print least-privilege IAM policies for a job: its tasks' role and the coordinator."""
+    from babelmr import deploy as d
+
+    job = load_job(job_file)
+    click.echo(json.dumps({"task_role_policy": d.task_policy(job),
+                           "coordinator_policy": d.coordinator_policy(job, region, account)}, indent=2))
