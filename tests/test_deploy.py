@@ -12,11 +12,11 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from conftest import write_job
 
 from babelmr import deploy as d
 from babelmr.errors import BabelMRError
 from babelmr.job import load_job
+from conftest import write_job
 
 IMAGE_URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/wc:latest"
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:wc"

@@ -244,12 +244,13 @@ def deploy(image: str, function: str | None, role: str | None, memory: str, time
 
 @main.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
+@click.option("--store", help="The store the job will use, if not the job file's.")
 @click.option("--account", default="ACCOUNT", show_default=True, help="AWS account id for the ARNs.")
 @click.option("--region", default="REGION", show_default=True, help="AWS region for the ARNs.")
-def policy(job_file: str, account: str, region: str) -> None:
+def policy(job_file: str, store: str | None, account: str, region: str) -> None:
     """Print least-privilege IAM policies for a job: its tasks' role and the coordinator."""
     from babelmr import deploy as d
 
-    job = load_job(job_file)
+    job = load_job(job_file, store=store)
     click.echo(json.dumps({"task_role_policy": d.task_policy(job),
                            "coordinator_policy": d.coordinator_policy(job, region, account)}, indent=2))

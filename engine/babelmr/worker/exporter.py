@@ -21,6 +21,7 @@ from babelmr.worker.partition import split_by_partition
 
 ROW_GROUP_BYTES = int(os.environ.get("BABELMR_ROW_GROUP_BYTES", 64 << 20))
 BUFFER_BUDGET = int(os.environ.get("BABELMR_EXPORT_BUFFER", 256 << 20))
+MAX_ROW_GROUP_ROWS = 64 << 20  # pyarrow's writer cuts longer row groups (its max_row_group_length)
 
 
 class PartitionedWriter:
@@ -55,9 +56,11 @@ class PartitionedWriter:
         if not self._buffers[p]:
             return
         table = pa.Table.from_batches(self._buffers[p], schema=self.schema)
-        self._writer.write_table(table, row_group_size=max(1, table.num_rows))  # exactly one row group
-        self._row_groups[p].append(self._next_group)
-        self._next_group += 1
+        for start in range(0, table.num_rows, MAX_ROW_GROUP_ROWS):
+            piece = table.slice(start, MAX_ROW_GROUP_ROWS)
+            self._writer.write_table(piece, row_group_size=piece.num_rows)  # exactly one row group
+            self._row_groups[p].append(self._next_group)
+            self._next_group += 1
         self._rows[p] += table.num_rows
         self._total -= self._buffered[p]
         self._buffers[p], self._buffered[p] = [], 0
