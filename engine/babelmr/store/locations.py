@@ -44,6 +44,12 @@ def _is_data_file(path: str) -> bool:
     return not name.startswith((".", "_"))
 
 
+def _glob_match(path: str, pattern: str) -> bool:
+    # Like a shell (and Hadoop): wildcards stay within one path segment, so 'data/*.csv' skips data/old/x.csv.
+    parts, patterns = path.split("/"), pattern.split("/")
+    return len(parts) == len(patterns) and all(map(fnmatch.fnmatchcase, parts, patterns))
+
+
 def list_input_files(uri: str) -> list[FileEntry]:
     """The files (as URIs) an input URI names (a file, a folder's files, or a glob), sorted.
 
@@ -54,7 +60,7 @@ def list_input_files(uri: str) -> list[FileEntry]:
         if _GLOB.search(path):
             base = path[: _GLOB.search(path).start()].rsplit("/", 1)[0]
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-            files = [i for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
+            files = [i for i in infos if i.type == pafs.FileType.File and _glob_match(i.path, path)]
         else:
             info = fs.get_file_info(path)
             if info.type == pafs.FileType.File:

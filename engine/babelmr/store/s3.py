@@ -50,10 +50,11 @@ def reset_clients() -> None:
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
+    # Not urlparse: '?' (a glob wildcard) and '#' are ordinary characters of S3 keys, not query or fragment.
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket:
         raise StoreError(f"{uri!r} is not an S3 URI: use s3://bucket/prefix")
-    return parsed.netloc, parsed.path.strip("/")
+    return bucket, key.strip("/")
 
 
 class S3Store(Store):

@@ -157,10 +157,19 @@ def read_batches(path: str, fmt: str, types: dict[str, pa.DataType] | None = Non
             convert_options=pacsv.ConvertOptions(column_types=types or {}),
         )
     else:
-        schema = pa.schema(list(types.items())) if types else None
+        # JSON has no dates: declared date columns are parsed as their ISO strings, then cast
+        dates = {c: t for c, t in (types or {}).items() if pa.types.is_date(t)}
+        schema = pa.schema([(c, pa.string() if c in dates else t) for c, t in types.items()]) if types else None
         reader = pajson.open_json(
             path,
             read_options=pajson.ReadOptions(block_size=READ_BLOCK),
             parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
         )
+        if dates:
+            for batch in reader:
+                yield pa.RecordBatch.from_arrays(
+                    [c.cast(dates[n]) if n in dates else c for n, c in zip(batch.schema.names, batch.columns,
+                                                                             strict=True)],
+                    names=batch.schema.names)
+            return
     yield from reader

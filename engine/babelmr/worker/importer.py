@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from babelmr.errors import InputError
+from babelmr.errors import InputError, TaskError
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for
 from babelmr.worker.formats import BATCH_ROWS, EXTENSIONS, READ_BLOCK, arrow_schema, open_writer, plain_schema
@@ -61,7 +61,7 @@ class _ParquetSource:
     """One Parquet file, opened, with the row groups and columns to read."""
 
     def __init__(self, inp: TaskInput, piece: FileSlice):
-        self.uri = piece.uri
+        self.uri, self.name = piece.uri, inp.name
         fs, path = filesystem_for(piece.uri)
         try:
             self.file = pq.ParquetFile(fs.open_input_file(path), pre_buffer=True)
@@ -93,8 +93,13 @@ class _ParquetSource:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         if self.row_groups:
-            yield from self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=self.row_groups,
-                                              columns=self.columns)
+            try:
+                yield from self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=self.row_groups,
+                                                  columns=self.columns)
+            except pa.ArrowInvalid as e:  # corrupt data pages: retrying will not help
+                raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
+            except OSError as e:  # corrupt pages, or a network error on S3: worth another attempt
+                raise TaskError(f"input {self.name!r}: reading Parquet file {self.uri} failed: {e}") from None
 
 
 def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None):
@@ -110,7 +115,7 @@ def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] 
             parse_options=pacsv.ParseOptions(delimiter=opts.get("delimiter", ","), newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types=types or {}, include_columns=inp.columns or []),
         )
-    except pa.ArrowInvalid as e:
+    except (pa.ArrowInvalid, pa.ArrowKeyError, FileNotFoundError) as e:  # bad data, missing column or file
         raise InputError(f"input {inp.name!r}: cannot read CSV file {piece.uri}: {e}") from None
 
 

@@ -1,0 +1,167 @@
+"""babelmr.worker.exporter: one Parquet file per task, one partition per row group, and an index."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import babelmr.worker.exporter as exporter
+from babelmr.spec import PARTITION_INDEX_KEY
+from babelmr.worker.exporter import export_partitions
+from babelmr.worker.partition import partition_ids
+
+
+def word_counts(n: int, seed: int = 0, words: int = 400) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table({
+        "word": pa.array([f"w{i:04d}" for i in rng.integers(0, words, n)]),
+        "count": pa.array(rng.integers(1, 100, n), pa.int64()),
+        "row": pa.array(np.arange(n), pa.int64()),
+    })
+
+
+def export(path: Path, table: pa.Table, key: list[str] | None, partitions: int, batch_rows: int = 1000) -> dict:
+    return export_partitions(table.to_batches(max_chunksize=batch_rows), table.schema, pa.OSFile(str(path), "wb"),
+                             key, partitions)
+
+
+def file_index(path: Path) -> dict:
+    return json.loads(pq.ParquetFile(path).metadata.metadata[PARTITION_INDEX_KEY])
+
+
+def check_index(path: Path, table: pa.Table, key: list[str], partitions: int) -> dict:
+    """The index in the file is right: each partition's row groups hold exactly that partition's rows."""
+    f = pq.ParquetFile(path)
+    index = file_index(path)
+    assert index["partitions"] == partitions and index["key"] == key
+    assert len(index["row_groups"]) == partitions == len(index["rows"])
+    listed = sorted(g for groups in index["row_groups"] for g in groups)
+    assert listed == list(range(f.num_row_groups)), "every row group listed exactly once"
+
+    expected = np.bincount(partition_ids(table.combine_chunks().to_batches()[0], key, partitions),
+                           minlength=partitions) if table.num_rows else np.zeros(partitions, int)
+    seen_rows = []
+    for p, groups in enumerate(index["row_groups"]):
+        rows = 0
+        for g in groups:
+            group = f.read_row_group(g)
+            got = partition_ids(group.combine_chunks().to_batches()[0], key, partitions)
+            assert set(got.tolist()) == {p}, f"row group {g} listed for partition {p} holds {set(got.tolist())}"
+            rows += group.num_rows
+            seen_rows.extend(group.column("row").to_pylist())
+        assert rows == index["rows"][p] == expected[p], p
+    assert sorted(seen_rows) == list(range(table.num_rows)), "no row lost or duplicated"
+    return index
+
+
+def test_index_maps_each_partition_to_its_row_groups(tmp_path: Path) -> None:
+    table = word_counts(20_000)
+    index = export(tmp_path / "out.parquet", table, ["word"], 8)
+    assert index == file_index(tmp_path / "out.parquet")
+    assert index["version"] == 1
+    check_index(tmp_path / "out.parquet", table, ["word"], 8)
+    # defaults keep a small output at one row group per partition
+    assert all(len(groups) == 1 for groups in index["row_groups"])
+    assert pq.read_table(tmp_path / "out.parquet").schema == table.schema
+
+
+def test_multi_column_key(tmp_path: Path) -> None:
+    table = word_counts(5000).append_column("day", pa.array(np.arange(5000) % 3, pa.int32()))
+    export(tmp_path / "out.parquet", table, ["word", "day"], 5)
+    check_index(tmp_path / "out.parquet", table, ["word", "day"], 5)
+
+
+def test_empty_partitions_have_no_row_groups(tmp_path: Path) -> None:
+    table = pa.table({"word": ["a", "b", "a", "c"] * 50, "row": np.arange(200)})
+    index = export(tmp_path / "out.parquet", table, ["word"], 32)
+    check_index(tmp_path / "out.parquet", table, ["word"], 32)
+    used = [p for p, groups in enumerate(index["row_groups"]) if groups]
+    assert 1 <= len(used) <= 3
+    assert sum(1 for groups in index["row_groups"] if groups == []) == 32 - len(used)
+    assert all(index["rows"][p] == 0 for p in range(32) if p not in used)
+    assert pq.ParquetFile(tmp_path / "out.parquet").num_row_groups == len(used)
+
+
+def test_no_rows_at_all_gives_a_readable_file_with_an_empty_index(tmp_path: Path) -> None:
+    schema = pa.schema([("word", pa.string()), ("row", pa.int64())])
+    index = export_partitions(iter([]), schema, pa.OSFile(str(tmp_path / "out.parquet"), "wb"), ["word"], 4)
+    assert index["row_groups"] == [[], [], [], []] and index["rows"] == [0, 0, 0, 0]
+    assert file_index(tmp_path / "out.parquet") == index
+    back = pq.read_table(tmp_path / "out.parquet")
+    assert back.num_rows == 0 and back.schema == schema
+
+
+def test_one_partition_without_key(tmp_path: Path) -> None:
+    table = word_counts(3000)
+    index = export(tmp_path / "out.parquet", table, None, 1)
+    assert index["key"] == [] and index["partitions"] == 1
+    assert index["rows"] == [3000]
+    assert index["row_groups"] == [list(range(pq.ParquetFile(tmp_path / "out.parquet").num_row_groups))]
+    assert pq.read_table(tmp_path / "out.parquet").equals(table)  # order kept too
+
+
+def test_batches_are_cast_to_the_schema(tmp_path: Path) -> None:
+    schema = pa.schema([("k", pa.int64()), ("row", pa.int64())])
+    narrow = pa.record_batch([pa.array([1, 2, 3], pa.int32()), pa.array([0, 1, 2], pa.int32())], names=["k", "row"])
+    export_partitions([narrow], schema, pa.OSFile(str(tmp_path / "out.parquet"), "wb"), ["k"], 2)
+    back = pq.read_table(tmp_path / "out.parquet")
+    assert back.schema == schema
+    assert sorted(back.column("row").to_pylist()) == [0, 1, 2]
+
+
+def test_an_error_in_the_batches_aborts_and_propagates(tmp_path: Path) -> None:
+    table = word_counts(100)
+
+    def failing() -> Iterator[pa.RecordBatch]:
+        yield table.to_batches()[0]
+        raise RuntimeError("program output unreadable")
+
+    stream = pa.OSFile(str(tmp_path / "out.parquet"), "wb")
+    with pytest.raises(RuntimeError, match="unreadable"):
+        export_partitions(failing(), table.schema, stream, ["word"], 4)
+    assert stream.closed
+
+
+# -- buffering --------------------------------------------------------------------------------------------------
+
+
+def test_full_buffers_become_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exporter, "ROW_GROUP_BYTES", 16_000)
+    table = word_counts(40_000, words=1000)  # ~1 MB in batches of 500 rows
+    index = export(tmp_path / "out.parquet", table, ["word"], 4, batch_rows=500)
+    check_index(tmp_path / "out.parquet", table, ["word"], 4)
+    assert all(len(groups) >= 5 for groups in index["row_groups"]), [len(g) for g in index["row_groups"]]
+    f = pq.ParquetFile(tmp_path / "out.parquet")
+    # row groups of different partitions interleave in the file; no single one grows far past the limit
+    order = [p for g in range(f.num_row_groups) for p, groups in enumerate(index["row_groups"]) if g in groups]
+    assert order != sorted(order)
+    assert max(f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)) < 2500
+
+
+def test_buffer_budget_flushes_the_largest_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exporter, "ROW_GROUP_BYTES", 1 << 30)  # never full on its own
+    monkeypatch.setattr(exporter, "BUFFER_BUDGET", 50_000)
+    table = word_counts(30_000, words=800)
+    index = export(tmp_path / "out.parquet", table, ["word"], 6, batch_rows=300)
+    check_index(tmp_path / "out.parquet", table, ["word"], 6)
+    groups_per_partition = [len(groups) for groups in index["row_groups"]]
+    assert sum(groups_per_partition) > 12 and min(groups_per_partition) >= 2, groups_per_partition
+
+
+def test_row_group_larger_than_parquets_row_limit_stays_indexed(tmp_path: Path) -> None:
+    # pyarrow cuts a row group at 64 Mi rows whatever row_group_size says: tiny rows (booleans) fit more than
+    # that in one 64 MB buffer, and the index must still list every row group of the partition.
+    n = 70_000_000
+    table = pa.table({"flag": pa.array(np.zeros(n, dtype=bool))})
+    index = export_partitions(table.to_batches(max_chunksize=1 << 22), table.schema,
+                              pa.OSFile(str(tmp_path / "out.parquet"), "wb"), None, 1)
+    f = pq.ParquetFile(tmp_path / "out.parquet")
+    assert index["rows"] == [n]
+    assert index["row_groups"] == [list(range(f.num_row_groups))]
+    assert sum(f.metadata.row_group(g).num_rows for g in index["row_groups"][0]) == n
