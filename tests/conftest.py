@@ -18,6 +18,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from babelmr.store.s3 import reset_clients
 from s3server import SeaweedS3
 
+pytest_plugins = ["docker_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "babelmr-test"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,12 +30,11 @@ def example_module(language_dir: str, example: str, name: str) -> ModuleType:
 
 def job_for_data(language_dir: str, example: str, folder: Path, uris: dict[str, str],
                  env: dict[str, str] | None = None) -> Path:
-    """A copy of the example's job file in ``folder`` with its inputs' ``uri`` replaced.
-
-    ``{job_dir}`` in commands still means the example's own folder, so its programs are found.
-    """
-    source = ROOT / language_dir / example / "job.json"
-    job: dict[str, Any] = json.loads(source.read_text().replace("{job_dir}", str(source.parent)))
+    """A copy of the example's folder (without data) in ``folder``, its inputs' ``uri`` replaced in job.json."""
+    shutil.copytree(ROOT / language_dir / example, folder, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("data", ".babelmr", "__pycache__"))
+    source = folder / "job.json"
+    job: dict[str, Any] = json.loads(source.read_text())
     for stage in job["stages"]:
         for inp in stage["inputs"]:
             if inp["name"] in uris:

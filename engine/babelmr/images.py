@@ -7,6 +7,7 @@ BuildKit, which hands this machine's pip CA bundle (if its pip has one) to the b
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -19,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -122,7 +124,7 @@ def _build_env() -> dict[str, str]:
     return {**os.environ, "DOCKER_BUILDKIT": "1"}
 
 
-def _inspect(tag: str) -> dict | None:
+def _inspect(tag: str) -> dict[str, Any] | None:
     try:
         return ensure_docker().images.get(tag).attrs
     except docker.errors.ImageNotFound:
@@ -134,7 +136,7 @@ def image_exists(tag: str) -> bool:
     return _inspect(tag) is not None
 
 
-def _require(tag: str) -> dict:
+def _require(tag: str) -> dict[str, Any]:
     attrs = _inspect(tag)
     if attrs is None:
         hint = "`babelmr image base`" if tag.split(":")[0] == BASE_TAG.split(":")[0] else "`babelmr image build DIR`"
@@ -212,7 +214,7 @@ def _secret_args() -> list[str]:
     return ["--secret", f"id={SECRET_ID},src={cert}"] if cert else []
 
 
-def _run(argv: list[str], quiet: bool, what: str, fix: str, **kwargs) -> None:
+def _run(argv: list[str], quiet: bool, what: str, fix: str, **kwargs: Any) -> None:
     """Run a command; its output streams to the terminal, or is kept and shown only if it fails."""
     if not quiet:
         code = subprocess.run(argv, **kwargs).returncode
@@ -352,9 +354,19 @@ def build_base_image(tag: str = BASE_TAG, quiet: bool = False) -> BuildReport:
     ensure_docker()
     root = repo_root()
     ensure_os_base_image(quiet)
+    previous = (_inspect(tag) or {}).get("Id")
     start = time.perf_counter()
     _docker_build(root, root / "Dockerfile", tag, quiet, {SOURCE_LABEL: source_hash(root)})
-    return _report(tag, time.perf_counter() - start)
+    report = _report(tag, time.perf_counter() - start)
+    if previous and previous != report.image_id:
+        _remove_replaced(previous)
+    return report
+
+
+def _remove_replaced(image_id: str) -> None:
+    """Drop the base image a rebuild replaced, unless a container or a job image still uses it."""
+    with contextlib.suppress(docker.errors.DockerException):
+        ensure_docker().images.remove(image_id)  # no force: refused while anything depends on it
 
 
 def base_image_current(tag: str = BASE_TAG) -> bool:
@@ -389,7 +401,7 @@ def default_tag(directory: Path) -> str:
 
 def build_image(directory: str | os.PathLike[str], tag: str | None = None, quiet: bool = False) -> BuildReport:
     """Build a job's image from DIRECTORY/Dockerfile (usually FROM babelmr-base), building the base if missing."""
-    folder = Path(directory)
+    folder = Path(directory).resolve()
     dockerfile = folder / "Dockerfile"
     if not dockerfile.is_file():
         raise ImageError(f"{dockerfile}: no Dockerfile: write one of a few lines (FROM {BASE_TAG}, install your "
