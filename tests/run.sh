@@ -5,7 +5,7 @@
 # (Debian's docker.io, as root) and starts dockerd in the background. `-m "not docker"` skips that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
+python3 -m pip install --quiet --disable-pip-version-check -e ".[test,benchmarks]"
 
 DOCKERD_LOG=/tmp/babelmr-dockerd.log
 

@@ -1,0 +1,152 @@
+"""``python -m benchmarks run``: every variant side by side, several repetitions, one report.
+
+    python -m benchmarks run --sf 1,10 --reps 3     # writes docs/benchmarks.md and docs/benchmarks/*.png
+    python -m benchmarks run --smoke --out DIR/x.md  # SF 0.01, one repetition (the test suite)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import QUERIES, ROOT, Context, duckdb_answer, same_answer
+from benchmarks.data import dataset
+
+# id -> (label, module, function, needs): the order is the report's order.
+VARIANTS: dict[str, tuple[str, str, str, str]] = {
+    "babelmr-local": ("babelmr (local, Python)", "benchmarks.variants.babelmr", "local", ""),
+    "babelmr-docker-python": ("babelmr (docker, Python)", "benchmarks.variants.babelmr", "docker_python", "docker"),
+    "babelmr-docker-go": ("babelmr (docker, Go)", "benchmarks.variants.babelmr", "docker_go", "docker"),
+    "babelmr-docker-csharp": ("babelmr (docker, C#)", "benchmarks.variants.babelmr", "docker_csharp", "docker"),
+    "handwritten": ("hand-written (pandas/fastparquet)", "benchmarks.variants.handwritten", "run", ""),
+    "pyspark": ("PySpark local[2]", "benchmarks.variants.pyspark_local", "run", "pyspark"),
+    "lithops": ("Lithops localhost", "benchmarks.variants.lithops_local", "run", "lithops"),
+    "duckdb": ("DuckDB SQL", "benchmarks.variants.duckdb_sql", "run", ""),
+}
+
+
+def _available(needs: str) -> str | None:
+    """Why a variant cannot run here, or None."""
+    if needs == "docker":
+        try:
+            from babelmr.images import BASE_TAG, ensure_docker, image_exists
+
+            ensure_docker()
+            return None if image_exists(BASE_TAG) else "no base image (babelmr image base)"
+        except Exception as e:
+            return f"no Docker engine ({type(e).__name__})"
+    if needs:
+        return None if importlib.util.find_spec(needs) else f"{needs} not installed (pip install -e '.[benchmarks]')"
+    return None
+
+
+def _prepare_docker_images() -> None:
+    from babelmr.images import build_image, ensure_base_image
+
+    ensure_base_image(quiet=True)
+    for language in ("examples-python", "examples-go", "examples-csharp"):
+        for query in QUERIES:
+            import json
+
+            tag = json.loads((ROOT / language / query / "job.json").read_text())["stages"][0]["image"]
+            build_image(ROOT / language / query, tag, quiet=True)
+
+
+def run_all(sfs: list[float], reps: int, variants: list[str], work: Path, say) -> dict[str, Any]:
+    """Run every (scale factor, query, variant) ``reps`` times; check each answer against DuckDB."""
+    runs: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    runnable = []
+    for name in variants:
+        why = _available(VARIANTS[name][3])
+        if why:
+            skipped[VARIANTS[name][0]] = why
+        else:
+            runnable.append(name)
+    if any(VARIANTS[n][3] == "docker" for n in runnable):
+        say("building the example images")
+        _prepare_docker_images()
+    for sf in sfs:
+        for query in QUERIES:
+            say(f"data: {query} at SF {sf:g}")
+            data = dataset(query, sf)
+            min_count = 50 if sf >= 1 else 3
+            reference = duckdb_answer(Context(query, sf, data, work, min_count=min_count))
+            for variant in runnable:
+                name, module, func, _ = VARIANTS[variant]
+                fn = getattr(importlib.import_module(module), func)
+                for rep in range(reps):
+                    scratch = work / f"{query}-{sf:g}-{len(runs)}"
+                    scratch.mkdir(parents=True)
+                    ctx = Context(query, sf, data, scratch, min_count=min_count)
+                    try:
+                        result = fn(ctx)
+                    except NotImplementedError as e:
+                        skipped[f"{name} / {query}"] = str(e) or "not implemented"
+                        break
+                    same_answer(result.answer, reference, query)
+                    say(f"  {name:<36} {query:<12} SF {sf:<5g} rep {rep + 1}: {result.seconds:7.2f} s")
+                    runs.append({"variant": name, "query": query, "sf": sf, "rep": rep, "seconds": result.seconds,
+                                 "engine": result.engine, "tasks": result.tasks,
+                                 "peak_rss_bytes": result.peak_rss_bytes})
+                    shutil.rmtree(scratch, ignore_errors=True)
+    return {"runs": runs, "skipped": skipped}
+
+
+def median_seconds(runs: list[dict[str, Any]]) -> dict[tuple[str, str, float], float]:
+    """Median wall seconds per (variant, query, scale factor)."""
+    groups: dict[tuple[str, str, float], list[float]] = {}
+    for r in runs:
+        groups.setdefault((r["variant"], r["query"], r["sf"]), []).append(r["seconds"])
+    return {k: statistics.median(v) for k, v in groups.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the benchmarks and write the report")
+    run.add_argument("--sf", default="1,10", help="comma-separated TPC-H scale factors (default 1,10)")
+    run.add_argument("--reps", type=int, default=3, help="repetitions per variant (default 3)")
+    run.add_argument("--variants", help=f"comma-separated subset of: {', '.join(VARIANTS)} (default: all)")
+    run.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    run.add_argument("--smoke", action="store_true", help="SF 0.01, one repetition: checks everything still runs")
+    run.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="the report to write")
+    args = parser.parse_args(argv)
+
+    from benchmarks.report import write_report
+
+    sfs = [0.01] if args.smoke else [float(s) for s in args.sf.split(",")]
+    reps = 1 if args.smoke else args.reps
+    variants = [v.strip() for v in args.variants.split(",")] if args.variants else list(VARIANTS)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}: choose from {list(VARIANTS)}")
+    started = time.time()
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="babelmr-bench-") as tmp:
+        work = Path(tmp)
+        results = run_all(sfs, reps, variants, work, say)
+        micro: list[dict[str, Any]] = []
+        if not args.no_micro:
+            from benchmarks.micro import run_micro
+
+            say("micro-benchmarks")
+            micro = run_micro(dataset("tpch-q1", min(sfs[-1], 1.0)), work / "micro", reps, args.smoke)
+    out = write_report(Path(args.out), results, micro, sfs=sfs, reps=reps, started=started)
+    say(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

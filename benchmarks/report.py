@@ -1,0 +1,182 @@
+"""Write docs/benchmarks.md and its plots from one run's results: every number in it comes from that run."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import QUERIES
+
+LANGUAGE_OF = {"Python": "examples-python", "Go": "examples-go", "C#": "examples-csharp"}
+
+
+def _versions() -> str:
+    names = ["babelmr", "pyarrow", "pandas", "fastparquet", "duckdb", "pyspark", "lithops", "docker"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return f"Python {platform.python_version()}, " + ", ".join(found)
+
+
+def _machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal"))) / 2**20
+    try:
+        engine = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        engine = ""
+    return f"{os.cpu_count()} × {cpu}, {mem:.0f} GiB, {platform.system()} {platform.release()}" + (
+        f", Docker engine {engine}" if engine else "")
+
+
+def _lines(variant: str, query: str) -> str:
+    from benchmarks.loc import babelmr_lines, handwritten_lines
+
+    if variant.startswith("babelmr"):
+        language = LANGUAGE_OF[variant.rsplit(", ", 1)[1].rstrip(")")]
+        counts = babelmr_lines(language, query)
+    elif variant.startswith("hand-written"):
+        counts = handwritten_lines(query)
+    else:
+        return "—"
+    return f"{sum(counts.values())} ({' + '.join(f'{n} {f}' for f, n in counts.items())})"
+
+
+def _runtime_plot(medians: dict, sfs: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(QUERIES), figsize=(7 * len(QUERIES), 4.8), squeeze=False)
+    for ax, query in zip(axes[0], QUERIES, strict=True):
+        variants = sorted({v for v, q, _ in medians if q == query}, key=list(dict.fromkeys(
+            v for v, _, _ in medians)).index)
+        width = 0.8 / max(1, len(sfs))
+        for i, sf in enumerate(sfs):
+            values = [medians.get((v, query, sf), 0) for v in variants]
+            ax.barh([y + i * width for y in range(len(variants))], values, height=width, label=f"SF {sf:g}")
+        ax.set_yticks([y + width * (len(sfs) - 1) / 2 for y in range(len(variants))], variants)
+        ax.invert_yaxis()
+        ax.set_xlabel("median wall time (s)")
+        ax.set_title(query)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _timeline_plot(tasks: list[dict[str, Any]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(tasks) + 1.5))
+    colors = {"import": "#4e79a7", "program": "#f28e2b", "export": "#59a14f", "other": "#bab0ac"}
+    for y, t in enumerate(tasks):
+        start = t["start"]
+        for part in ("import", "program", "export"):
+            ax.barh(y, t[part], left=start, color=colors[part])
+            start += t[part]
+        ax.barh(y, max(0.0, t["end"] - start), left=start, color=colors["other"])
+    ax.set_yticks(range(len(tasks)), [f"{t['stage']} {t['task']}" for t in tasks])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the run started")
+    ax.set_title(title)
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()],
+              labels=["import", "program", "export", "engine (start, commit)"], loc="upper left",
+              bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _micro_table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["(not run)"]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        cells = []
+        for k in keys:
+            v = r.get(k, "")
+            cells.append(f"{v:,.2f}" if isinstance(v, float) else str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def write_report(out: Path, results: dict[str, Any], micro: list[dict[str, Any]], *, sfs: list[float], reps: int,
+                 started: float) -> Path:
+    """Write the markdown report and its PNG plots (beside it, in a folder named after it)."""
+    from benchmarks.__main__ import median_seconds
+    from benchmarks.targets import BASELINE, targets
+
+    runs = results["runs"]
+    medians = median_seconds(runs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plots = out.parent / out.stem
+    plots.mkdir(exist_ok=True)
+    _runtime_plot(medians, sfs, plots / "runtime.png")
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `python -m benchmarks run --sf " + ",".join(f"{s:g}" for s in sfs) + f" --reps {reps}` on "
+        f"{datetime.fromtimestamp(started):%Y-%m-%d %H:%M} (took {(datetime.now().timestamp() - started) / 60:.1f} "
+        "min). Every number below comes from that one run; rerun the command to regenerate this file and its plots.",
+        "",
+        f"- Machine: {_machine()}",
+        f"- Versions: {_versions()}",
+        "- Every variant's answer was checked against DuckDB's SQL answer before its time was recorded.",
+        "- Lines of user code: non-blank lines that are not only a comment; Python docstrings do not count "
+        "(`benchmarks/loc.py`). babelmr: the program + the job file; hand-written: the whole program.",
+        "",
+        "## Targets",
+        "",
+    ]
+    lines += targets(medians, runs, micro, sfs)
+    for query in QUERIES:
+        per_sf = " | ".join(f"SF {s:g} median s | ratio to babelmr" for s in sfs)
+        lines += ["", f"## {query}", "",
+                  f"| variant | lines of user code | {per_sf} | engine split import/program/export |",
+                  "|---|---|" + "---|---|" * len(sfs) + "---|"]
+        variants = list(dict.fromkeys(v for v, q, _ in medians if q == query))
+        for v in variants:
+            cells = [v, _lines(v, query)]
+            for sf in sfs:
+                m, base = medians.get((v, query, sf)), medians.get((BASELINE, query, sf))
+                cells += [f"{m:.2f}" if m else "—", f"{m / base:.2f}×" if m and base else "—"]
+            engine = [r["engine"] for r in runs if r["variant"] == v and r["query"] == query and r["engine"]]
+            if engine:
+                e = engine[-1]
+                total = sum(e.values()) or 1
+                cells.append(" / ".join(f"{e[k] / total:.0%}" for k in ("import", "program", "export")))
+            else:
+                cells.append("—")
+            lines.append("| " + " | ".join(cells) + " |")
+    for name, why in results["skipped"].items():
+        lines.append(f"\n- skipped {name}: {why}")
+    timeline_runs = [r for r in runs if r["variant"] == BASELINE and r["query"] == "tpch-q1" and r["tasks"]]
+    lines += ["", "## Runtime", "", f"![runtime per variant and scale factor]({plots.name}/runtime.png)"]
+    if timeline_runs:
+        chosen = timeline_runs[-1]
+        _timeline_plot(chosen["tasks"], f"babelmr TPC-H Q1, SF {chosen['sf']:g}: tasks over time",
+                       plots / "timeline.png")
+        lines += ["", "## A babelmr run, task by task", "",
+                  "Import, program and export of each task (cf. the BabelMR paper's Figure 5); grey is the engine's "
+                  "own time around them (worker start, commit, log upload).", "",
+                  f"![per-task timeline]({plots.name}/timeline.png)"]
+    lines += ["", "## Engine building blocks", "", *_micro_table(micro)]
+    out.write_text("\n".join(lines) + "\n")
+    return out

@@ -1,0 +1,62 @@
+"""The issue's targets, each checked against this run's numbers: met, missed, or not measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BASELINE = "babelmr (local, Python)"
+
+
+def _mark(ok: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: "not measured"}[ok]
+
+
+def _throughput(row: dict[str, Any]) -> float | None:
+    for key in ("mb_per_s", "rows_per_s"):
+        if isinstance(row.get(key), int | float):
+            return float(row[key])
+    return None
+
+
+def engine_share(tasks: list[dict[str, Any]]) -> float:
+    """The engine's part of task time: everything in a task but the user's program."""
+    total = sum(t["end"] - t["start"] for t in tasks)
+    program = sum(t["program"] for t in tasks)
+    return (total - program) / total if total else 0.0
+
+
+def targets(medians: dict, runs: list[dict[str, Any]], micro: list[dict[str, Any]], sfs: list[float]) -> list[str]:
+    """Markdown rows: target, measured, verdict."""
+    rows = ["| target | measured | verdict |", "|---|---|---|"]
+    sf = max(sfs)
+    ours = medians.get((BASELINE, "tpch-q1", sf))
+    for peer in ("PySpark local[2]", "Lithops localhost"):
+        theirs = medians.get((peer, "tpch-q1", sf))
+        ok = None if not (ours and theirs) else ours < theirs
+        measured = f"{ours:.2f} s vs {theirs:.2f} s ({theirs / ours:.2f}× faster)" if ours and theirs else "—"
+        rows.append(f"| babelmr TPC-H Q1 at SF {sf:g} faster than {peer} | {measured} | {_mark(ok)} |")
+    timeline = [r for r in runs if r["variant"] == BASELINE and r["query"] == "tpch-q1" and r["sf"] == sf]
+    if timeline:
+        share = engine_share(timeline[-1]["tasks"])
+        rows.append(f"| engine ≤ 25 % of task time (TPC-H Q1, SF {sf:g}) | {share:.0%} | {_mark(share <= 0.25)} |")
+    by_case: dict[tuple[str, str], dict[str, float]] = {}
+    for r in micro:
+        value = _throughput(r)
+        if r.get("block") in ("import", "repartition", "export") and value is not None:
+            by_case.setdefault((r["block"], r.get("case", "")), {})[str(r.get("variant", ""))] = value
+    for (block, case), values in by_case.items():
+        ours_v = next((v for k, v in values.items() if k.startswith("babelmr")), None)
+        hand = next((v for k, v in values.items() if k.startswith("hand")), None)
+        raw = next((v for k, v in values.items() if k.startswith("raw")), None)
+        if ours_v and hand:
+            rows.append(f"| {block} ({case}) ≥ 3× hand-written | {ours_v / hand:.2f}× | {_mark(ours_v / hand >= 3)} |")
+        if ours_v and raw:
+            rows.append(f"| {block} ({case}) ≥ 0.8× raw pyarrow | {ours_v / raw:.2f}× | {_mark(ours_v / raw >= 0.8)} |")
+    for r in micro:
+        if r.get("block") == "task overhead" and r.get("variant") == "local" and "tasks_per_s" in r:
+            rate = float(r["tasks_per_s"])
+            rows.append(f"| ≥ 50 no-op tasks/s on the local backend | {rate:.1f} tasks/s | {_mark(rate >= 50)} |")
+        if r.get("block") == "peak RSS" and "engine_peak_rss_mb" in r:
+            mb = float(r["engine_peak_rss_mb"])
+            rows.append(f"| engine peak RSS ≤ 512 MB ({r.get('case', '')}) | {mb:.0f} MB | {_mark(mb <= 512)} |")
+    return rows

@@ -1,0 +1,75 @@
+"""babelmr itself: the examples' job files, run through the coordinator on a backend."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from babelmr.backends import get_backend
+from babelmr.coordinator.run import run_job
+from babelmr.job import load_job
+from benchmarks.common import ROOT, Context, Result
+
+
+def job_copy(ctx: Context, language: str) -> Path:
+    """The example's folder copied into the scratch folder, its inputs pointed at the benchmark data."""
+    folder = ctx.work / f"{language}-{ctx.query}"
+    shutil.copytree(ROOT / language / ctx.query, folder, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("data", ".babelmr", "__pycache__"))
+    job = json.loads((folder / "job.json").read_text())
+    for stage in job["stages"]:
+        for inp in stage["inputs"]:
+            if inp["name"] in ctx.inputs():
+                inp["uri"] = ctx.inputs()[inp["name"]]
+        if ctx.query == "bigbench-q1":
+            stage.setdefault("env", {})["Q1_MIN_COUNT"] = str(ctx.min_count)
+    (folder / "job.json").write_text(json.dumps(job, indent=2))
+    return folder / "job.json"
+
+
+def timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per committed task attempt: stage, task, start and the import/program/export seconds."""
+    rows = []
+    for stage in record["stages"]:
+        for a in stage["task_attempts"]:
+            if a["status"] == "ok":
+                rows.append({"stage": stage["name"], "task": a["task"], "start": a["started_at"] - record["started_at"],
+                             "import": a.get("import_seconds", 0), "program": a.get("program_seconds", 0),
+                             "export": a.get("export_seconds", 0),
+                             "end": a.get("finished_at", a["started_at"]) - record["started_at"]})
+    return rows
+
+
+def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = "local", **options: Any) -> Result:
+    """Run the example job of ``language`` on ``backend``; wall time is the whole `run_job`."""
+    job = load_job(str(job_copy(ctx, language)), store=str(ctx.work / "store"))
+    with get_backend(backend, concurrency=ctx.parallelism, **options) as b:
+        start = time.perf_counter()
+        record = run_job(job, b)
+        seconds = time.perf_counter() - start
+    answer = pd.concat([pq.read_table(f).to_pandas() for f in record["output"]["files"]], ignore_index=True)
+    engine = {k: sum(s[f"{k}_seconds"] for s in record["stages"]) for k in ("import", "program", "export")}
+    return Result(seconds, answer, engine, timeline(record),
+                  max(s["engine_peak_rss_bytes"] for s in record["stages"]))
+
+
+def local(ctx: Context) -> Result:
+    return run_babelmr(ctx)
+
+
+def docker_python(ctx: Context) -> Result:
+    return run_babelmr(ctx, backend="docker")
+
+
+def docker_go(ctx: Context) -> Result:
+    return run_babelmr(ctx, "examples-go", backend="docker")
+
+
+def docker_csharp(ctx: Context) -> Result:
+    return run_babelmr(ctx, "examples-csharp", backend="docker")
