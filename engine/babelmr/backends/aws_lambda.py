@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import boto3
 import botocore.config
 import botocore.exceptions
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
@@ -182,7 +182,7 @@ class LambdaBackend(Backend):
     def _invoke(self, endpoint: Endpoint, payload: bytes) -> dict:
         client = self._client(endpoint.url)
         retrying = Retrying(retry=retry_if_exception(_throttled), stop=stop_after_delay(self.throttle_patience),
-                            wait=wait_exponential_jitter(initial=0.5, max=20), reraise=True)
+                            wait=wait_random_exponential(multiplier=0.5, max=20), reraise=True)
         return retrying(client.invoke, FunctionName=endpoint.function, InvocationType="RequestResponse",
                         LogType="Tail", Payload=payload)
 
@@ -204,12 +204,13 @@ class LambdaBackend(Backend):
         finally:
             pool.put(endpoint)
         body = response["Payload"].read().decode(errors="replace")
-        if response.get("FunctionError"):
+        payload = json.loads(body) if body.startswith("{") else {}
+        if response.get("FunctionError") or "errorMessage" in payload:  # the emulator omits the header
             log_tail = base64.b64decode(response.get("LogResult", "")).decode(errors="replace")
             return TaskResult("error", spec.stage, spec.task, spec.attempt,
                               error=f"{spec.label}: the Lambda function failed: {body[:2000]}"
                                     + (f"\n--- end of its log ---\n{log_tail}" if log_tail else ""))
-        return TaskResult.from_dict(json.loads(body))
+        return TaskResult.from_dict(payload)
 
     def close(self) -> None:
         """Remove the emulator containers."""

@@ -61,25 +61,28 @@ def run_stage(plan: StagePlan, backend: Backend, progress: StageProgress) -> lis
     outcomes: list[TaskOutcome] = []
     pending = list(plan.tasks)
     running: set[Future] = set()
-    with ThreadPoolExecutor(max_workers=backend.stage_concurrency(stage)) as pool:
-        try:
-            while pending or running:
-                while pending and len(running) < backend.stage_concurrency(stage) and not stop.is_set():
-                    spec = pending.pop(0)
-                    running.add(pool.submit(_run_attempts, backend, spec, stage.retries, stop,
-                                            lambda r: progress.task_retrying(stage, r)))
-                if not running:
-                    break
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    outcome = future.result()
-                    outcomes.append(outcome)
-                    progress.task_finished(stage, outcome.final)
-                    if outcome.final.status == "error":
-                        stop.set()
-        except BaseException:
-            stop.set()
-            raise
+    pool = ThreadPoolExecutor(max_workers=backend.stage_concurrency(stage), thread_name_prefix=f"stage-{stage.name}")
+    try:
+        while pending or running:
+            while pending and len(running) < backend.stage_concurrency(stage) and not stop.is_set():
+                spec = pending.pop(0)
+                running.add(pool.submit(_run_attempts, backend, spec, stage.retries, stop,
+                                        lambda r: progress.task_retrying(stage, r)))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = future.result()
+                outcomes.append(outcome)
+                progress.task_finished(stage, outcome.final)
+                if outcome.final.status == "error":
+                    stop.set()
+    except BaseException:
+        # Ctrl-C or a bug: do not wait for running tasks here; the backend's close() stops them.
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return sorted(outcomes, key=lambda o: o.spec.task)
 
 

@@ -27,6 +27,7 @@ class LocalStore(Store):
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # like any file written with the default umask (mkstemp makes it 0600)
         return tmp
 
     def open_output(self, key: str):

@@ -142,8 +142,9 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
             raise TaskError(_failure(spec, f"the program ran longer than the stage's timeout of {spec.timeout:g} s "
                                            "and was killed", run.stderr_path))
         if run.exit_code != 0:
-            raise TaskError(_failure(spec, f"the program {' '.join(run.argv)!r} exited with code {run.exit_code}",
-                                     run.stderr_path))
+            killed = " (killed: out of memory? give the stage more 'memory')" if run.exit_code == -9 else ""
+            raise TaskError(_failure(spec, f"the program {' '.join(run.argv)!r} exited with code {run.exit_code}"
+                                           f"{killed}", run.stderr_path))
 
         start = time.perf_counter()
         schema, batches = _output_batches(spec, output, run.stderr_path)
