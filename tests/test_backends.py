@@ -108,12 +108,18 @@ def test_interrupting_a_docker_run_removes_its_containers(base_image, tmp_path: 
     proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "--backend", "docker"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = docker.from_env()
+    runs = tmp_path / ".babelmr" / "runs"
+
+    def ours() -> list:
+        ids = [p.name for p in runs.iterdir()] if runs.exists() else []
+        return client.containers.list(all=True, filters={"label": f"babelmr.run={ids[0]}"}) if ids else []
+
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not client.containers.list(filters={"label": "babelmr.backend"}):
+    while time.monotonic() < deadline and not ours():
         time.sleep(0.2)
-    assert client.containers.list(filters={"label": "babelmr.backend"}), "no task container started"
+    assert ours(), "no task container started"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
-    assert client.containers.list(all=True, filters={"label": "babelmr.backend"}) == []
+    assert ours() == []

@@ -62,8 +62,8 @@ def _check(example: str, record: dict, data_dir: Path, tmp_path: Path) -> None:
         check.compare(files, str(data_dir))
 
 
-def _babelmr_containers() -> list:
-    return docker.from_env().containers.list(all=True, filters={"label": "babelmr.backend"})
+def _containers_of(run_id: str) -> list:
+    return docker.from_env().containers.list(all=True, filters={"label": f"babelmr.run={run_id}"})
 
 
 BACKENDS = [
@@ -86,7 +86,7 @@ def test_example_in_containers(language: str, example: str, backend: list[str], 
     record = run_cli(str(job), "--store", store_uri, *backend)
     assert record["backend"] == backend[1]
     _check(example, record, data[example], tmp_path)
-    assert _babelmr_containers() == []
+    assert _containers_of(record["run_id"]) == []
 
 
 def test_same_results_on_every_backend(example_images, data, tmp_path: Path) -> None:

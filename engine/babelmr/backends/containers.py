@@ -28,6 +28,7 @@ LAMBDA_MB_PER_VCPU = 1769
 DEFAULT_MEMORY = 2048 << 20
 DEFAULT_EPHEMERAL = 512 << 20
 LABEL = "babelmr.backend"
+RUN_LABEL = "babelmr.run"
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,10 @@ def prepare_local_store(store: Store, run_prefix: str) -> None:
 
 
 def container_options(spec: TaskSpec, store: Store, limits: ContainerLimits, labels: dict[str, str]) -> dict[str, Any]:
-    """Keyword arguments for ``client.containers.run`` shared by every task container."""
+    """Keyword arguments for ``client.containers.run`` shared by every task container.
+
+    Every container carries the labels ``babelmr.backend`` and ``babelmr.run`` (the run id).
+    """
     memory = spec.memory or limits.memory
     return {
         "image": spec.image or BASE_IMAGE,
@@ -111,6 +115,6 @@ def container_options(spec: TaskSpec, store: Store, limits: ContainerLimits, lab
         "mem_limit": memory + limits.ephemeral_storage,
         "nano_cpus": int(ContainerLimits(memory, limits.ephemeral_storage).cpus() * 1e9),
         "network_mode": network_mode(),
-        "labels": {LABEL: "1", **labels},
+        "labels": {LABEL: "1", RUN_LABEL: spec.run_id, **labels},
         "detach": True,
     }

@@ -46,14 +46,13 @@ class DockerBackend(Backend):
         self.limits = limits or ContainerLimits()
         self._client = None
         self._store: Store | None = None
-        self._run_id = ""
         self._active: set[str] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
         self._client = docker_client(self.concurrency)
-        self._store, self._run_id = store, run_id
+        self._store = store
         for stage in job.stages:
             check_image(self._client, stage.image or BASE_IMAGE, stage.name)
         prepare_local_store(store, layout.run_prefix(run_id))
@@ -63,7 +62,7 @@ class DockerBackend(Backend):
         if self._closed.is_set():
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
                               retryable=False)
-        options = container_options(spec, self._store, self.limits, {"babelmr.run": self._run_id})
+        options = container_options(spec, self._store, self.limits, {})
         env = {**aws_environment(), SPEC_ENV: spec.to_json()}
         container = self._client.containers.run(environment=env, **options)
         with self._lock:
