@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from babelmr import __version__
 from babelmr.backends import BACKENDS, get_backend
@@ -20,7 +20,14 @@ from babelmr.job import job_schema, load_job
 from babelmr.store import filesystem_for, list_input_files, open_store
 from babelmr.units import parse_size
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def console(stderr: bool = False) -> Console:
+    """A console for humans; piped output gets a wide fixed width instead of 80 columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=None if stream.isatty() else 160)
+
+
+err = console(stderr=True)
 
 
 class Group(click.Group):
@@ -136,7 +143,7 @@ def cat(uris: tuple[str, ...], as_csv: bool, limit: int) -> None:
         f" (first {limit})" if 0 < limit < data.num_rows else ""))
     for row in shown.to_pylist():
         table.add_row(*("" if v is None else str(v) for v in row.values()))
-    Console().print(table)
+    console().print(table)
 
 
 def _store_option(f):
@@ -151,13 +158,14 @@ def runs(store: str) -> None:
     from babelmr.coordinator.records import list_runs, read_record
 
     s = open_store(store)
-    table = Table("run", "status", "started", "seconds", "stages", "backend")
+    table = Table("status", "started", "seconds", "stages", "backend")
+    table.columns.insert(0, Column("run", no_wrap=True))
     for run_id in list_runs(s):
         r = read_record(s, run_id)
         started = datetime.fromtimestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(run_id, r["status"], started, f"{r.get('seconds', 0):.1f}",
                       str(len(r["stages"])), r["backend"])
-    Console().print(table)
+    console().print(table)
 
 
 @main.command()
@@ -173,7 +181,7 @@ def show(run_id: str, store: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
-    out = Console()
+    out = console()
     out.print(summary_table(record))
     if record.get("error"):
         out.print("[red]error:[/]", record["error"], markup=True, highlight=False)

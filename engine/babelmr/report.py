@@ -58,13 +58,14 @@ class RichProgress(StageProgress):
 def summary_table(record: dict[str, Any]) -> Table:
     """Per stage: tasks, retries, rows and bytes, wall time and the import/program/export split."""
     table = Table(title=f"run {record['run_id']} — {record['status']}", title_justify="left")
-    for col in ("stage", "tasks", "retries", "rows in", "rows out", "bytes out", "wall s", "import s",
-                "program s", "export s", "peak RSS"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
+    table.add_column("stage", no_wrap=True)
+    for col in ("tasks", "retries", "rows in", "rows out", "bytes out", "wall s", "import/program/export s",
+                "peak RSS"):
+        table.add_column(col, justify="right")
     for s in record["stages"]:
         rss = max(s.get("engine_peak_rss_bytes", 0), s.get("program_peak_rss_bytes", 0))
+        split = f"{s['import_seconds']:.2f}/{s['program_seconds']:.2f}/{s['export_seconds']:.2f}"
         table.add_row(s["name"], str(s["tasks"]), str(s["retries"]), human_count(s["rows_in"]),
-                      human_count(s["rows_out"]), human_bytes(s["bytes_out"]), f"{s['seconds']:.2f}",
-                      f"{s['import_seconds']:.2f}", f"{s['program_seconds']:.2f}", f"{s['export_seconds']:.2f}",
+                      human_count(s["rows_out"]), human_bytes(s["bytes_out"]), f"{s['seconds']:.2f}", split,
                       human_bytes(rss))
     return table

@@ -2,8 +2,8 @@
 
 The partition -> row groups index goes into the file's key-value metadata (`PARTITION_INDEX_KEY`),
 so reducer i reads only its row groups of every upstream object. Rows stream through per-partition
-buffers bounded in bytes; a buffer becomes a row group when it is full, and the largest buffer is
-flushed early when all of them together exceed the budget.
+buffers bounded in bytes; a buffer becomes a row group when it is full, and all buffers are flushed
+when the batches they hold slices of exceed the budget (a slice keeps its whole batch in memory).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class PartitionedWriter:
         self._writer = pq.ParquetWriter(self._stream, schema, compression="snappy")
         self._buffers: list[list[pa.RecordBatch]] = [[] for _ in range(partitions)]
         self._buffered = [0] * partitions
-        self._total = 0
+        self._held = 0  # bytes of the batches split since every buffer was last flushed: buffered slices keep them
         self._row_groups: list[list[int]] = [[] for _ in range(partitions)]
         self._rows = [0] * partitions
         self._next_group = 0
@@ -46,11 +46,13 @@ class PartitionedWriter:
         for p, part in split_by_partition(batch, self.key, self.partitions):
             self._buffers[p].append(part)
             self._buffered[p] += part.nbytes
-            self._total += part.nbytes
             if self._buffered[p] >= ROW_GROUP_BYTES:
                 self._flush(p)
-        while self._total > BUFFER_BUDGET:
-            self._flush(max(range(self.partitions), key=self._buffered.__getitem__))
+        self._held += batch.nbytes
+        if self._held > BUFFER_BUDGET:  # flushing only some buffers would free none of these batches
+            for p in range(self.partitions):
+                self._flush(p)
+            self._held = 0
 
     def _flush(self, p: int) -> None:
         if not self._buffers[p]:
@@ -62,7 +64,6 @@ class PartitionedWriter:
             self._row_groups[p].append(self._next_group)
             self._next_group += 1
         self._rows[p] += table.num_rows
-        self._total -= self._buffered[p]
         self._buffers[p], self._buffered[p] = [], 0
 
     def close(self) -> dict:

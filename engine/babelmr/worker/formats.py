@@ -145,7 +145,8 @@ def read_batches(path: str, fmt: str, types: dict[str, pa.DataType] | None = Non
     """Stream the record batches of a program output file; ``types`` fixes CSV/JSON column types."""
     if fmt == "parquet":
         with pq.ParquetFile(path) as f:
-            yield from f.iter_batches(batch_size=BATCH_ROWS)
+            for group in range(f.num_row_groups):  # one reader over many row groups keeps memory of each it read
+                yield from f.iter_batches(batch_size=BATCH_ROWS, row_groups=[group])
         return
     if os.path.getsize(path) == 0:
         return

@@ -25,7 +25,8 @@ from babelmr.store import filesystem_for
 from babelmr.worker.formats import BATCH_ROWS, EXTENSIONS, READ_BLOCK, arrow_schema, open_writer, plain_schema
 
 READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))
-QUEUE_BATCHES = 16
+QUEUE_BATCHES = 4  # each reader thread also holds one batch while it waits: memory is (threads + this) batches
+PREBUFFER_BYTES = 16 << 20  # compressed bytes of row groups a file reads ahead at once (bounds memory per file)
 
 
 @dataclass
@@ -91,11 +92,31 @@ class _ParquetSource:
     def empty(self) -> bool:
         return not self.row_groups
 
+    def _runs(self) -> Iterator[list[int]]:
+        """The row groups in runs of about ``PREBUFFER_BYTES`` (of the columns read).
+
+        Pre-buffering reads all row groups asked for at once: for a whole large file that is the whole file.
+        """
+        wanted = set(self.columns) if self.columns else None
+        run: list[int] = []
+        size = 0
+        for g in self.row_groups:
+            rg = self.file.metadata.row_group(g)
+            cost = sum(rg.column(c).total_compressed_size for c in range(rg.num_columns)
+                       if wanted is None or rg.column(c).path_in_schema.split(".")[0] in wanted)
+            if run and size + cost > PREBUFFER_BYTES:
+                yield run
+                run, size = [], 0
+            run.append(g)
+            size += cost
+        if run:
+            yield run
+
     def batches(self) -> Iterator[pa.RecordBatch]:
         if self.row_groups:
             try:
-                yield from self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=self.row_groups,
-                                                  columns=self.columns)
+                for run in self._runs():
+                    yield from self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=run, columns=self.columns)
             except pa.ArrowInvalid as e:  # corrupt data pages: retrying will not help
                 raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
             except OSError as e:  # corrupt pages, or a network error on S3: worth another attempt

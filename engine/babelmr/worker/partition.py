@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 _NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+DISTINCT_SAMPLE = 4096  # rows looked at to decide whether string keys repeat enough to hash each value once
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -30,15 +31,27 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def _numeric_hash(values: np.ndarray) -> np.ndarray:
     """Integral values hash as their int64; other floats as their float64 bits."""
+    if values.dtype.kind in "iu":  # exact for integers beyond 2**53
+        return _mix(values.astype(np.int64, copy=False).view(np.uint64))
     as_float = values.astype(np.float64, copy=False)
     integral = np.isfinite(as_float) & (np.floor(as_float) == as_float) & (np.abs(as_float) < 2.0**63)
     with np.errstate(invalid="ignore"):
         ints = np.where(integral, as_float, 0).astype(np.int64)
-    if values.dtype.kind in "iu":  # exact for integers beyond 2**53
-        ints = values.astype(np.int64, copy=False)
-        integral = np.ones(len(values), dtype=bool)
     bits = np.where(integral, ints.view(np.uint64), as_float.view(np.uint64) ^ np.uint64(0x5555))
     return _mix(bits)
+
+
+def _bytes_hash(column: pa.Array) -> np.ndarray:
+    """SipHash (pandas' ``hash_array``, fixed key: stable everywhere) of each string or binary value.
+
+    Turning values into Python objects costs most of it, so when the first rows repeat (typical of keys)
+    each distinct value is hashed once and the hashes are gathered: the same result, several times faster.
+    """
+    sample = column.slice(0, DISTINCT_SAMPLE)
+    if len(column) > DISTINCT_SAMPLE and pc.count_distinct(sample).as_py() <= DISTINCT_SAMPLE // 2:
+        encoded = column.dictionary_encode()
+        return _bytes_hash(encoded.dictionary)[encoded.indices.to_numpy()]
+    return pd.util.hash_array(column.to_numpy(zero_copy_only=False), categorize=False)
 
 
 def column_hash(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -64,8 +77,7 @@ def column_hash(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
             column = column.cast(pa.string())
         elif pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
             column = column.cast(pa.binary())
-        values = column.fill_null("" if pa.types.is_string(column.type) else b"").to_numpy(zero_copy_only=False)
-        hashed = pd.util.hash_array(values, categorize=False)  # SipHash, fixed key: stable everywhere
+        hashed = _bytes_hash(column.fill_null("" if pa.types.is_string(column.type) else b""))
     else:
         raise TypeError(f"cannot partition by a column of type {t}: use numbers, strings, dates or timestamps")
     if column.null_count:
@@ -89,7 +101,8 @@ def split_by_partition(batch: pa.RecordBatch, key: list[str], partitions: int) -
     if partitions == 1:
         return [(0, batch)] if batch.num_rows else []
     ids = partition_ids(batch, key, partitions)
-    order = np.argsort(ids, kind="stable")
+    # a stable sort of 16-bit ids is a radix sort: ~10x faster than sorting int64 ids, the same order
+    order = np.argsort(ids.astype(np.uint16) if partitions <= 1 << 16 else ids, kind="stable")
     counts = np.bincount(ids, minlength=partitions)
     ordered = batch.take(pa.array(order))
     out, offset = [], 0
