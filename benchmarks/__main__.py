@@ -25,7 +25,7 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "babelmr-docker-python": ("babelmr (docker, Python)", "benchmarks.variants.babelmr", "docker_python", "docker"),
     "babelmr-docker-go": ("babelmr (docker, Go)", "benchmarks.variants.babelmr", "docker_go", "docker"),
     "babelmr-docker-csharp": ("babelmr (docker, C#)", "benchmarks.variants.babelmr", "docker_csharp", "docker"),
-    "handwritten": ("hand-written (pandas/fastparquet)", "benchmarks.variants.handwritten", "run", ""),
+    "handwritten": ("hand-written (pandas/pyarrow)", "benchmarks.variants.handwritten", "run", ""),
     "pyspark": ("PySpark local[2]", "benchmarks.variants.pyspark_local", "run", "pyspark"),
     "lithops": ("Lithops localhost", "benchmarks.variants.lithops_local", "run", "lithops"),
     "duckdb": ("DuckDB SQL", "benchmarks.variants.duckdb_sql", "run", ""),
