@@ -30,8 +30,8 @@ def dataset(query: str, sf: float) -> Path:
     folder = CACHE / f"{query}-sf{sf:g}"
     if query == "tpch-q1":
         _prepare_module("tpch-q1").prepare(str(folder), sf=sf, parts=tpch_parts(sf))
-    else:  # TPCx-BB-like store_sales: about 4 M rows per scale factor
-        rows = max(20_000, int(4_000_000 * sf))
+    else:  # TPCx-BB-like store_sales: about 1 M rows per scale factor
+        rows = max(20_000, int(1_000_000 * sf))
         _prepare_module("bigbench-q1").prepare(str(folder), rows=rows, files=max(2, tpch_parts(sf)), row_groups=4,
                                                seed=7)
     return folder

@@ -119,6 +119,15 @@ def test_dictionary_strings_hash_like_plain_strings() -> None:
     assert ids(reordered) == ids(pa.array(values))
 
 
+def test_repeating_strings_hash_like_distinct_ones() -> None:
+    # long columns whose values repeat hash each distinct value once: the hashes must not change
+    words = [f"w{i % 37}" if i % 11 else None for i in range(10_000)]
+    for arrow_type, values in ((pa.string(), words), (pa.binary(), [w.encode() if w else None for w in words])):
+        column = pa.array(values, arrow_type)
+        row_by_row = np.concatenate([column_hash(column.slice(i, 1000)) for i in range(0, len(column), 1000)])
+        assert column_hash(column).tolist() == row_by_row.tolist(), arrow_type
+
+
 def test_binary_types_hash_alike() -> None:
     values = [b"", b"abc", b"\x00\xff"]
     expected = ids(pa.array(values, pa.binary()))

@@ -25,7 +25,7 @@ from babelmr.store import filesystem_for
 from babelmr.worker.formats import BATCH_ROWS, EXTENSIONS, READ_BLOCK, arrow_schema, open_writer, plain_schema
 
 READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))
-QUEUE_BATCHES = 4  # each reader thread also holds one batch while it waits: memory is (threads + this) batches
+QUEUE_BATCHES = 2  # each reader thread also holds one batch while it waits: memory is (threads + this) batches
 PREBUFFER_BYTES = 16 << 20  # compressed bytes of row groups a file reads ahead at once (bounds memory per file)
 
 

@@ -129,6 +129,7 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
     os.makedirs(log_dir, exist_ok=True)
 
     imported, stats["import_seconds"] = import_inputs(spec.inputs, workdir, spec.program_format)
+    pa.default_memory_pool().release_unused()  # give the import's memory back before the program runs
     stats["rows_in"] = sum(i.rows for i in imported)
     stats["bytes_in"] = sum(i.bytes for i in imported)
     paths = {i.name: i.path for i in imported}
