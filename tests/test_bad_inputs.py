@@ -52,7 +52,7 @@ def _job(tmp_path: Path, how: str, *, uri: str = "data/*.parquet", retries: int 
         "name": "bad", "store": "store",
         "stages": [{"name": "map", "command": [sys.executable, "{job_dir}/prog.py"], "mode": "map",
                     "inputs": [{"name": "data", "uri": uri}], "key": ["k"], "partitions": 2,
-                    "retries": retries, "env": {"HOW": how}, **stage}],
+                    "retries": retries, "env": {"HOW": how}, "split": {"files_per_task": 1}, **stage}],
     })
 
 
@@ -93,16 +93,20 @@ def test_glob_matching_nothing_names_the_uri(tmp_path: Path) -> None:
     assert f"input '{tmp_path}/nothing/*.parquet' matches no files" in err
 
 
-def test_corrupt_parquet_names_the_file_and_publishes_nothing_for_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("split", [{"files_per_task": 1}, {"bytes_per_task": "64MB"}], ids=["in-a-task", "planning"])
+def test_corrupt_parquet_names_the_file_and_publishes_nothing_for_it(tmp_path: Path, split: dict) -> None:
     _data(tmp_path / "data")
     (tmp_path / "data" / "part1.parquet").write_bytes(b"PAR1 but not really a parquet file")
-    code, err = _run(_job(tmp_path, "ok"))
+    code, err = _run(_job(tmp_path, "ok", split=split))
     assert code == 1
-    assert "stage 'map' task 1 attempt 1" in err  # corrupt data is not retried
     assert f"cannot read Parquet file {tmp_path}/data/part1.parquet" in err
     commits, data, record = _published(tmp_path)
     assert not any("t00001" in p for p in commits + data)
     assert record["status"] == "failed"
+    if "files_per_task" in split:  # found by the task that reads it; corrupt data is not retried
+        assert "stage 'map' task 1 attempt 1" in err and "failed after 1 attempt(s)" in err
+    else:  # splitting by bytes reads every footer while planning: no task runs
+        assert commits == [] and data == []
 
 
 def test_program_exiting_1_is_retried_then_fails_with_its_stderr(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ def finished_run(tmp_path: Path) -> tuple[Path, dict]:
         pq.write_table(pa.table({"k": ["a", "b", "c"] * 10, "v": list(range(30))}), data / f"p{i}.parquet")
     job = write_job(tmp_path, {"name": "sums", "stages": [
         {"name": "map", "command": [sys.executable, "-c", PROGRAM], "inputs": [{"name": "d", "uri": "data"}],
+         "split": {"files_per_task": 1},
          "key": ["k"], "partitions": 2},
         {"name": "reduce", "command": [sys.executable, "-c", PROGRAM.replace("'v', 'sum'", "'v_sum', 'sum'")],
          "inputs": [{"name": "p", "stage": "map"}]}]})

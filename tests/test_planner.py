@@ -48,10 +48,18 @@ def map_stage(uri: str, **extra: Any) -> dict[str, Any]:
 # -- files_per_task ---------------------------------------------------------------------------------------------
 
 
-def test_one_file_per_task_by_default(tmp_path: Path) -> None:
+def test_small_files_share_a_task_by_default(tmp_path: Path) -> None:
     for i in range(3):
         write_parquet(tmp_path / "in" / f"part-{i}.parquet", 10, 10)
-    job = load(tmp_path, [map_stage("in", key=["id"], partitions=5, env={"A": "stage"})], env={"A": "job", "B": "j"})
+    (task,) = plan(load(tmp_path, [map_stage("in")])).tasks  # the default split: ~128 MiB per task
+    assert [f.uri for f in task.inputs[0].files] == [str(tmp_path / "in" / f"part-{i}.parquet") for i in range(3)]
+
+
+def test_one_file_per_task(tmp_path: Path) -> None:
+    for i in range(3):
+        write_parquet(tmp_path / "in" / f"part-{i}.parquet", 10, 10)
+    job = load(tmp_path, [map_stage("in", key=["id"], partitions=5, env={"A": "stage"}, split={"files_per_task": 1})],
+               env={"A": "job", "B": "j"})
     p = plan(job)
     assert [t.task for t in p.tasks] == [0, 1, 2]
     assert [[f.uri for f in t.inputs[0].files] for t in p.tasks] == [
@@ -160,7 +168,7 @@ def test_broadcast_input_goes_whole_to_every_task(tmp_path: Path) -> None:
     stage = {"name": "join", "command": "prog", "inputs": [
         {"name": "dim", "uri": "small", "broadcast": True, "columns": ["id"]},
         {"name": "facts", "uri": "big"},
-    ]}
+    ], "split": {"files_per_task": 1}}
     p = plan(load(tmp_path, [stage]))
     assert len(p.tasks) == 3
     for t in p.tasks:

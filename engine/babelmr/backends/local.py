@@ -11,7 +11,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from babelmr.backends.base import Backend
+from babelmr.job import Job
 from babelmr.spec import TaskResult, TaskSpec
+from babelmr.store.base import Store
 
 
 def aws_environment() -> dict[str, str]:
@@ -43,6 +45,10 @@ def _run_in_worker(spec_json: str, workdir_root: str, aws_env: dict[str, str]) -
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _warm_up() -> None:
+    import babelmr.worker.task  # noqa: F401 - the import is the point
+
+
 class LocalBackend(Backend):
     """Each task attempt runs in a long-lived worker process, in its own private working directory."""
 
@@ -61,6 +67,12 @@ class LocalBackend(Backend):
                 ctx.set_forkserver_preload(["babelmr.worker.task"])
                 self._pool = ProcessPoolExecutor(max_workers=self.concurrency, mp_context=ctx)
             return self._pool
+
+    def prepare(self, job: Job, store: Store, run_id: str) -> None:
+        """Start the workers now, while the first stage is planned (each imports pyarrow and pandas once)."""
+        pool = self._get_pool()
+        for _ in range(self.concurrency):
+            pool.submit(_warm_up)
 
     def run_task(self, spec: TaskSpec) -> TaskResult:
         pool = self._get_pool()

@@ -9,6 +9,7 @@ ProgramFormat = Literal["parquet", "csv", "jsonl"]
 InputFormat = Literal["parquet", "csv"]
 
 DEFAULT_RETRIES = 2
+DEFAULT_BYTES_PER_TASK = 128 << 20  # like Spark's and Hadoop's default split: one task per ~128 MiB
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Stage:
     shell: bool = False
     image: str | None = None
     mode: str | None = None
-    split: Split = field(default_factory=lambda: Split(files_per_task=1))
+    split: Split = field(default_factory=lambda: Split(bytes_per_task=DEFAULT_BYTES_PER_TASK))
     program_format: ProgramFormat = "parquet"
     key: tuple[str, ...] | None = None
     partitions: int = 1

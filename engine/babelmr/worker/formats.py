@@ -57,9 +57,17 @@ class BatchWriter(Protocol):
     def close(self) -> None: ...
 
 
+# The program's input file lives on the task's local disk for one read: write it plain (no compression,
+# dictionaries or statistics), about 5x faster to write and 2-3x faster to read than snappy, at about
+# 3x the size. BABELMR_PROGRAM_PARQUET_COMPRESSION=lz4 (or zstd, snappy) trades speed for a small /tmp.
+PROGRAM_PARQUET_COMPRESSION = os.environ.get("BABELMR_PROGRAM_PARQUET_COMPRESSION", "none")
+
+
 class _ParquetWriter:
     def __init__(self, path: str, schema: pa.Schema):
-        self._writer = pq.ParquetWriter(path, schema, compression="snappy")
+        plain = PROGRAM_PARQUET_COMPRESSION == "none"
+        self._writer = pq.ParquetWriter(path, schema, compression=PROGRAM_PARQUET_COMPRESSION,
+                                        use_dictionary=not plain, write_statistics=not plain)
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._writer.write_batch(batch, row_group_size=1 << 20)
