@@ -55,6 +55,16 @@ def test_small_files_share_a_task_by_default(tmp_path: Path) -> None:
     assert [f.uri for f in task.inputs[0].files] == [str(tmp_path / "in" / f"part-{i}.parquet") for i in range(3)]
 
 
+@pytest.mark.parametrize(("mib", "concurrency", "tasks"), [(10, 4, 1), (100, 4, 4), (1000, 2, 2), (1100, 2, 4),
+                                                         (5000, 4, 12)])
+def test_default_split_fills_every_worker_with_whole_waves(mib: int, concurrency: int, tasks: int) -> None:
+    from babelmr.job import Split
+
+    total = mib << 20
+    target = Split().target_bytes(total, concurrency)
+    assert -(-total // target) == tasks  # 32 MiB at least, 512 MiB at most, a multiple of the workers
+
+
 def test_one_file_per_task(tmp_path: Path) -> None:
     for i in range(3):
         write_parquet(tmp_path / "in" / f"part-{i}.parquet", 10, 10)

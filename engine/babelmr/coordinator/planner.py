@@ -115,8 +115,12 @@ def _whole(inp: ExternalInput, files: list[FileEntry]) -> list[FileSlice]:
     return [FileSlice(f.path, list(inp.row_groups) if inp.row_groups is not None else None, f.size) for f in files]
 
 
-def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: dict[str, StageOutput]) -> StagePlan:
-    """The task specs (attempt 1) of ``stage``, given the outputs of the stages before it."""
+def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: dict[str, StageOutput],
+               concurrency: int = 1) -> StagePlan:
+    """The task specs (attempt 1) of ``stage``, given the outputs of the stages before it.
+
+    ``concurrency`` (tasks the backend runs at once) sizes the default split.
+    """
     resolved: dict[str, list[str]] = {}
     listed: dict[str, list[FileEntry]] = {}
     for inp in stage.external_inputs:
@@ -137,8 +141,9 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
         for p in range(partitions):
             task_inputs.append({i.name: _stage_input(i, upstream[i.stage], p) for i in stage.stage_inputs})
     elif split is not None:
-        pieces = _slices(split, listed[split.name], stage.split.bytes_per_task)
-        for share in _pack(pieces, stage.split.files_per_task, stage.split.bytes_per_task):
+        target = stage.split.target_bytes(sum(f.size for f in listed[split.name]), concurrency)
+        pieces = _slices(split, listed[split.name], target)
+        for share in _pack(pieces, stage.split.files_per_task, target):
             task_inputs.append({split.name: _external(split, share)})
     else:
         task_inputs.append({})

@@ -156,7 +156,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
         backend.prepare(job, store, run_id)
         for stage in job.stages:
             started = time.perf_counter()
-            plan = plan_stage(job, stage, run_id, store.uri, upstream)
+            plan = plan_stage(job, stage, run_id, store.uri, upstream, backend.stage_concurrency(stage))
             progress.stage_started(stage, len(plan.tasks))
             outcomes = run_stage(plan, backend, progress)
             summary = _stage_summary(plan, outcomes, time.perf_counter() - started)

@@ -14,7 +14,6 @@ import jsonschema
 
 from babelmr.errors import JobFileError
 from babelmr.job.model import (
-    DEFAULT_BYTES_PER_TASK,
     DEFAULT_RETRIES,
     CsvOptions,
     ExternalInput,
@@ -216,7 +215,7 @@ def _input(d: dict[str, Any], job_dir: str) -> Input:
 
 
 def _stage(d: dict[str, Any], job_dir: str) -> Stage:
-    split = d.get("split", {"bytes_per_task": DEFAULT_BYTES_PER_TASK})
+    split = d.get("split", {})
     return Stage(
         name=d["name"],
         inputs=tuple(_input(i, job_dir) for i in d["inputs"]),

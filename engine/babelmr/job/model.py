@@ -9,7 +9,8 @@ ProgramFormat = Literal["parquet", "csv", "jsonl"]
 InputFormat = Literal["parquet", "csv"]
 
 DEFAULT_RETRIES = 2
-DEFAULT_BYTES_PER_TASK = 128 << 20  # like Spark's and Hadoop's default split: one task per ~128 MiB
+SPLIT_MIN_BYTES = 32 << 20
+SPLIT_MAX_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,22 @@ Input = ExternalInput | StageInput
 
 @dataclass(frozen=True)
 class Split:
-    """How a stage's split external input is cut into tasks."""
+    """How a stage's split external input is cut into tasks; neither field set: the adaptive default."""
 
     files_per_task: int | None = None
     bytes_per_task: int | None = None
+
+    def target_bytes(self, total: int, concurrency: int) -> int | None:
+        """Bytes per task: as the job says, or by default enough tasks to keep every worker busy, each
+        32-512 MiB (fewer, larger tasks pay the program's start-up less often); None: by file count."""
+        if self.files_per_task:
+            return None
+        if self.bytes_per_task:
+            return self.bytes_per_task
+        workers = max(1, concurrency)
+        tasks = max(1, -(-total // SPLIT_MAX_BYTES))
+        tasks = -(-tasks // workers) * workers  # whole waves: no worker idles in the last one
+        return max(SPLIT_MIN_BYTES, -(-total // tasks))
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,7 @@ class Stage:
     shell: bool = False
     image: str | None = None
     mode: str | None = None
-    split: Split = field(default_factory=lambda: Split(bytes_per_task=DEFAULT_BYTES_PER_TASK))
+    split: Split = field(default_factory=Split)
     program_format: ProgramFormat = "parquet"
     key: tuple[str, ...] | None = None
     partitions: int = 1
