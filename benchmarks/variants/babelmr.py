@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from babelmr.backends import get_backend
+from babelmr.backends.containers import ContainerLimits
 from babelmr.coordinator.run import run_job
 from babelmr.job import load_job
 from benchmarks.common import ROOT, Context, Result
@@ -63,13 +64,16 @@ def local(ctx: Context) -> Result:
     return run_babelmr(ctx)
 
 
+CONTAINER = ContainerLimits(memory=3 << 30, ephemeral_storage=3 << 30)  # CSV of a 512 MiB share fits in /tmp
+
+
 def docker_python(ctx: Context) -> Result:
-    return run_babelmr(ctx, backend="docker")
+    return run_babelmr(ctx, backend="docker", limits=CONTAINER)
 
 
 def docker_go(ctx: Context) -> Result:
-    return run_babelmr(ctx, "examples-go", backend="docker")
+    return run_babelmr(ctx, "examples-go", backend="docker", limits=CONTAINER)
 
 
 def docker_csharp(ctx: Context) -> Result:
-    return run_babelmr(ctx, "examples-csharp", backend="docker")
+    return run_babelmr(ctx, "examples-csharp", backend="docker", limits=CONTAINER)

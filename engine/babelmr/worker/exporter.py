@@ -20,8 +20,11 @@ from babelmr.spec import PARTITION_INDEX_KEY
 from babelmr.worker.partition import split_by_partition
 
 ROW_GROUP_BYTES = int(os.environ.get("BABELMR_ROW_GROUP_BYTES", 64 << 20))
-BUFFER_BUDGET = int(os.environ.get("BABELMR_EXPORT_BUFFER", 256 << 20))
+BUFFER_BUDGET = int(os.environ.get("BABELMR_EXPORT_BUFFER", 128 << 20))
 MAX_ROW_GROUP_ROWS = 64 << 20  # pyarrow's writer cuts longer row groups (its max_row_group_length)
+# A column whose dictionary outgrows this falls back to plain encoding. Every row group starts a new dictionary,
+# so with pyarrow's 1 MB, columns of (nearly) unique values build a useless dictionary per row group.
+DICTIONARY_PAGE_BYTES = 256 << 10
 
 
 class PartitionedWriter:
@@ -32,7 +35,8 @@ class PartitionedWriter:
         self.key = key or []
         self.partitions = partitions
         self._stream = stream
-        self._writer = pq.ParquetWriter(self._stream, schema, compression="snappy")
+        self._writer = pq.ParquetWriter(self._stream, schema, compression="snappy",
+                                        dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES)
         self._buffers: list[list[pa.RecordBatch]] = [[] for _ in range(partitions)]
         self._buffered = [0] * partitions
         self._held = 0  # bytes of the batches split since every buffer was last flushed: buffered slices keep them
