@@ -95,10 +95,15 @@ def run_all(sfs: list[float], reps: int, variants: list[str], work: Path, say) -
                     ctx = Context(query, sf, data, scratch, min_count=min_count)
                     try:
                         result = fn(ctx)
+                        same_answer(result.answer, reference, query)
                     except NotImplementedError as e:
                         skipped[f"{name} / {query}"] = str(e) or "not implemented"
                         break
-                    same_answer(result.answer, reference, query)
+                    except Exception as e:  # a peer failing is a result to report, not a crash
+                        first = (str(e).strip().splitlines() or [""])[0][:300]
+                        skipped[f"{name} / {query} / SF {sf:g} rep {rep + 1}"] = f"failed: {type(e).__name__}: {first}"
+                        say(f"  {name:<36} {query:<12} SF {sf:<5g} rep {rep + 1}: FAILED {type(e).__name__}: {first}")
+                        continue
                     say(f"  {name:<36} {query:<12} SF {sf:<5g} rep {rep + 1}: {result.seconds:7.2f} s")
                     runs.append({"variant": name, "query": query, "sf": sf, "rep": rep, "seconds": result.seconds,
                                  "engine": result.engine, "tasks": result.tasks,
