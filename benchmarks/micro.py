@@ -42,7 +42,7 @@ from babelmr.job import Job, Stage
 from babelmr.spec import FileSlice, TaskInput, TaskResult, TaskSpec
 from babelmr.worker.__main__ import RESULT_MARKER
 from babelmr.worker.exporter import export_partitions
-from babelmr.worker.formats import BATCH_ROWS, plain_schema
+from babelmr.worker.formats import BATCH_ROWS, PROGRAM_PARQUET_COMPRESSION, plain_schema
 from babelmr.worker.importer import import_input
 from babelmr.worker.partition import partition_ids, split_by_partition
 from benchmarks import micro_handwritten as handwritten
@@ -175,8 +175,15 @@ def selected_rows(files: list[Path], row_groups: list[int] | None) -> int:
 
 # ---------------------------------------------------------------------------------------------- import
 
+def _program_file_options() -> dict[str, Any]:
+    """How babelmr writes the program's input Parquet file (`formats._ParquetWriter`): the ceiling writes the same."""
+    plain = PROGRAM_PARQUET_COMPRESSION == "none"
+    return {"compression": PROGRAM_PARQUET_COMPRESSION, "use_dictionary": not plain, "write_statistics": not plain}
+
+
 def _pyarrow_import(files: list[Path], columns: list[str] | None, row_groups: list[int] | None, out: Path) -> None:
-    """The ceiling: pyarrow's multi-threaded dataset read of exactly these columns and row groups, one write."""
+    """The ceiling: pyarrow's multi-threaded dataset read of exactly these columns and row groups, one write of
+    the same kind of file babelmr writes."""
     if row_groups is None:
         table = pq.read_table([str(f) for f in files], columns=columns)
     else:
@@ -184,7 +191,7 @@ def _pyarrow_import(files: list[Path], columns: list[str] | None, row_groups: li
         fragments = [frag.subset(row_group_ids=row_groups) for frag in dataset.get_fragments()]
         table = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem).to_table(
             columns=columns)
-    pq.write_table(table, str(out), compression="snappy")
+    pq.write_table(table, str(out), **_program_file_options())
 
 
 def bench_import(data: Lineitem, work: Path, reps: int) -> list[dict[str, Any]]:
@@ -217,8 +224,10 @@ def bench_import(data: Lineitem, work: Path, reps: int) -> list[dict[str, Any]]:
         seconds = _interleaved(variants, reps, check)
         rows_out += _throughput_rows(
             "import", case, seconds, mb=selected_bytes(files, columns, row_groups) / MB, rows=expected,
-            metric="mb_per_s", definition="compressed MB of the selected column chunks read per second, "
-                                          "read and written into one local Parquet file (warm page cache)")
+            metric="mb_per_s", definition="compressed MB of the selected column chunks read per second, read and "
+                                          "written into one local Parquet file (warm page cache); babelmr and "
+                                          f"the ceiling write it {_program_file_options()}, hand-written with "
+                                          "fastparquet's defaults (uncompressed)")
         for out in outs.values():
             out.unlink(missing_ok=True)
     return rows_out
@@ -322,7 +331,7 @@ def noop_job(work: Path, tasks: int) -> Path:
         for t in range(tasks):
             pq.write_table(pa.table({"k": [t]}), inputs / f"part-{t:05d}.parquet")
     job = {"name": "noop", "store": str(folder / "store"),
-           "stages": [{"name": "noop", "command": NOOP_COMMAND, "retries": 0,
+           "stages": [{"name": "noop", "command": NOOP_COMMAND, "retries": 0, "split": {"files_per_task": 1},
                        "inputs": [{"name": "in", "uri": str(inputs / "*.parquet")}]}]}
     path = folder / "job.json"
     path.write_text(json.dumps(job, indent=1))
@@ -371,7 +380,8 @@ def bench_task_overhead(work: Path, reps: int, smoke: bool) -> list[dict[str, An
             for _ in range(1 + reps):
                 backend.seconds.clear()
                 record = run_job(job, backend)
-                assert record["stages"][0]["rows_out"] == tasks, f"{variant}: not every no-op task copied its row"
+                stage = record["stages"][0]
+                assert stage["tasks"] == stage["rows_out"] == tasks, f"{variant}: {stage['tasks']} tasks, not {tasks}"
                 runs.append((record["stages"][0]["seconds"], statistics.median(backend.seconds)))
                 _empty(Path(job.store))
         cold, warm = runs[0], runs[1:] or runs

@@ -33,8 +33,9 @@ def read_files(files: Sequence[Path], columns: list[str] | None, row_groups: lis
 
 
 def import_files(files: Sequence[Path], columns: list[str] | None, row_groups: list[int] | None, out: Path) -> None:
-    """Read the selected part of ``files`` and write it as one local Parquet file for the program."""
-    fastparquet.write(str(out), read_files(files, columns, row_groups), compression="SNAPPY", write_index=False)
+    """Read the selected part of ``files`` and write it as one local Parquet file for the program (uncompressed:
+    fastparquet's default, and what babelmr writes for the program)."""
+    fastparquet.write(str(out), read_files(files, columns, row_groups), write_index=False)
 
 
 def partition_of_rows(df: pd.DataFrame, key: list[str], partitions: int) -> np.ndarray:

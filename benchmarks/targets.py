@@ -33,7 +33,11 @@ def targets(medians: dict, runs: list[dict[str, Any]], micro: list[dict[str, Any
     for peer in ("PySpark local[2]", "Lithops localhost"):
         theirs = medians.get((peer, "tpch-q1", sf))
         ok = None if not (ours and theirs) else ours < theirs
-        measured = f"{ours:.2f} s vs {theirs:.2f} s ({theirs / ours:.2f}× faster)" if ours and theirs else "—"
+        if ours and theirs:
+            faster = f"babelmr {theirs / ours:.2f}× faster" if ours < theirs else f"{peer} {ours / theirs:.2f}× faster"
+            measured = f"babelmr {ours:.2f} s, {peer} {theirs:.2f} s: {faster}"
+        else:
+            measured = "—"
         rows.append(f"| babelmr TPC-H Q1 at SF {sf:g} faster than {peer} | {measured} | {_mark(ok)} |")
     timeline = [r for r in runs if r["variant"] == BASELINE and r["query"] == "tpch-q1" and r["sf"] == sf]
     if timeline:
