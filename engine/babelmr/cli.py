@@ -84,11 +84,7 @@ def run(job_file: str, backend: str, store: str | None, concurrency: int | None,
     err.print(f"running [bold]{job.name}[/] ({len(job.stages)} stages) on backend {backend}, store {job.store}")
     with get_backend(backend, concurrency=concurrency, limits=limits, emulators=emulators) as b, \
             RichProgress(err) as progress:
-        try:
-            record = run_job(job, b, progress=progress)
-        except BabelMRError:
-            progress.__exit__()
-            raise
+        record = run_job(job, b, progress=progress)
     err.print(summary_table(record))
     files = record["output"]["files"]
     err.print(f"result: {len(files)} Parquet file(s) of stage {record['output']['stage']!r}:")

@@ -16,6 +16,7 @@ import queue
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 import boto3
@@ -27,7 +28,6 @@ from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
     BASE_IMAGE,
     ContainerLimits,
-    aws_environment,
     check_image,
     container_options,
     docker_client,
@@ -38,6 +38,7 @@ from babelmr.job import Job
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
+from babelmr.store.s3 import aws_environment
 
 PAYLOAD_LIMIT = 256 * 1024  # asynchronous limit; stay under it even for synchronous invokes
 THROTTLE_PATIENCE = 900  # seconds of throttling tolerated for one invocation
@@ -157,8 +158,6 @@ class LambdaBackend(Backend):
 
     @staticmethod
     def _wait_until_listening(port: int, container, seconds: float = 30) -> None:
-        import time
-
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             with socket.socket() as s:

@@ -80,11 +80,6 @@ def mounts(spec: TaskSpec, store: Store) -> list[Mount]:
     return chosen
 
 
-def aws_environment() -> dict[str, str]:
-    """The coordinator's AWS settings, passed to tasks so they reach the same S3."""
-    return {k: v for k, v in os.environ.items() if k.startswith("AWS_") and k != "AWS_LAMBDA_RUNTIME_API"}
-
-
 def network_mode() -> str | None:
     """The host network when S3 is on this machine's loopback (unreachable from a bridge network)."""
     endpoint = endpoint_url()

@@ -14,11 +14,7 @@ from babelmr.backends.base import Backend
 from babelmr.job import Job
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store.base import Store
-
-
-def aws_environment() -> dict[str, str]:
-    """The AWS settings (endpoint, region, credentials) of this process, for its workers."""
-    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+from babelmr.store.s3 import aws_environment, reset_clients
 
 
 def _sync_environment(aws_env: dict[str, str]) -> None:
@@ -28,8 +24,6 @@ def _sync_environment(aws_env: dict[str, str]) -> None:
     for k in aws_environment():
         os.environ.pop(k, None)
     os.environ.update(aws_env)
-    from babelmr.store.s3 import reset_clients
-
     reset_clients()
 
 

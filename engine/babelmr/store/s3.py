@@ -42,6 +42,11 @@ def s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+def aws_environment() -> dict[str, str]:
+    """This process's AWS settings (endpoint, region, credentials), to hand to the workers it starts."""
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_") and k != "AWS_LAMBDA_RUNTIME_API"}
+
+
 def reset_clients() -> None:
     """Forget cached clients, e.g. after the AWS environment changed."""
     s3_client.cache_clear()
