@@ -12,7 +12,6 @@ from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
     BASE_IMAGE,
     ContainerLimits,
-    aws_environment,
     check_image,
     container_options,
     docker_client,
@@ -22,6 +21,7 @@ from babelmr.job import Job
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
+from babelmr.store.s3 import aws_environment
 from babelmr.worker.__main__ import RESULT_MARKER, SPEC_ENV
 from babelmr.worker.program import TAIL_LINES
 
@@ -67,6 +67,10 @@ class DockerBackend(Backend):
         container = self._client.containers.run(environment=env, **options)
         with self._lock:
             self._active.add(container.id)
+        if self._closed.is_set():  # close() ran while this container was being created: it missed it
+            self._remove(container.id)
+            return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
+                              retryable=False)
         try:
             timeout = spec.timeout + WAIT_GRACE if spec.timeout else None
             try:
