@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import shutil
 import statistics
 import sys
@@ -65,6 +66,7 @@ def _prepare_docker_images() -> None:
 def run_all(sfs: list[float], reps: int, variants: list[str], work: Path, say) -> dict[str, Any]:
     """Run every (scale factor, query, variant) ``reps`` times; check each answer against DuckDB."""
     runs: list[dict[str, Any]] = []
+    attempts = itertools.count()
     skipped: dict[str, str] = {}
     runnable = []
     for name in variants:
@@ -90,7 +92,8 @@ def run_all(sfs: list[float], reps: int, variants: list[str], work: Path, say) -
                     continue
                 fn = getattr(importlib.import_module(module), func)
                 for rep in range(reps):
-                    scratch = work / f"{query}-{sf:g}-{len(runs)}"
+                    # every attempt gets its own scratch folder, whether the one before it passed or failed
+                    scratch = work / f"{query}-{sf:g}-{next(attempts)}"
                     scratch.mkdir(parents=True)
                     ctx = Context(query, sf, data, scratch, min_count=min_count)
                     try:
@@ -104,11 +107,12 @@ def run_all(sfs: list[float], reps: int, variants: list[str], work: Path, say) -
                         skipped[f"{name} / {query} / SF {sf:g} rep {rep + 1}"] = f"failed: {type(e).__name__}: {first}"
                         say(f"  {name:<36} {query:<12} SF {sf:<5g} rep {rep + 1}: FAILED {type(e).__name__}: {first}")
                         continue
+                    finally:
+                        shutil.rmtree(scratch, ignore_errors=True)
                     say(f"  {name:<36} {query:<12} SF {sf:<5g} rep {rep + 1}: {result.seconds:7.2f} s")
                     runs.append({"variant": name, "query": query, "sf": sf, "rep": rep, "seconds": result.seconds,
                                  "engine": result.engine, "tasks": result.tasks,
                                  "peak_rss_bytes": result.peak_rss_bytes})
-                    shutil.rmtree(scratch, ignore_errors=True)
     return {"runs": runs, "skipped": skipped}
 
 

@@ -13,13 +13,18 @@ TPCx-BB Q1: Lithops has no shuffle of its own, so the calls exchange data throug
 item table in every call, writes each call's baskets as ``ctx.parallelism`` Parquet objects, one per ticket
 partition; then ``map_reduce`` runs one call per ticket partition, which reads its object from every join call
 and counts its pairs of items, and one reduce call adds the counts up and keeps the top 100.
-The task functions live in lithops_tasks.py, which imports only pandas and pyarrow.
+The task functions live in lithops_tasks.py, which imports only pandas and pyarrow. Lithops does not ship that
+module with each job (``include_modules=None``): its task processes import it from this checkout through
+PYTHONPATH, because Lithops 3.8's localhost workers all rewrite the shipped module files into one folder per job
+at once, and a call that imports a half-written copy fails with "Can't get attribute 'q1_map'".
 """
 
 from __future__ import annotations
 
 import glob
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import lithops
@@ -29,6 +34,7 @@ from benchmarks.common import Context, Result, timed
 from benchmarks.variants.lithops_tasks import bb_count, bb_join, bb_pairs, q1_map, q1_reduce
 
 MONITORING_INTERVAL = 0.1
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(parallelism: int) -> dict[str, Any]:
@@ -42,16 +48,26 @@ def config(parallelism: int) -> dict[str, Any]:
 def answer(fexec: lithops.FunctionExecutor, ctx: Context, prefix: str) -> pd.DataFrame:
     if ctx.query == "tpch-q1":
         files = sorted(glob.glob(ctx.inputs()["lineitem"]))
-        return fexec.get_result(fexec.map_reduce(q1_map, files, q1_reduce), show_progressbar=False)
+        return fexec.get_result(fexec.map_reduce(q1_map, files, q1_reduce, include_modules=None),
+                                show_progressbar=False)
     sales, item = (sorted(glob.glob(ctx.inputs()[name])) for name in ("store_sales", "item"))
     partitions = ctx.parallelism
-    fexec.get_result(fexec.map(bb_join, sales, extra_args=(item, prefix, partitions)), show_progressbar=False)
+    fexec.get_result(fexec.map(bb_join, sales, extra_args=(item, prefix, partitions), include_modules=None),
+                     show_progressbar=False)
     futures = fexec.map_reduce(bb_pairs, list(range(partitions)), bb_count, extra_args=(prefix, len(sales)),
-                               extra_args_reduce=(ctx.min_count,))
+                               extra_args_reduce=(ctx.min_count,), include_modules=None)
     return fexec.get_result(futures, show_progressbar=False)
 
 
+def importable_here() -> None:
+    """Let Lithops's task processes (children of this one) import ``benchmarks`` from this checkout."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])
+
+
 def run(ctx: Context) -> Result:
+    importable_here()
     with lithops.FunctionExecutor(config=config(ctx.parallelism)) as fexec:
         prefix = f"babelmr-benchmark/{fexec.executor_id}"
         seconds, result = timed(lambda: answer(fexec, ctx, prefix))
