@@ -109,6 +109,24 @@ def test_corrupt_parquet_names_the_file_and_publishes_nothing_for_it(tmp_path: P
         assert commits == [] and data == []
 
 
+def test_corrupt_pages_copied_to_the_program_name_the_file_and_are_not_retried(tmp_path: Path) -> None:
+    """The footer is intact, so the import copies the column chunks without decoding; the program fails
+    on the pages and the worker, checking its copied input, names the file instead of blaming the program."""
+    data = _data(tmp_path / "data")
+    bad = data / "part1.parquet"
+    pq.write_table(pa.table({"k": list(range(50_000)), "v": [1.5] * 50_000}), bad, compression="snappy",
+                   use_dictionary=False)
+    raw = bytearray(bad.read_bytes())
+    raw[1000:3000] = bytes(b ^ 0x5A for b in raw[1000:3000])
+    bad.write_bytes(bytes(raw))
+    code, err = _run(_job(tmp_path, "ok", retries=2))
+    assert code == 1
+    assert f"cannot read Parquet file {bad}" in err
+    assert "stage 'map' task 1 attempt 1" in err and "failed after 1 attempt(s)" in err
+    commits, data_files, _ = _published(tmp_path)
+    assert not any("t00001" in p for p in commits + data_files)
+
+
 def test_program_exiting_1_is_retried_then_fails_with_its_stderr(tmp_path: Path) -> None:
     _data(tmp_path / "data")
     code, err = _run(_job(tmp_path, "exit1", retries=1))

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from babelmr.worker.formats import arrow_schema, arrow_type, open_writer, plain_schema, plain_type, read_batches
@@ -221,3 +222,14 @@ def test_plain_types() -> None:
     assert plain_type(pa.int32()) == pa.int32()
     schema = plain_schema(pa.schema([pa.field("a", pa.string_view(), nullable=False), ("b", pa.float32())]))
     assert schema == pa.schema([pa.field("a", pa.string(), nullable=False), ("b", pa.float32())])
+
+
+def test_parquet_output_with_views_and_dictionaries_reads_plain(tmp_path: Path) -> None:
+    """A program may write string views or dictionaries (pyarrow, polars); the partitioner needs plain types."""
+    path = tmp_path / "out.parquet"
+    words = pa.array(["a", None, "c"])
+    pq.write_table(pa.table({"v": words.cast(pa.string_view()), "d": words.dictionary_encode(),
+                             "l": words.cast(pa.large_string())}), path)
+    (batch,) = read_batches(str(path), "parquet")
+    assert batch.schema == pa.schema({"v": pa.string(), "d": pa.string(), "l": pa.string()})
+    assert batch.column(0).to_pylist() == ["a", None, "c"]

@@ -210,16 +210,33 @@ def test_truncated_parquet_file_is_named(tmp_path: Path) -> None:
     assert str(src) in str(err.value)
 
 
-def test_corrupt_data_pages_name_the_file(tmp_path: Path) -> None:
+def corrupt_pages(tmp_path: Path) -> Path:
     src = tmp_path / "src.parquet"
     pq.write_table(rows_table(0, 100_000), src, row_group_size=20_000)
     data = bytearray(src.read_bytes())
     middle = len(data) // 2
     data[middle:middle + 2000] = bytes(b ^ 0x5A for b in data[middle:middle + 2000])  # footer intact
     src.write_bytes(bytes(data))
+    return src
+
+
+def test_corrupt_data_pages_name_the_file_when_decoded(tmp_path: Path) -> None:
+    src = corrupt_pages(tmp_path)
     with pytest.raises(BabelMRError) as err:
-        import_input(parquet_input(src), str(tmp_path / "in.parquet"), "parquet")
+        import_input(parquet_input(src), str(tmp_path / "in.csv"), "csv")
     assert str(src) in str(err.value)
+
+
+def test_corrupt_data_pages_copied_are_named_when_checked(tmp_path: Path) -> None:
+    """Copying does not decode, so the pages reach the program; the worker checks them when it fails."""
+    src = corrupt_pages(tmp_path)
+    good = tmp_path / "good.parquet"
+    pq.write_table(rows_table(0, 1000), good)
+    imported = import_input(parquet_input(good, src), str(tmp_path / "in.parquet"), "parquet")
+    assert imported.method == "copy"
+    with pytest.raises(InputError) as err:
+        imported.check_copied()
+    assert str(src) in str(err.value) and str(good) not in str(err.value)
 
 
 def test_missing_parquet_file_is_named(tmp_path: Path) -> None:

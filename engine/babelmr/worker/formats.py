@@ -153,8 +153,10 @@ def read_batches(path: str, fmt: str, types: dict[str, pa.DataType] | None = Non
     """Stream the record batches of a program output file; ``types`` fixes CSV/JSON column types."""
     if fmt == "parquet":
         with pq.ParquetFile(path) as f:
+            plain = plain_schema(f.schema_arrow)  # views and dictionaries: the partitioner's kernels lack them
             for group in range(f.num_row_groups):  # one reader over many row groups keeps memory of each it read
-                yield from f.iter_batches(batch_size=BATCH_ROWS, row_groups=[group])
+                for batch in f.iter_batches(batch_size=BATCH_ROWS, row_groups=[group]):
+                    yield batch if batch.schema == plain else batch.cast(plain)
         return
     if os.path.getsize(path) == 0:
         return

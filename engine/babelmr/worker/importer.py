@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from babelmr.errors import InputError, TaskError
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for
+from babelmr.worker import chunkcopy
 from babelmr.worker.formats import BATCH_ROWS, EXTENSIONS, READ_BLOCK, arrow_schema, open_writer, plain_schema
 
 READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))
@@ -36,6 +37,14 @@ class ImportedInput:
     rows: int
     bytes: int
     files: int
+    method: str = "decode"  # or "copy": column chunks copied without decoding (see chunkcopy)
+    origins: list[str] = field(default_factory=list)  # copied: the source file of each row group
+
+    def check_copied(self) -> None:
+        """Raise InputError naming the source file when a copied input does not decode."""
+        if self.method == "copy" and (bad := chunkcopy.first_unreadable(self.path, self.origins)):
+            uri, error = bad
+            raise InputError(f"input {self.name!r}: cannot read Parquet file {uri}: {error}")
 
 
 def input_paths(spec_inputs: list[TaskInput], workdir: str, fmt: str) -> dict[str, str]:
@@ -65,7 +74,8 @@ class _ParquetSource:
         self.uri, self.name = piece.uri, inp.name
         fs, path = filesystem_for(piece.uri)
         try:
-            self.file = pq.ParquetFile(fs.open_input_file(path), pre_buffer=True)
+            self.handle = fs.open_input_file(path)
+            self.file = pq.ParquetFile(self.handle, pre_buffer=True)
         except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
             raise InputError(f"input {inp.name!r}: cannot read Parquet file {piece.uri}: {e}") from None
         schema = self.file.schema_arrow
@@ -181,7 +191,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
                     finished += 1
 
 
-def _parquet_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa.RecordBatch]]]]:
+def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
     with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
         opened = list(pool.map(lambda piece: _ParquetSource(inp, piece), inp.files))
     with_rows = [s for s in opened if not s.empty] or opened
@@ -191,7 +201,27 @@ def _parquet_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterato
         raise InputError(f"input {inp.name!r}: its files have incompatible schemas: {e}") from None
     if inp.columns:
         schema = pa.schema([schema.field(c) for c in inp.columns])
-    return schema, [s.batches for s in opened if not s.empty]
+    return schema, opened
+
+
+def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schema,
+                  path: str) -> ImportedInput | None:
+    """The input copied column chunk by column chunk into ``path``, or None when it must be decoded."""
+    chosen = [s for s in opened if not s.empty]
+    if not chosen:
+        return None
+    plan = chunkcopy.plan([chunkcopy.Source(s.uri, s.handle, s.file.metadata, s.row_groups) for s in chosen],
+                          inp.columns, schema)
+    if isinstance(plan, str):
+        return None
+    try:
+        rows = chunkcopy.write(plan, path, READ_THREADS)
+    except OSError as e:  # a network error on S3, or a short read of a file that changed: worth another attempt
+        raise TaskError(f"input {inp.name!r}: copying Parquet column chunks from {inp.source} failed: {e}") from None
+    if not chunkcopy.reads_back_as(path, schema):
+        os.remove(path)
+        return None
+    return ImportedInput(inp.name, path, rows, os.path.getsize(path), len(inp.files), "copy", plan.origins)
 
 
 def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa.RecordBatch]]]]:
@@ -210,7 +240,10 @@ def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
     if not inp.files:
         schema, sources = pa.schema([]), []
     elif inp.format == "parquet":
-        schema, sources = _parquet_input(inp)
+        schema, opened = _open_parquet(inp)
+        if fmt == "parquet" and (copied := _copy_parquet(inp, opened, schema, path)):
+            return copied
+        sources = [s.batches for s in opened if not s.empty]
     else:
         schema, sources = _csv_input(inp)
     rows = 0

@@ -132,6 +132,7 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
     pa.default_memory_pool().release_unused()  # give the import's memory back before the program runs
     stats["rows_in"] = sum(i.rows for i in imported)
     stats["bytes_in"] = sum(i.bytes for i in imported)
+    stats["import_methods"] = {i.name: i.method for i in imported}
     paths = {i.name: i.path for i in imported}
     output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
 
@@ -143,6 +144,8 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
             raise TaskError(_failure(spec, f"the program ran longer than the stage's timeout of {spec.timeout:g} s "
                                            "and was killed", run.stderr_path))
         if run.exit_code != 0:
+            for i in imported:  # copied Parquet was never decoded: was a corrupt input the cause?
+                i.check_copied()
             killed = " (killed: out of memory? give the stage more 'memory')" if run.exit_code == -9 else ""
             raise TaskError(_failure(spec, f"the program {' '.join(run.argv)!r} exited with code {run.exit_code}"
                                            f"{killed}", run.stderr_path))

@@ -1,0 +1,320 @@
+"""Parquet in, Parquet for the program: copy the compressed column chunks instead of decoding them.
+
+When a program reads Parquet and its input is Parquet whose selected columns need no conversion, the
+task's input file is put together from the column chunks of the row groups the task reads, byte for
+byte, under a new footer: no page is decompressed, decoded or encoded again. This is how parquet-mr's
+``ParquetFileWriter.appendRowGroups`` (``parquet-tools merge``, ``ParquetRewriter``) joins files.
+
+Copying applies only when the result reads exactly as the decoding import would write it; otherwise
+``plan`` says why not and the importer decodes. The conditions: every selected column is flat (no
+nested types) and not an INT96 timestamp; every file has the same Parquet type for each selected column;
+no file is encrypted or was written by a parquet-mr older than 1.2.9 (whose chunk sizes leave out the
+dictionary page header). The footer carries the plain Arrow schema (``ARROW:schema``), so view,
+dictionary and large types read back as their plain types, as after decoding. After writing, the file's
+schema is read back and compared with the decoding import's; any difference discards the copy.
+
+Page indexes, bloom filters and sorting columns are not copied (their offsets point into the source);
+statistics are. Memory is bounded: at most ``READ_THREADS`` extents of ``EXTENT_BYTES`` are in flight.
+Set ``BABELMR_COPY_COLUMN_CHUNKS=0`` to always decode.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import re
+import struct
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from babelmr import __version__
+from babelmr.worker import thrift
+from babelmr.worker.thrift import I16, I32, I64, LIST, STRUCT, Struct
+
+ENABLED = os.environ.get("BABELMR_COPY_COLUMN_CHUNKS", "1") != "0"
+EXTENT_BYTES = 8 << 20  # the largest single read: bounds memory per thread
+MAGIC = b"PAR1"
+_PARQUET_MR = re.compile(rb"parquet-mr version (\d+)\.(\d+)\.(\d+)")
+
+# field ids of parquet.thrift (https://github.com/apache/parquet-format/blob/master/src/main/thrift/parquet.thrift)
+INT96 = 3  # Type.INT96
+FMD_VERSION, FMD_SCHEMA, FMD_NUM_ROWS, FMD_ROW_GROUPS, FMD_KV, FMD_CREATED_BY, FMD_COLUMN_ORDERS, FMD_ENCRYPTION = (
+    1, 2, 3, 4, 5, 6, 7, 8)
+SE_TYPE, SE_NAME, SE_NUM_CHILDREN, SE_FIELD_ID = 1, 4, 5, 9
+SE_SIGNATURE = (1, 2, 3, 6, 7, 8, 10)  # type, type_length, repetition, converted type, scale, precision, logical
+RG_COLUMNS, RG_TOTAL_BYTE_SIZE, RG_NUM_ROWS, RG_FILE_OFFSET, RG_TOTAL_COMPRESSED_SIZE, RG_ORDINAL = 1, 2, 3, 5, 6, 7
+CC_FILE_PATH, CC_FILE_OFFSET, CC_META_DATA, CC_CRYPTO = 1, 2, 3, 8
+CC_PAGE_INDEX = (4, 5, 6, 7)  # offset index offset and length, column index offset and length
+CMD_TOTAL_UNCOMPRESSED, CMD_TOTAL_COMPRESSED = 6, 7
+CMD_DATA_PAGE, CMD_INDEX_PAGE, CMD_DICTIONARY_PAGE = 9, 10, 11
+CMD_BLOOM_FILTER = (14, 15)  # offset, length
+
+
+@dataclass
+class Source:
+    """An open Parquet file of a task's input: its handle, metadata and the row groups to copy."""
+
+    uri: str
+    handle: pa.NativeFile
+    metadata: pq.FileMetaData
+    row_groups: list[int]
+
+
+@dataclass
+class _Chunk:
+    source: Source
+    start: int  # the first byte of the column chunk (its dictionary page, if it has one)
+    length: int
+    column: Struct  # its ColumnChunk
+
+
+def thrift_footer(metadata: pq.FileMetaData) -> Struct:
+    """The file's FileMetaData struct (serialized again by pyarrow: no second read of the file)."""
+    sink = pa.BufferOutputStream()
+    metadata.write_metadata_file(sink)
+    buf = sink.getvalue().to_pybytes()
+    size = struct.unpack_from("<I", buf, len(buf) - 8)[0]
+    return thrift.loads(buf[len(buf) - 8 - size:len(buf) - 8])
+
+
+def _name(element: Struct) -> str:
+    return element.get(SE_NAME, b"").decode()
+
+
+def _leaves(footer: Struct, columns: list[str]) -> list[Struct] | str:
+    """The selected columns' schema elements (without field ids), or why they cannot be copied."""
+    schema = footer.get(FMD_SCHEMA).items
+    top = schema[1:]
+    if len(top) != (schema[0].get(SE_NUM_CHILDREN) or 0):
+        return "it has nested columns"
+    by_name = {_name(e): e for e in top}
+    if missing := [c for c in columns if c not in by_name]:
+        return f"it has no column(s) {missing}"
+    plain = []
+    for c in columns:  # a field id would become field metadata, which the decoding import does not write
+        e = by_name[c].copy()
+        e.pop(SE_FIELD_ID)
+        plain.append(e)
+    return plain
+
+
+def _old_parquet_mr(created_by: bytes | None) -> bool:
+    m = _PARQUET_MR.search(created_by or b"")
+    return bool(m) and tuple(int(g) for g in m.groups()) < (1, 2, 9)
+
+
+def _chunk_start(meta: Struct) -> int:
+    start = meta.get(CMD_DATA_PAGE)
+    dictionary = meta.get(CMD_DICTIONARY_PAGE)
+    if dictionary and 0 < dictionary < start:
+        start = dictionary
+    return start
+
+
+@dataclass
+class Plan:
+    """What to copy: the output schema elements and, per output row group, its column chunks."""
+
+    schema: pa.Schema
+    elements: list[Struct]
+    column_orders: list[Any] | None
+    row_groups: list[tuple[int, list[_Chunk]]]  # (rows, chunks in column order)
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for rows, _ in self.row_groups)
+
+    @property
+    def origins(self) -> list[str]:
+        """The source file of each row group written."""
+        return [group[0].source.uri if group else "" for _, group in self.row_groups]
+
+
+def plan(sources: list[Source], columns: list[str] | None, schema: pa.Schema) -> Plan | str:
+    """How to copy ``columns`` of ``sources`` into a file reading back as ``schema``, or why not."""
+    if not ENABLED:
+        return "disabled by BABELMR_COPY_COLUMN_CHUNKS=0"
+    if any(pa.types.is_nested(f.type) for f in schema):
+        return "a selected column is nested"
+    names = columns or schema.names
+    elements: list[Struct] | None = None
+    signature: list[tuple[Any, ...]] = []
+    column_orders: list[Any] | None = None
+    groups: list[tuple[int, list[_Chunk]]] = []
+    for source in sources:
+        footer = thrift_footer(source.metadata)
+        if footer.get(FMD_ENCRYPTION) is not None:
+            return f"{source.uri} is encrypted"
+        if _old_parquet_mr(footer.get(FMD_CREATED_BY)):
+            return f"{source.uri} was written by a parquet-mr older than 1.2.9"
+        leaves = _leaves(footer, names)
+        if isinstance(leaves, str):
+            return f"{source.uri}: {leaves}"
+        if any(e.get(SE_TYPE) == INT96 for e in leaves):
+            return f"{source.uri} has an INT96 timestamp"
+        mine = [tuple(repr(e.fields.get(f)) for f in SE_SIGNATURE) for e in leaves]
+        position = {_name(e): i for i, e in enumerate(footer.get(FMD_SCHEMA).items[1:])}
+        if elements is None:
+            elements, signature = leaves, mine
+            orders = footer.get(FMD_COLUMN_ORDERS)
+            if orders is not None:
+                column_orders = [orders.items[position[c]] for c in names]
+        elif mine != signature:
+            return f"{source.uri} stores a selected column with another Parquet type than {sources[0].uri}"
+        row_groups = footer.get(FMD_ROW_GROUPS).items
+        for g in source.row_groups:
+            rg = row_groups[g]
+            chunks = []
+            for c in names:
+                column = rg.get(RG_COLUMNS).items[position[c]]
+                meta = column.get(CC_META_DATA)
+                if column.get(CC_FILE_PATH) or column.get(CC_CRYPTO) is not None or meta is None:
+                    return f"{source.uri}: row group {g} keeps a column chunk in another file or encrypted"
+                chunks.append(_Chunk(source, _chunk_start(meta), meta.get(CMD_TOTAL_COMPRESSED), column))
+            groups.append((rg.get(RG_NUM_ROWS), chunks))
+    if elements is None:
+        return "no files"
+    return Plan(schema, elements, column_orders, groups)
+
+
+def _extents(chunks: list[_Chunk]) -> Iterator[tuple[Source, int, int]]:
+    """Byte ranges to read, in output order: adjacent chunks of one file merged, split at EXTENT_BYTES."""
+    run: list[Any] | None = None
+    for c in chunks:
+        if run and run[0] is c.source and run[1] + run[2] == c.start:
+            run[2] += c.length
+        else:
+            if run:
+                yield from _split(*run)
+            run = [c.source, c.start, c.length]
+    if run:
+        yield from _split(*run)
+
+
+def _split(source: Source, start: int, length: int) -> Iterator[tuple[Source, int, int]]:
+    for offset in range(start, start + length, EXTENT_BYTES):
+        yield source, offset, min(EXTENT_BYTES, start + length - offset)
+
+
+def _read(source: Source, offset: int, length: int) -> pa.Buffer:
+    buf = source.handle.read_at(length, offset)
+    if len(buf) != length:
+        raise OSError(f"{source.uri}: short read at byte {offset} ({len(buf)} of {length} bytes)")
+    return buf
+
+
+def write(p: Plan, path: str, threads: int) -> int:
+    """Write the planned file to ``path``; returns its rows. Reads run ahead in ``threads`` threads."""
+    chunks = [c for _, group in p.row_groups for c in group]
+    new_start: dict[int, int] = {}  # id(chunk) -> its offset in the output
+    with open(path, "wb") as out, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        out.write(MAGIC)
+        position = len(MAGIC)
+        extents = _extents(chunks)
+        pending: deque[Future[pa.Buffer]] = deque(
+            pool.submit(_read, *extent) for extent in itertools.islice(extents, max(1, threads)))
+        order = iter(chunks)
+        chunk = next(order, None)
+        consumed = 0  # bytes of ``chunk`` already written
+        while pending:
+            buf = pending.popleft().result()
+            if (extent := next(extents, None)) is not None:
+                pending.append(pool.submit(_read, *extent))
+            out.write(buf)
+            left = len(buf)
+            while left and chunk is not None:  # which chunks the bytes just written belong to
+                if consumed == 0:
+                    new_start[id(chunk)] = position
+                step = min(left, chunk.length - consumed)
+                consumed, position, left = consumed + step, position + step, left - step
+                if consumed == chunk.length:
+                    chunk, consumed = next(order, None), 0
+        footer = thrift.dumps(_footer(p, new_start, position))
+        out.write(footer)
+        out.write(struct.pack("<I", len(footer)))
+        out.write(MAGIC)
+    return p.rows
+
+
+def _footer(p: Plan, new_start: dict[int, int], end: int) -> Struct:
+    row_groups = []
+    for ordinal, (rows, group) in enumerate(p.row_groups):
+        columns = [_moved(c.column, new_start[id(c)]) for c in group]
+        metas = [c.get(CC_META_DATA) for c in columns]
+        rg = Struct()
+        rg.set(RG_COLUMNS, LIST, thrift.List(STRUCT, columns))
+        rg.set(RG_TOTAL_BYTE_SIZE, I64, sum(m.get(CMD_TOTAL_UNCOMPRESSED) for m in metas))
+        rg.set(RG_NUM_ROWS, I64, rows)
+        rg.set(RG_FILE_OFFSET, I64, _chunk_start(metas[0]) if metas else end)
+        rg.set(RG_TOTAL_COMPRESSED_SIZE, I64, sum(m.get(CMD_TOTAL_COMPRESSED) for m in metas))
+        if ordinal < 1 << 15:
+            rg.set(RG_ORDINAL, I16, ordinal)
+        row_groups.append(rg)
+    root = Struct()
+    root.set(SE_NAME, thrift.BINARY, b"schema")
+    root.set(SE_NUM_CHILDREN, I32, len(p.elements))
+    arrow_schema = Struct()
+    arrow_schema.set(1, thrift.BINARY, b"ARROW:schema")
+    arrow_schema.set(2, thrift.BINARY, base64.b64encode(p.schema.serialize().to_pybytes()))
+    footer = Struct()
+    footer.set(FMD_VERSION, I32, 2)
+    footer.set(FMD_SCHEMA, LIST, thrift.List(STRUCT, [root, *p.elements]))
+    footer.set(FMD_NUM_ROWS, I64, p.rows)
+    footer.set(FMD_ROW_GROUPS, LIST, thrift.List(STRUCT, row_groups))
+    footer.set(FMD_KV, LIST, thrift.List(STRUCT, [arrow_schema]))
+    footer.set(FMD_CREATED_BY, thrift.BINARY, f"babelmr version {__version__} (column chunks copied)".encode())
+    if p.column_orders is not None:
+        footer.set(FMD_COLUMN_ORDERS, LIST, thrift.List(STRUCT, p.column_orders))
+    return footer
+
+
+def _moved(column: Struct, start: int) -> Struct:
+    """A copy of the ColumnChunk with its pages at ``start``, without page index or bloom filter."""
+    column, meta = column.copy(), column.get(CC_META_DATA).copy()
+    shift = start - _chunk_start(meta)
+    for fid in (CMD_DATA_PAGE, CMD_INDEX_PAGE, CMD_DICTIONARY_PAGE):
+        if meta.get(fid):
+            meta.set(fid, I64, meta.get(fid) + shift)
+    for fid in CMD_BLOOM_FILTER:
+        meta.pop(fid)
+    column.set(CC_META_DATA, STRUCT, meta)
+    if column.get(CC_FILE_OFFSET):
+        column.set(CC_FILE_OFFSET, I64, column.get(CC_FILE_OFFSET) + shift)
+    for fid in CC_PAGE_INDEX:
+        column.pop(fid)
+    return column
+
+
+def first_unreadable(path: str, origins: list[str]) -> tuple[str, str] | None:
+    """The source file and error of the first row group of a copied file that does not decode, if any.
+
+    Copying does not decode pages, so corrupt pages reach the program; when it fails, this says whether
+    its input was at fault (row group by row group: memory stays bounded).
+    """
+    try:
+        file = pq.ParquetFile(path)
+        for g in range(file.num_row_groups):
+            try:
+                for _ in file.iter_batches(row_groups=[g]):
+                    pass
+            except (pa.ArrowException, OSError) as e:
+                return (origins[g] if g < len(origins) else path), str(e)
+    except (pa.ArrowException, OSError) as e:
+        return path, str(e)
+    return None
+
+
+def reads_back_as(path: str, schema: pa.Schema) -> bool:
+    """Whether the written file's Arrow schema is ``schema`` (field metadata aside)."""
+    try:
+        written = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError):
+        return False
+    return written.remove_metadata().equals(schema.remove_metadata())

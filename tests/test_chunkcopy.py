@@ -1,0 +1,244 @@
+"""babelmr.worker.chunkcopy: Parquet imported into Parquet by copying column chunks, never decoding a page.
+
+Every copied file is checked against what the decoding import writes (same schema, same rows) and read by
+three independent readers (pyarrow, DuckDB, fastparquet); every case that must not be copied is checked to
+fall back to decoding, with the right answer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from pathlib import Path
+
+import duckdb
+import fastparquet
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import babelmr.worker.chunkcopy as chunkcopy
+from babelmr.spec import FileSlice, TaskInput
+from babelmr.store import open_store
+from babelmr.worker.exporter import export_partitions
+from babelmr.worker.formats import plain_schema
+from babelmr.worker.importer import import_input
+
+N = 3000
+
+
+def many_types(start: int, n: int = N) -> pa.Table:
+    """One column of each flat type a program may meet, with nulls where the type allows them."""
+    i = np.arange(start, start + n)
+    null = i % 7 == 0
+    words = [None if k % 11 == 0 else f"word-{k % 97}" for k in i]
+    return pa.table({
+        "i8": pa.array(i % 100, pa.int8()),
+        "i16": pa.array(i % 30000, pa.int16()),
+        "i32": pa.array(i, pa.int32()),
+        "i64": pa.array(i * 1_000_003, pa.int64()),
+        "u32": pa.array(i, pa.uint32()),
+        "f32": pa.array(i / 3, pa.float32()),
+        "f64": pa.array(i / 7, mask=null),  # nulls, not NaN: NaN != NaN would fail the comparisons
+        "flag": pa.array(i % 3 == 0),
+        "dec": pa.array([decimal.Decimal(int(k)) / 100 for k in i], pa.decimal128(12, 2)),
+        "s": pa.array(words, pa.string()),
+        "ls": pa.array(words, pa.large_string()),
+        "sv": pa.array(words, pa.string_view()),
+        "dict": pa.array(words, pa.string()).dictionary_encode(),
+        "bin": pa.array([w.encode() if w else None for w in words], pa.binary()),
+        "fixed": pa.array([int(k).to_bytes(4, "little") for k in i], pa.binary(4)),
+        "day": pa.array([datetime.date(2020, 1, 1) + datetime.timedelta(days=int(k % 900)) for k in i]),
+        "ts": pa.array(i * 1_000_000, pa.timestamp("us")),
+        "ts_tz": pa.array(i * 1_000, pa.timestamp("ms", tz="Europe/Paris")),
+        "ns": pa.array(i, pa.timestamp("ns")),
+    })
+
+
+def files_input(*paths: Path | str, columns: list[str] | None = None, row_groups: list[int] | None = None,
+                name: str = "data") -> TaskInput:
+    return TaskInput(name=name, kind="files", format="parquet", columns=columns, source="test",
+                     files=[FileSlice(str(p), row_groups) for p in paths])
+
+
+def decoded(inp: TaskInput, path: Path, monkeypatch: pytest.MonkeyPatch) -> pa.Table:
+    """What the decoding import writes for ``inp`` (one file at a time, so rows keep their order)."""
+    with monkeypatch.context() as m:
+        m.setattr(chunkcopy, "ENABLED", False)
+        parts = []
+        for k, piece in enumerate(inp.files):
+            one = TaskInput(inp.name, inp.kind, inp.format, [piece], inp.columns, inp.partition, source=inp.source)
+            out = path.with_name(f"{path.stem}-{k}.parquet")
+            assert import_input(one, str(out), "parquet").method == "decode"
+            parts.append(pq.read_table(out))
+    return pa.concat_tables(parts)
+
+
+def assert_same_everywhere(copied: str, expected: pa.Table) -> None:
+    table = pq.read_table(copied)
+    assert table.schema.equals(expected.schema), f"{table.schema}\n!=\n{expected.schema}"
+    assert table.equals(expected)
+    # two readers that share no code with pyarrow's writer or with each other
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{copied}')").fetchall()[0][0] == expected.num_rows
+    assert len(fastparquet.ParquetFile(copied).to_pandas()) == expected.num_rows
+    key = next((c for c in ("i64", "id") if c in expected.column_names), None)
+    if key:
+        total = duckdb.sql(f"SELECT sum({key}) FROM read_parquet('{copied}')").fetchall()[0][0]
+        assert total == pa.compute.sum(expected[key]).as_py()
+
+
+@pytest.mark.parametrize("compression,page_version", [
+    ("snappy", "1.0"), ("zstd", "2.0"), ("gzip", "1.0"), ("none", "2.0"), ("lz4", "1.0"),
+])
+def test_every_flat_type_is_copied_as_the_decoding_import_writes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str, page_version: str) -> None:
+    paths = []
+    for k in range(3):
+        p = tmp_path / f"part-{k}.parquet"
+        pq.write_table(many_types(k * N), p, row_group_size=1000, compression=compression,
+                       data_page_version=page_version, write_page_index=True, use_dictionary=k != 1)
+        paths.append(p)
+    inp = files_input(*paths)
+    out = tmp_path / "in.parquet"
+    imported = import_input(inp, str(out), "parquet")
+    assert imported.method == "copy" and imported.rows == 3 * N
+    assert imported.origins == [str(p) for p in paths for _ in range(3)]
+    expected = decoded(inp, out, monkeypatch)
+    assert expected.schema.equals(plain_schema(many_types(0).schema))  # views, large and dictionaries: plain
+    assert_same_everywhere(str(out), expected)
+    meta = pq.ParquetFile(out).metadata
+    assert not meta.row_group(0).column(0).has_offset_index  # the source's page index is not carried over
+    assert meta.created_by.startswith("babelmr")
+
+
+def test_columns_reordered_and_row_groups_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src.parquet"
+    pq.write_table(many_types(0, 10_000), src, row_group_size=1000)
+    inp = files_input(src, columns=["s", "i64", "dec", "ts_tz"], row_groups=[7, 2, 3])
+    out = tmp_path / "in.parquet"
+    imported = import_input(inp, str(out), "parquet")
+    assert imported.method == "copy" and imported.rows == 3000
+    assert pq.read_schema(out).names == ["s", "i64", "dec", "ts_tz"]
+    expected = pq.ParquetFile(src).read_row_groups([7, 2, 3], columns=["s", "i64", "dec", "ts_tz"])
+    assert_same_everywhere(str(out), expected)
+    assert expected.equals(decoded(inp, out, monkeypatch))
+
+
+def test_chunks_larger_than_one_read_are_copied_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Extents split chunks and merge neighbours; the offsets written must follow both."""
+    monkeypatch.setattr(chunkcopy, "EXTENT_BYTES", 4097)
+    paths = []
+    for k in range(2):
+        p = tmp_path / f"part-{k}.parquet"
+        pq.write_table(many_types(k * 20_000, 20_000), p, row_group_size=7000)
+        paths.append(p)
+    inp = files_input(*paths, columns=["f64", "s", "i64"])
+    out = tmp_path / "in.parquet"
+    for threads in (1, 3):
+        monkeypatch.setattr("babelmr.worker.importer.READ_THREADS", threads)
+        assert import_input(inp, str(out), "parquet").method == "copy"
+        assert_same_everywhere(str(out), decoded(inp, out, monkeypatch))
+
+
+def test_a_partition_of_a_stage_output_is_copied(store_uri: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reducers read their row groups of each map output (in a local folder and on SeaweedFS S3)."""
+    store = open_store(store_uri)
+    table = many_types(0, 20_000)
+    table = table.cast(plain_schema(table.schema))  # as the worker reads a program's output
+    uris = []
+    for k in range(2):
+        key = f"out-{k}.parquet"
+        export_partitions(iter(table.slice(k * 10_000, 10_000).to_batches(2000)), table.schema,
+                          store.open_output(key), ["i32"], 5)
+        uris.append(store.uri_for(key))
+    for partition in range(5):
+        inp = TaskInput("partials", "stage", "parquet", [FileSlice(u) for u in uris], partition=partition,
+                        source="map")
+        out = tmp_path / f"p{partition}.parquet"
+        imported = import_input(inp, str(out), "parquet")
+        assert imported.method == "copy"
+        assert_same_everywhere(str(out), decoded(inp, out, monkeypatch))
+
+
+def test_an_empty_partition_still_gives_a_file_with_the_schema(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    table = pa.table({"k": pa.array([1, 1, 1], pa.int64()), "v": ["a", "b", "c"]})
+    export_partitions(iter(table.to_batches()), table.schema, store.open_output("o.parquet"), ["k"], 4)
+    rows = []  # one key: one partition holds every row, the three others are empty
+    for partition in range(4):
+        inp = TaskInput("x", "stage", "parquet", [FileSlice(store.uri_for("o.parquet"))], partition=partition)
+        out = tmp_path / f"p{partition}.parquet"
+        import_input(inp, str(out), "parquet")
+        got = pq.read_table(out)
+        assert got.schema.names == ["k", "v"]
+        rows.append(got.num_rows)
+    assert sorted(rows) == [0, 0, 0, 3]
+
+
+def nested(tmp_path: Path) -> list[Path]:
+    p = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "tags": [["a"], ["b", "c"]]}), p)
+    return [p]
+
+
+def int96(tmp_path: Path) -> list[Path]:
+    p = tmp_path / "int96.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "t": pa.array([1, 2], pa.timestamp("ns"))}), p,
+                   use_deprecated_int96_timestamps=True)
+    return [p]
+
+
+def widened(tmp_path: Path) -> list[Path]:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(pa.table({"id": pa.array([1, 2], pa.int32())}), a)
+    pq.write_table(pa.table({"id": pa.array([3, 4], pa.int64())}), b)
+    return [a, b]
+
+
+def required_and_optional(tmp_path: Path) -> list[Path]:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(pa.table({"id": [1, 2]}, schema=pa.schema([pa.field("id", pa.int64(), nullable=False)])), a)
+    pq.write_table(pa.table({"id": [3, None]}), b)
+    return [a, b]
+
+
+@pytest.mark.parametrize("make", [nested, int96, widened, required_and_optional])
+def test_what_cannot_be_copied_is_decoded(tmp_path: Path, make) -> None:
+    paths = make(tmp_path)
+    out = tmp_path / "in.parquet"
+    imported = import_input(files_input(*paths), str(out), "parquet")
+    assert imported.method == "decode"
+    expected = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
+    got = pq.read_table(out)
+    assert got.num_rows == expected.num_rows
+    assert sorted(map(str, got.column(0).to_pylist())) == sorted(map(str, expected.column(0).to_pylist()))
+
+
+def test_copying_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src.parquet"
+    pq.write_table(many_types(0), src)
+    monkeypatch.setattr(chunkcopy, "ENABLED", False)
+    assert import_input(files_input(src), str(tmp_path / "in.parquet"), "parquet").method == "decode"
+
+
+def test_a_text_program_format_is_always_decoded(tmp_path: Path) -> None:
+    src = tmp_path / "src.parquet"
+    pq.write_table(many_types(0), src)
+    assert import_input(files_input(src, columns=["i64", "s"]), str(tmp_path / "in.csv"), "csv").method == "decode"
+
+
+def test_newer_logical_types_keep_their_annotations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLOAT16 and UUID have Thrift field ids above 13, which older codecs drop: the footer must keep them."""
+    src = tmp_path / "src.parquet"
+    ids = [bytes([k] * 16) for k in range(100)]
+    pq.write_table(pa.table({"half": pa.array(np.arange(100) / 4, pa.float16()),
+                             "id": pa.ExtensionArray.from_storage(pa.uuid(), pa.array(ids, pa.binary(16)))}), src)
+    inp = files_input(src)
+    out = tmp_path / "in.parquet"
+    assert import_input(inp, str(out), "parquet").method == "copy"
+    expected = decoded(inp, out, monkeypatch)
+    got = pq.read_table(out)
+    assert got.schema.equals(expected.schema) and got.equals(expected)
+    assert pq.ParquetFile(out).schema.column(0).logical_type.type == "FLOAT16"
