@@ -2,7 +2,9 @@
 pandas/fastparquet code (`benchmarks.micro_handwritten`) and raw pyarrow (the ceiling).
 
 - import: `import_input` of many files (all columns, a subset of columns, a subset of row groups) into
-  a local Parquet file; MB/s of the compressed column chunks selected.
+  a local Parquet file; MB/s of the compressed column chunks selected. Each case runs twice: as babelmr
+  runs it (column chunks copied, `babelmr.worker.chunkcopy`) and with copying off, as it runs when the
+  input must be decoded (a CSV or JSONL program, a type to convert, nested columns).
 - repartition: `split_by_partition` of 64 Ki-row record batches by a key; input rows/s.
 - export: `export_partitions` of record batches into one Parquet file, one row group per partition;
   MB/s of the Arrow data exported.
@@ -21,6 +23,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -40,6 +43,7 @@ import pyarrow.parquet as pq
 from babelmr.backends.base import Backend
 from babelmr.job import Job, Stage
 from babelmr.spec import FileSlice, TaskInput, TaskResult, TaskSpec
+from babelmr.worker import chunkcopy
 from babelmr.worker.__main__ import RESULT_MARKER
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import BATCH_ROWS, PROGRAM_PARQUET_COMPRESSION, plain_schema
@@ -206,7 +210,8 @@ def bench_import(data: Lineitem, work: Path, reps: int) -> list[dict[str, Any]]:
          f"{subset[0]}-{subset[-1]} of {n_groups} per file", SUBSET_COLUMNS, subset),
     ]
     rows_out = []
-    for case, columns, row_groups in cases:
+    for (case, columns, row_groups), copy in ((c, copy) for copy in (True, False) for c in cases):
+        case = f"{case}, {'column chunks copied' if copy else 'decoded'}"
         outs = {v: work / f"import-{i}.parquet" for i, v in enumerate((BABELMR, HANDWRITTEN, PYARROW))}
         spec = TaskInput(name="lineitem", kind="files", format="parquet", columns=columns,
                          files=[FileSlice(str(f), row_groups) for f in files])
@@ -215,8 +220,15 @@ def bench_import(data: Lineitem, work: Path, reps: int) -> list[dict[str, Any]]:
         def check(variant: str, _: Any, outs: dict[str, Path] = outs, expected: int = expected) -> None:
             assert _rows_in(outs[variant]) == expected, f"{variant}: {_rows_in(outs[variant])} rows, not {expected}"
 
+        def babelmr(spec: TaskInput = spec, out: Path = outs[BABELMR], copy: bool = copy) -> None:
+            chunkcopy.ENABLED, before = copy, chunkcopy.ENABLED
+            try:
+                assert import_input(spec, str(out), "parquet").method == ("copy" if copy else "decode")
+            finally:
+                chunkcopy.ENABLED = before
+
         variants = {
-            BABELMR: lambda spec=spec, out=outs[BABELMR]: import_input(spec, str(out), "parquet"),
+            BABELMR: babelmr,
             HANDWRITTEN: lambda c=columns, g=row_groups, out=outs[HANDWRITTEN]: handwritten.import_files(
                 files, c, g, out),
             PYARROW: lambda c=columns, g=row_groups, out=outs[PYARROW]: _pyarrow_import(files, c, g, out),
@@ -225,9 +237,10 @@ def bench_import(data: Lineitem, work: Path, reps: int) -> list[dict[str, Any]]:
         rows_out += _throughput_rows(
             "import", case, seconds, mb=selected_bytes(files, columns, row_groups) / MB, rows=expected,
             metric="mb_per_s", definition="compressed MB of the selected column chunks read per second, read and "
-                                          "written into one local Parquet file (warm page cache); babelmr and "
-                                          f"the ceiling write it {_program_file_options()}, hand-written with "
-                                          "fastparquet's defaults (uncompressed)")
+                                          "written into one local Parquet file (warm page cache); babelmr copies "
+                                          "the column chunks or, decoding, writes like the ceiling, "
+                                          f"{_program_file_options()}; hand-written with fastparquet's defaults "
+                                          "(uncompressed)")
         for out in outs.values():
             out.unlink(missing_ok=True)
     return rows_out
@@ -432,7 +445,7 @@ def partition_files(data: Lineitem, folder: Path, target_bytes: int, files: int)
     return paths, total
 
 
-def _run_worker(spec: TaskSpec, folder: Path) -> dict[str, Any]:
+def _run_worker(spec: TaskSpec, folder: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The stats of one task attempt run by ``python -m babelmr.worker`` in a fresh process."""
     spec_path = folder / "spec.json"
     spec_path.write_text(spec.to_json())
@@ -441,7 +454,7 @@ def _run_worker(spec: TaskSpec, folder: Path) -> dict[str, Any]:
     launcher = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
     proc = subprocess.run([sys.executable, "-c", launcher, sys.executable, "-m", "babelmr.worker", str(spec_path),
                            "--workdir", str(folder / f"task-{spec.attempt}")], capture_output=True, text=True,
-                          check=False)
+                          check=False, env={**os.environ, **(env or {})})
     line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith(RESULT_MARKER)), None)
     if line is None:
         raise RuntimeError(f"the worker printed no result:\n{proc.stderr[-3000:]}")
@@ -456,7 +469,7 @@ def bench_peak_rss(data: Lineitem, work: Path, reps: int, smoke: bool) -> list[d
     """The worker's peak RSS on one reduce-like task: import a partition, copy it, export it repartitioned."""
     target = (16 << 20) if smoke else 4 * 10**9
     out = []
-    for n_files in (2,) if smoke else (4, 16):
+    for n_files, copy in ((n, copy) for n in ((2,) if smoke else (4, 16)) for copy in (True, False)):
         files, arrow_bytes = partition_files(data, work / f"partition-{target}-{n_files}", target, n_files)
         folder = work / "rss"
         shutil.rmtree(folder, ignore_errors=True)
@@ -465,14 +478,18 @@ def bench_peak_rss(data: Lineitem, work: Path, reps: int, smoke: bool) -> list[d
                         inputs=[TaskInput(name="part", kind="stage", format="parquet", partition=0, source="export",
                                           files=[FileSlice(str(f)) for f in files])],
                         command=NOOP_COMMAND, key=["l_orderkey"], partitions=PARTITIONS)
-        stats = [_run_worker(spec.with_attempt(a), folder) for a in range(1, 1 + (1 if smoke else min(reps, 3)))]
+        env = {"BABELMR_COPY_COLUMN_CHUNKS": "1" if copy else "0"}
+        stats = [_run_worker(spec.with_attempt(a), folder, env) for a in range(1, 1 + (1 if smoke else min(reps, 3)))]
+        method = "copy" if copy else "decode"
+        assert all(s["import_methods"] == {"part": method} for s in stats), stats[0]["import_methods"]
         peak = [s["engine_peak_rss_bytes"] / MB for s in stats]
         median = statistics.median(peak)
         size = f"{arrow_bytes / 1e9:.1f} GB" if not smoke else f"{arrow_bytes / MB:.0f} MB (smoke)"
+        how = "column chunks copied" if copy else "decoded"
         out.append({
-            "block": "peak RSS", "case": f"{size} partition in {n_files} files", "variant": BABELMR,
+            "block": "peak RSS", "case": f"{size} partition in {n_files} files, {how}", "variant": BABELMR,
             "engine_peak_rss_mb": median, "engine_peak_rss_mb_runs": peak, "partition_arrow_bytes": arrow_bytes,
-            "partition_files": n_files, "rows": stats[0]["rows_in"],
+            "partition_files": n_files, "rows": stats[0]["rows_in"], "import_method": method,
             "import_seconds": statistics.median(s["import_seconds"] for s in stats),
             "export_seconds": statistics.median(s["export_seconds"] for s in stats),
             "program": " ".join(NOOP_COMMAND),
