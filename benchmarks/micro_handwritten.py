@@ -15,7 +15,7 @@ import fastparquet
 import numpy as np
 import pandas as pd
 
-READ_THREADS = 8  # the same number of parallel reads as babelmr's importer (BABELMR_READ_THREADS)
+READ_THREADS = 4  # the same number of files decoded at once as babelmr's importer (BABELMR_DECODE_THREADS)
 
 
 def read_files(files: Sequence[Path], columns: list[str] | None, row_groups: list[int] | None) -> pd.DataFrame:

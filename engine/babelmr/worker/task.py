@@ -121,8 +121,20 @@ def _upload_logs(store: Store, spec: TaskSpec, stdout_path: str, stderr_path: st
             store.upload_file(path, layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, stream))
 
 
+def use_jemalloc() -> None:
+    """Allocate Arrow memory with jemalloc unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses.
+
+    pyarrow's default, mimalloc, keeps freed memory for reuse: on a 4 GB partition the worker peaked
+    100-200 MB higher with it than with jemalloc, at the same speed (benchmarks/micro.py, peak RSS).
+    """
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ and pa.default_memory_pool().backend_name != "jemalloc":
+        with contextlib.suppress(NotImplementedError):  # a pyarrow built without jemalloc
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
+
+
 def execute(spec: TaskSpec, workdir: str) -> TaskResult:
     """Run the attempt in ``workdir`` (which it may fill) and commit its output to the store."""
+    use_jemalloc()
     stats: dict[str, Any] = {"started_at": time.time()}
     store = open_store(spec.store)
     log_dir = os.path.join(workdir, ".babelmr")
@@ -176,6 +188,7 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
 def _finish(stats: dict[str, Any]) -> dict[str, Any]:
     stats["finished_at"] = time.time()
     stats["engine_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    stats["memory_pool"] = pa.default_memory_pool().backend_name
     return stats
 
 
