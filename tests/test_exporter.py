@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,6 +127,47 @@ def test_an_error_in_the_batches_aborts_and_propagates(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="unreadable"):
         export_partitions(failing(), table.schema, stream, ["word"], 4)
     assert stream.closed
+
+
+class FailingSink:
+    """A file that fails after ``limit`` bytes, as a store connection dropping mid-upload would.
+    (Injected: a real store cannot be made to fail at a chosen byte.)"""
+
+    def __init__(self, limit: int):
+        self.limit, self.written, self.closed = limit, 0, False
+
+    def write(self, data: bytes) -> int:
+        if self.written + len(data) > self.limit:
+            raise OSError("connection reset while uploading")
+        self.written += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_an_error_writing_a_row_group_propagates_and_does_not_hang(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row groups are encoded by a writer thread: its error must reach the caller, at once or at close."""
+    monkeypatch.setattr(exporter, "ROW_GROUP_BYTES", 16_000)
+    table = word_counts(40_000, words=1000)
+    sink = FailingSink(50_000)
+    with pytest.raises(OSError, match="connection reset"):
+        export_partitions(table.to_batches(max_chunksize=500), table.schema, pa.PythonFile(sink, mode="w"),
+                          ["word"], 4)
+    assert not any(t.name == "babelmr-export" and t.is_alive() for t in threading.enumerate())
+
+
+def test_mostly_distinct_columns_get_no_dictionary(tmp_path: Path) -> None:
+    table = word_counts(5000)  # 400 words: a dictionary; row numbers: all distinct
+    export(tmp_path / "out.parquet", table, ["word"], 2, batch_rows=2000)
+    group = pq.ParquetFile(tmp_path / "out.parquet").metadata.row_group(0)
+    encodings = {group.column(c).path_in_schema: group.column(c).encodings for c in range(group.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["word"] and "RLE_DICTIONARY" not in encodings["row"], encodings
+    assert exporter.dictionary_columns(table.to_batches(max_chunksize=100)[0]) is True  # too few rows to tell
 
 
 # -- buffering --------------------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ The partition -> row groups index goes into the file's key-value metadata (`PART
 so reducer i reads only its row groups of every upstream object. Rows stream through per-partition
 buffers bounded in bytes; a buffer becomes a row group when it is full, and all buffers are flushed
 when the batches they hold slices of exceed the budget (a slice keeps its whole batch in memory).
+
+A writer thread encodes row groups while the caller partitions the next batches (both release the
+GIL), one row group queued at a time. Columns whose first batch is mostly distinct values are written
+without a dictionary: pyarrow would build one for every row group only to abandon it.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import threading
 from collections.abc import Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from babelmr.spec import PARTITION_INDEX_KEY
@@ -25,6 +32,15 @@ MAX_ROW_GROUP_ROWS = 64 << 20  # pyarrow's writer cuts longer row groups (its ma
 # A column whose dictionary outgrows this falls back to plain encoding. Every row group starts a new dictionary,
 # so with pyarrow's 1 MB, columns of (nearly) unique values build a useless dictionary per row group.
 DICTIONARY_PAGE_BYTES = 256 << 10
+DICTIONARY_SAMPLE_ROWS = 1024  # a first batch shorter than this says too little: every column gets a dictionary
+
+
+def dictionary_columns(batch: pa.RecordBatch) -> list[str] | bool:
+    """The columns worth a dictionary: in ``batch``, at most half of their values distinct."""
+    if batch.num_rows < DICTIONARY_SAMPLE_ROWS:
+        return True
+    return [f.name for f, column in zip(batch.schema, batch.columns, strict=True)
+            if pa.types.is_null(f.type) or pc.count_distinct(column).as_py() <= batch.num_rows // 2]
 
 
 class PartitionedWriter:
@@ -35,18 +51,45 @@ class PartitionedWriter:
         self.key = key or []
         self.partitions = partitions
         self._stream = stream
-        self._writer = pq.ParquetWriter(self._stream, schema, compression="snappy",
-                                        dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES)
+        self._writer: pq.ParquetWriter | None = None  # opened at the first batch, which picks the dictionaries
         self._buffers: list[list[pa.RecordBatch]] = [[] for _ in range(partitions)]
         self._buffered = [0] * partitions
         self._held = 0  # bytes of the batches split since every buffer was last flushed: buffered slices keep them
         self._row_groups: list[list[int]] = [[] for _ in range(partitions)]
         self._rows = [0] * partitions
         self._next_group = 0
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _open(self, first: pa.RecordBatch | None) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self._stream, self.schema, compression="snappy", dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES,
+                use_dictionary=dictionary_columns(first) if first is not None else True)
+            self._thread = threading.Thread(target=self._write_row_groups, name="babelmr-export", daemon=True)
+            self._thread.start()
+        return self._writer
+
+    def _write_row_groups(self) -> None:
+        """The writer thread: each queued table becomes one row group; after an error it only drains."""
+        writer = self._writer
+        assert writer is not None
+        while (table := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    writer.write_table(table, row_group_size=table.num_rows)  # exactly one row group
+                except BaseException as e:  # raised in the caller's thread at its next write or close
+                    self._error = e
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.schema != self.schema:
             batch = batch.cast(self.schema)
+        self._open(batch)
         for p, part in split_by_partition(batch, self.key, self.partitions):
             self._buffers[p].append(part)
             self._buffered[p] += part.nbytes
@@ -57,6 +100,7 @@ class PartitionedWriter:
             for p in range(self.partitions):
                 self._flush(p)
             self._held = 0
+        self._check()
 
     def _flush(self, p: int) -> None:
         if not self._buffers[p]:
@@ -64,26 +108,37 @@ class PartitionedWriter:
         table = pa.Table.from_batches(self._buffers[p], schema=self.schema)
         for start in range(0, table.num_rows, MAX_ROW_GROUP_ROWS):
             piece = table.slice(start, MAX_ROW_GROUP_ROWS)
-            self._writer.write_table(piece, row_group_size=piece.num_rows)  # exactly one row group
+            self._queue.put(piece)  # written in this order: the index can be kept here
             self._row_groups[p].append(self._next_group)
             self._next_group += 1
         self._rows[p] += table.num_rows
         self._buffers[p], self._buffered[p] = [], 0
 
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
     def close(self) -> dict:
         """Flush, write the partition index, close; returns the index."""
+        writer = self._open(None)
         for p in range(self.partitions):
             self._flush(p)
+        self._stop()
+        self._check()
         index = {"version": 1, "key": self.key, "partitions": self.partitions,
                  "row_groups": self._row_groups, "rows": self._rows}
-        self._writer.add_key_value_metadata({PARTITION_INDEX_KEY.decode(): json.dumps(index)})
-        self._writer.close()
+        writer.add_key_value_metadata({PARTITION_INDEX_KEY.decode(): json.dumps(index)})
+        writer.close()
         self._stream.close()
         return index
 
     def abort(self) -> None:
         """Close without caring for the content (the caller deletes the file)."""
-        for closer in (self._writer.close, self._stream.close):
+        self._stop()
+        closers = [self._stream.close] if self._writer is None else [self._writer.close, self._stream.close]
+        for closer in closers:
             with contextlib.suppress(Exception):
                 closer()
 
