@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -254,3 +255,20 @@ def test_split_by_partition_skips_empty_partitions_and_empty_batches() -> None:
     assert split_by_partition(b.slice(0, 0), [], 1) == []
     whole = split_by_partition(b, [], 1)
     assert len(whole) == 1 and whole[0][0] == 0 and whole[0][1].equals(b)
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_one_and_two_byte_values_hash_as_by_siphash(width: int) -> None:
+    """They are looked up in a table instead of hashed one by one: the table must hold the same hashes."""
+    rng = np.random.default_rng(width)
+    raw = [bytes(rng.integers(0, 256, width, dtype=np.uint8)) for _ in range(5000)]
+    expected = pd.util.hash_array(np.array(raw, dtype=object), categorize=False)
+    binary = pa.array(raw, pa.binary())
+    assert (column_hash(binary) == expected).all()
+    assert (column_hash(binary.slice(7, 100)) == expected[7:107]).all()  # an array with an offset
+    text = pa.array(["Y", "N", "A", "R", "é"] * 100)  # 1 byte each, but "é" is 2: the general path
+    assert (column_hash(text) == pd.util.hash_array(np.array(text.to_pylist(), dtype=object),
+                                                    categorize=False)).all()
+    flags = pa.array(["Y", "N", "A", "R"] * 100)
+    assert (column_hash(flags) == pd.util.hash_array(np.array(flags.to_pylist(), dtype=object),
+                                                     categorize=False)).all()

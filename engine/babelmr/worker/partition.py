@@ -8,6 +8,8 @@ programs write them with different types (e.g. CSV inferring int64 in one task a
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -41,12 +43,37 @@ def _numeric_hash(values: np.ndarray) -> np.ndarray:
     return _mix(bits)
 
 
+@functools.cache
+def _short_hashes(width: int) -> np.ndarray:
+    """The hash of every string of ``width`` bytes, at the index its bytes make as a little-endian integer."""
+    values = [v.to_bytes(width, "little") for v in range(256 ** width)]
+    return pd.util.hash_array(np.array(values, dtype=object), categorize=False)
+
+
+def _short_codes(column: pa.Array) -> tuple[int, np.ndarray] | None:
+    """When every value has the same length of 1 or 2 bytes: that length and the values as integers."""
+    if not len(column) or column.null_count:
+        return None
+    offsets = np.frombuffer(column.buffers()[1], np.int32)[column.offset:column.offset + len(column) + 1]
+    width = int(offsets[1] - offsets[0])
+    if width not in (1, 2) or int(offsets[-1] - offsets[0]) != width * len(column):
+        return None
+    if len(column) > 1 and np.any(np.diff(offsets) != width):
+        return None
+    data = np.frombuffer(column.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
+    return width, data if width == 1 else data.view("<u2")
+
+
 def _bytes_hash(column: pa.Array) -> np.ndarray:
     """SipHash (pandas' ``hash_array``, fixed key: stable everywhere) of each string or binary value.
 
-    Turning values into Python objects costs most of it, so when the first rows repeat (typical of keys)
-    each distinct value is hashed once and the hashes are gathered: the same result, several times faster.
+    Turning values into Python objects costs most of it. Values of one or two bytes each (flags, codes)
+    are looked up in a table of every such value's hash. Otherwise, when the first rows repeat (typical of
+    keys), each distinct value is hashed once and the hashes gathered. Both give the same hashes, faster.
     """
+    if (short := _short_codes(column)) is not None:
+        width, codes = short
+        return _short_hashes(width)[codes]
     sample = column.slice(0, DISTINCT_SAMPLE)
     if len(column) > DISTINCT_SAMPLE and pc.count_distinct(sample).as_py() <= DISTINCT_SAMPLE // 2:
         encoded = column.dictionary_encode()
