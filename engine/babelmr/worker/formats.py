@@ -18,6 +18,9 @@ import pyarrow.parquet as pq
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 BATCH_ROWS = 64 * 1024
 READ_BLOCK = 16 << 20  # bytes per CSV/JSON block: large blocks make type inference see more rows
+# Program output is read through a buffer of this size: a program may write one huge row group, whose column
+# chunks pyarrow would otherwise read whole into memory.
+OUTPUT_READ_BUFFER = 4 << 20
 
 _DECIMAL = re.compile(r"^decimal128\((\d+), ?(\d+)\)$")
 _TIMESTAMP = re.compile(r"^timestamp\[(s|ms|us|ns)\]$")
@@ -152,7 +155,7 @@ def open_writer(path: str, fmt: str, schema: pa.Schema) -> BatchWriter:
 def read_batches(path: str, fmt: str, types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
     """Stream the record batches of a program output file; ``types`` fixes CSV/JSON column types."""
     if fmt == "parquet":
-        with pq.ParquetFile(path) as f:
+        with pq.ParquetFile(path, buffer_size=OUTPUT_READ_BUFFER) as f:
             plain = plain_schema(f.schema_arrow)  # views and dictionaries: the partitioner's kernels lack them
             for group in range(f.num_row_groups):  # one reader over many row groups keeps memory of each it read
                 for batch in f.iter_batches(batch_size=BATCH_ROWS, row_groups=[group]):
