@@ -88,18 +88,13 @@ def _name(element: Struct) -> str:
     return element.get(SE_NAME, b"").decode()
 
 
-def _leaves(footer: Struct, columns: list[str]) -> list[Struct] | str:
+def _leaves(top: list[Struct], position: dict[str, int], columns: list[str]) -> list[Struct] | str:
     """The selected columns' schema elements (without field ids), or why they cannot be copied."""
-    schema = footer.get(FMD_SCHEMA).items
-    top = schema[1:]
-    if len(top) != (schema[0].get(SE_NUM_CHILDREN) or 0):
-        return "it has nested columns"
-    by_name = {_name(e): e for e in top}
-    if missing := [c for c in columns if c not in by_name]:
+    if missing := [c for c in columns if c not in position]:
         return f"it has no column(s) {missing}"
     plain = []
     for c in columns:  # a field id would become field metadata, which the decoding import does not write
-        e = by_name[c].copy()
+        e = top[position[c]].copy()
         e.pop(SE_FIELD_ID)
         plain.append(e)
     return plain
@@ -154,13 +149,17 @@ def plan(sources: list[Source], columns: list[str] | None, schema: pa.Schema) ->
             return f"{source.uri} is encrypted"
         if _old_parquet_mr(footer.get(FMD_CREATED_BY)):
             return f"{source.uri} was written by a parquet-mr older than 1.2.9"
-        leaves = _leaves(footer, names)
+        schema_elements = footer.get(FMD_SCHEMA).items
+        top = schema_elements[1:]
+        if len(top) != (schema_elements[0].get(SE_NUM_CHILDREN) or 0):
+            return f"{source.uri}: it has nested columns"
+        position = {_name(e): i for i, e in enumerate(top)}  # a leaf's index in the schema and in each row group
+        leaves = _leaves(top, position, names)
         if isinstance(leaves, str):
             return f"{source.uri}: {leaves}"
         if any(e.get(SE_TYPE) == INT96 for e in leaves):
             return f"{source.uri} has an INT96 timestamp"
         mine = [tuple(repr(e.fields.get(f)) for f in SE_SIGNATURE) for e in leaves]
-        position = {_name(e): i for i, e in enumerate(footer.get(FMD_SCHEMA).items[1:])}
         if elements is None:
             elements, signature = leaves, mine
             orders = footer.get(FMD_COLUMN_ORDERS)
