@@ -6,6 +6,8 @@ from __future__ import annotations
 class BabelMRError(Exception):
     """Base class of every error babelmr reports to the user without a traceback."""
 
+    run = None  # set by babelmr.run() when the run had started: the failed babelmr.api.Run
+
 
 class JobFileError(BabelMRError):
     """The job file is missing, not JSON, or does not follow the schema."""

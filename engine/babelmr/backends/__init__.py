@@ -1,4 +1,4 @@
-"""Backends run task specs: local processes (default), Docker containers, AWS Lambda.
+"""Backends run task specs: local processes (default), Docker containers, AWS Lambda, or in-process.
 
 Each is a small class implementing `Backend`; `get_backend(name)` picks one.
 """
@@ -9,7 +9,7 @@ from babelmr.backends.base import Backend
 from babelmr.backends.containers import ContainerLimits
 from babelmr.errors import BabelMRError
 
-BACKENDS = ("local", "docker", "lambda")
+BACKENDS = ("local", "docker", "lambda", "inline")
 
 
 def get_backend(name: str, *, concurrency: int | None = None, limits: ContainerLimits | None = None,
@@ -27,6 +27,10 @@ def get_backend(name: str, *, concurrency: int | None = None, limits: ContainerL
         from babelmr.backends.aws_lambda import LambdaBackend
 
         return LambdaBackend(concurrency=concurrency, limits=limits, emulators=emulators)
+    if name == "inline":
+        from babelmr.backends.inline import InlineBackend
+
+        return InlineBackend(concurrency=concurrency)
     raise BabelMRError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
 
 

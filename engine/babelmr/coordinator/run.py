@@ -135,16 +135,17 @@ def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float)
 
 
 def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None,
-            store_uri: str | None = None) -> dict[str, Any]:
+            store_uri: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     """Run every stage of ``job`` in order; returns the run record (also written to the store).
 
     Raises `JobFailed` when a task fails on every attempt; the record then says which and why.
+    ``run_id`` (default: a new one) lets a caller find the record of a run that raised.
     """
     progress = progress or StageProgress()
     store = open_store(store_uri or job.store)
     if isinstance(store, S3Store):
         store.check()
-    run_id = new_run_id(job.name)
+    run_id = run_id or new_run_id(job.name)
     record: dict[str, Any] = {
         "run_id": run_id, "job": job.name, "job_file": job.path, "store": store.uri, "backend": backend.name,
         "status": "running", "started_at": time.time(), "stages": [], "output": None, "error": None,

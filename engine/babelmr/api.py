@@ -1,0 +1,257 @@
+"""The public Python API: run a job, read its result, read a finished run back.
+
+    import babelmr
+    run = babelmr.run("job.json", backend="inline", store="/tmp/store")
+    print(run.status, run.seconds, run.counters)
+    df = run.to_pandas()                       # the final stage's committed output
+    again = babelmr.open_run(run.run_id, "/tmp/store")
+
+`run` raises babelmr's typed errors (`JobFileError`, `InputError`, `JobFailed`, ...) like the command
+line does; when the run had started, the error's ``run`` attribute is the failed `Run`, read back
+from its run record. docs/api.md has the details.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from babelmr.backends import get_backend
+from babelmr.backends.base import Backend
+from babelmr.coordinator.records import new_run_id, read_record
+from babelmr.coordinator.run import StageProgress, run_job
+from babelmr.errors import BabelMRError
+from babelmr.job import Job, load_job
+from babelmr.spec import PARTITION_INDEX_KEY
+from babelmr.store import filesystem_for, open_store
+from babelmr.units import parse_size
+
+__all__ = ["CommittedFile", "Run", "StageSummary", "TaskAttempt", "load_job", "open_run", "run"]
+
+_STAT_FIELDS = ("task", "attempt", "status", "error")
+
+
+@dataclass(frozen=True)
+class TaskAttempt:
+    """One attempt of one task: its outcome (``ok``, ``duplicate`` or ``error``) and the worker's stats."""
+
+    task: int
+    attempt: int
+    status: str
+    error: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The program's ``reporter:counter:`` totals in this attempt."""
+        return dict(self.stats.get("counters") or {})
+
+
+@dataclass(frozen=True)
+class CommittedFile:
+    """The output file a task's commit record publishes: the one attempt of the task downstream reads."""
+
+    task: int
+    attempt: int
+    uri: str
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """What one stage did: tasks, attempts, rows and bytes, time split, and its committed files."""
+
+    name: str
+    status: str
+    tasks: int
+    attempts: int
+    retries: int
+    seconds: float
+    rows_in: int
+    bytes_in: int
+    rows_out: int
+    bytes_out: int
+    import_seconds: float
+    program_seconds: float
+    export_seconds: float
+    engine_peak_rss_bytes: int
+    program_peak_rss_bytes: int
+    inputs: dict[str, list[str]]
+    committed: list[CommittedFile]
+    task_attempts: list[TaskAttempt]
+
+    @property
+    def output_files(self) -> list[str]:
+        """URIs of the stage's committed output, one Parquet file per task, in task order."""
+        return [c.uri for c in self.committed]
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Program counters summed over the attempts that committed (as Hadoop counts successful tasks)."""
+        return _sum_counters(a.counters for a in self.task_attempts if a.status == "ok")
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> StageSummary:
+        """A stage entry of a run record."""
+        attempts = [TaskAttempt(t["task"], t["attempt"], t["status"], t.get("error"),
+                                {k: v for k, v in t.items() if k not in _STAT_FIELDS})
+                    for t in data.get("task_attempts", [])]
+        committed = [CommittedFile(c["task"], c["attempt"], c["uri"], c["rows"], c["bytes"])
+                     for c in data.get("committed", [])]
+        return cls(
+            name=data["name"], status=data.get("status", "running"), tasks=data["tasks"],
+            attempts=data["attempts"], retries=data["retries"], seconds=data["seconds"],
+            rows_in=data["rows_in"], bytes_in=data["bytes_in"], rows_out=data["rows_out"],
+            bytes_out=data["bytes_out"], import_seconds=data["import_seconds"],
+            program_seconds=data["program_seconds"], export_seconds=data["export_seconds"],
+            engine_peak_rss_bytes=data.get("engine_peak_rss_bytes", 0),
+            program_peak_rss_bytes=data.get("program_peak_rss_bytes", 0), inputs=data.get("inputs", {}),
+            committed=committed, task_attempts=attempts,
+        )
+
+
+def _sum_counters(parts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for counters in parts:
+        for name, amount in counters.items():
+            total[name] = total.get(name, 0) + amount
+    return dict(sorted(total.items()))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as its run record tells it: status, per-stage summaries, counters and the output files."""
+
+    run_id: str
+    job: str
+    status: str  # running, succeeded, failed or interrupted
+    backend: str
+    store: str
+    started_at: float
+    finished_at: float | None
+    seconds: float | None
+    stages: list[StageSummary]
+    output_stage: str | None
+    output_files: list[str]
+    error: str | None
+    record: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Run:
+        """The run a run record (``runs/<run>/run.json``) describes."""
+        output = record.get("output") or {}
+        return cls(
+            run_id=record["run_id"], job=record["job"], status=record["status"], backend=record["backend"],
+            store=record["store"], started_at=record["started_at"], finished_at=record.get("finished_at"),
+            seconds=record.get("seconds"), stages=[StageSummary.from_record(s) for s in record["stages"]],
+            output_stage=output.get("stage"), output_files=list(output.get("files", [])),
+            error=record.get("error"), record=record,
+        )
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether every stage committed its output."""
+        return self.status == "succeeded"
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Program counters (``GROUP.NAME``) summed over every stage's committed attempts."""
+        return _sum_counters(s.counters for s in self.stages)
+
+    def stage(self, name: str) -> StageSummary:
+        """The summary of the stage called ``name``."""
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise BabelMRError(f"run {self.run_id} has no finished stage {name!r}; it has "
+                           f"{[s.name for s in self.stages]}")
+
+    def _files(self, stage: str | None) -> list[str]:
+        if stage is not None:
+            summary = self.stage(stage)
+            if summary.status != "succeeded":
+                raise BabelMRError(f"stage {stage!r} of run {self.run_id} {summary.status}: it has no output")
+            return summary.output_files
+        if not self.succeeded:
+            raise BabelMRError(f"run {self.run_id} {self.status}: it has no output"
+                               + (f" ({self.error.splitlines()[0]})" if self.error else ""))
+        return self.output_files
+
+    def iter_batches(self, stage: str | None = None, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream the committed output of the final stage (or ``stage``), file by file, batch by batch."""
+        for uri in self._files(stage):
+            fs, path = filesystem_for(uri)
+            with fs.open_input_file(path) as f:
+                yield from pq.ParquetFile(f).iter_batches(columns=columns)
+
+    def read_table(self, stage: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        """The committed output of the final stage (or ``stage``) as one table, in memory."""
+        tables = []
+        for uri in self._files(stage):
+            fs, path = filesystem_for(uri)
+            table = pq.read_table(path, filesystem=fs, columns=columns)
+            # The partition index in the footer says where partitions are in that file: not the result's business.
+            metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != PARTITION_INDEX_KEY}
+            tables.append(table.replace_schema_metadata(metadata or None))
+        # A task with no output rows may have typed columns as null: promote them to the others' types.
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    def to_pandas(self, stage: str | None = None, columns: list[str] | None = None) -> Any:
+        """`read_table` as a pandas DataFrame."""
+        return self.read_table(stage, columns).to_pandas()
+
+
+def run(job: str | os.PathLike[str] | Job, *, backend: str | Backend = "local", store: str | None = None,
+        concurrency: int | None = None, memory: int | str = "2GiB", ephemeral_storage: int | str = "512MiB",
+        emulators: int | None = None, progress: StageProgress | None = None) -> Run:
+    """Run a job (a job file or a loaded `Job`) to completion and return its `Run`.
+
+    ``backend`` is a name (``local``, ``inline``, ``docker``, ``lambda``) or a `Backend` you own (not
+    closed here); ``store`` overrides the job's store. Raises babelmr's typed errors; once the run has
+    started, the error's ``run`` attribute holds the failed `Run`.
+    """
+    if isinstance(job, Job):
+        loaded = job
+    else:
+        loaded = load_job(os.fspath(job), store=store)
+        store = None  # load_job resolved it
+    if isinstance(backend, Backend):
+        return _run(loaded, backend, store, progress)
+    from babelmr.backends.containers import ContainerLimits
+
+    try:
+        limits = ContainerLimits(parse_size(memory), parse_size(ephemeral_storage))
+    except ValueError as e:
+        raise BabelMRError(f"run(): {e}") from None
+    with get_backend(backend, concurrency=concurrency, limits=limits, emulators=emulators) as b:
+        return _run(loaded, b, store, progress)
+
+
+def _run(job: Job, backend: Backend, store: str | None, progress: StageProgress | None) -> Run:
+    run_id = new_run_id(job.name)
+    try:
+        record = run_job(job, backend, progress=progress, store_uri=store, run_id=run_id)
+    except BaseException as e:
+        if isinstance(e, BabelMRError):
+            e.run = _read_back(store or job.store, run_id)
+        raise
+    return Run.from_record(record)
+
+
+def _read_back(store: str, run_id: str) -> Run | None:
+    """The record of a run that raised, if it got as far as writing one."""
+    try:
+        return open_run(run_id, store)
+    except (BabelMRError, OSError):
+        return None
+
+
+def open_run(run_id: str, store: str = ".babelmr") -> Run:
+    """The run ``run_id`` (or a unique prefix of it) recorded in ``store``, finished or not."""
+    return Run.from_record(read_record(open_store(store), run_id))
