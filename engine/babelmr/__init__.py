@@ -34,7 +34,10 @@ _EXPORTS = {
     "JobFailed": "babelmr.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # spelt out (not built from _EXPORTS) so linters see the names the TYPE_CHECKING block imports
+    "BabelMRError", "CommittedFile", "ImageError", "InputError", "JobFailed", "JobFileError", "Run", "StageSummary",
+    "StoreError", "TaskAttempt", "TaskError", "__version__", "load_job", "open_run", "run",
+]
 
 if TYPE_CHECKING:  # for type checkers and editors only
     from babelmr.api import CommittedFile, Run, StageSummary, TaskAttempt, load_job, open_run, run

@@ -59,7 +59,7 @@ def main() -> None:
 @main.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True,
-              help="Where tasks run.")
+              help="Where tasks run (inline: in this process, one task at a time unless -c, for debugging).")
 @click.option("--store", help="Override the job's store: a local folder or s3://bucket/prefix.")
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Tasks at once (default: cores).")
 @click.option("--memory", default="2GiB", show_default=True,
