@@ -61,6 +61,7 @@ class CommittedFile:
     uri: str
     rows: int
     bytes: int
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,11 @@ class StageSummary:
 
     @property
     def counters(self) -> dict[str, int]:
-        """Program counters summed over the attempts that committed (as Hadoop counts successful tasks)."""
-        return _sum_counters(a.counters for a in self.task_attempts if a.status == "ok")
+        """Program counters summed over the attempts that committed (as Hadoop counts successful tasks).
+
+        They come from the commit records, so a winner whose reply was lost still counts, once.
+        """
+        return _sum_counters(c.counters for c in self.committed)
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> StageSummary:
@@ -102,7 +106,7 @@ class StageSummary:
         attempts = [TaskAttempt(t["task"], t["attempt"], t["status"], t.get("error"),
                                 {k: v for k, v in t.items() if k not in _STAT_FIELDS})
                     for t in data.get("task_attempts", [])]
-        committed = [CommittedFile(c["task"], c["attempt"], c["uri"], c["rows"], c["bytes"])
+        committed = [CommittedFile(c["task"], c["attempt"], c["uri"], c["rows"], c["bytes"], c.get("counters", {}))
                      for c in data.get("committed", [])]
         return cls(
             name=data["name"], status=data.get("status", "running"), tasks=data["tasks"],

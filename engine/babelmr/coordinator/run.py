@@ -178,7 +178,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             upstream[stage.name] = StageOutput(stage.name, stage.partitions, files)
             summary.update(status="succeeded", committed=[
                 {"task": c["task"], "attempt": c["attempt"], "uri": c["uri"], "rows": c["rows"],
-                 "bytes": c["bytes"]} for c in commits])
+                 "bytes": c["bytes"], "counters": c.get("counters", {})} for c in commits])
             record["stages"].append(summary)
             progress.stage_finished(stage, summary)
             write_record(store, record)

@@ -175,7 +175,9 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
 
         commit = {"task": spec.task, "attempt": spec.attempt, "file": key, "uri": store.uri_for(key),
                   "rows": sum(index["rows"]), "bytes": size, "partition_rows": index["rows"],
-                  "schema": schema.to_string(show_schema_metadata=False), "committed_at": time.time()}
+                  "schema": schema.to_string(show_schema_metadata=False), "committed_at": time.time(),
+                  # the winner's counters must survive its reply being lost (then a duplicate reports instead)
+                  "counters": run.counters}
         if not store.put_if_absent(layout.commit_record(spec.run_id, spec.stage, spec.task),
                                    json.dumps(commit).encode()):
             store.delete([key])  # another attempt of this task committed first
