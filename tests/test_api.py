@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,12 @@ def test_the_cli_runs_the_inline_backend(tmp_path: Path) -> None:
     record = json.loads(result.stdout)
     assert record["backend"] == "inline" and record["status"] == "succeeded"
     assert result_rows(Run.from_record(record).read_table()) == oracle(tmp_path)
+
+
+def test_the_example_in_docs_api_md_runs(tmp_path: Path) -> None:
+    """docs/api.md's runnable example, as a user would paste it."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    example = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "tempfile" in b)
+    out = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "succeeded" in out.stdout and "{'words.seen': 9}" in out.stdout
