@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BabelMRError(Exception):
     """Base class of every error babelmr reports to the user without a traceback."""
 
-    run = None  # set by babelmr.run() when the run had started: the failed babelmr.api.Run
+    run: Any = None  # set by babelmr.run() when the run had started: the failed babelmr.api.Run
 
 
 class JobFileError(BabelMRError):
