@@ -28,7 +28,8 @@ REDUCE = ["cp", "in.parquet", "out.parquet"]
 
 
 def make_job(folder: Path, *, files: int = 3, rows: int = 400, partitions: int = 3, retries: int = 2,
-             store: str | None = None, seed: int = 0, map_command: list[str] | None = None) -> Path:
+             store: str | None = None, seed: int = 0, map_command: list[str] | None = None,
+             map_options: dict[str, Any] | None = None) -> Path:
     """Write generated input (string keys with NULLs, skewed; integer values) and a map/reduce job file.
 
     Both stages copy; one map task per file, one reduce task per partition.
@@ -46,7 +47,7 @@ def make_job(folder: Path, *, files: int = 3, rows: int = 400, partitions: int =
         "stages": [
             {"name": "map", "command": map_command or MAP,
              "inputs": [{"name": "data", "uri": "data/*.parquet"}], "split": {"files_per_task": 1},
-             "key": ["k"], "partitions": partitions, "retries": retries},
+             "key": ["k"], "partitions": partitions, "retries": retries, **(map_options or {})},
             {"name": "reduce", "command": REDUCE,
              "inputs": [{"name": "partials", "stage": "map"}], "retries": retries},
         ],

@@ -5,6 +5,7 @@ backend); `ScriptedBackend` injects only the faults named in each test's docstri
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -95,6 +96,18 @@ def test_on_a_final_failure_no_new_task_starts(tmp_path: Path) -> None:
     store = open_store(run.store)
     assert not store.exists(layout.stage_manifest(run.run_id, "map"))  # nothing published
     assert [c["task"] for c in commit_records(run.store, run.run_id, "map")] == [1]
+
+
+def test_a_hanging_task_is_killed_at_the_timeout_retried_and_then_stops_the_run(tmp_path: Path) -> None:
+    """No injection: the map program hangs (sleeps far past the stage's timeout) on every attempt."""
+    job = make_job(tmp_path, files=4, retries=1, map_command=["sleep", "60"], map_options={"timeout": 0.5})
+    started = time.monotonic()
+    with ScriptedBackend() as backend:
+        with pytest.raises(JobFailed, match="task 0 failed after 2 attempt") as e:
+            babelmr.run(job, backend=backend)
+        assert backend.calls == [("map", 0, 1), ("map", 0, 2)]  # tasks 1-3 never started
+    assert time.monotonic() - started < 30
+    assert "longer than the stage's timeout of 0.5 s" in e.value.run.error
 
 
 def test_a_task_reporting_success_without_a_commit_record_fails_the_stage(tmp_path: Path) -> None:
