@@ -120,3 +120,19 @@ def test_the_example_in_docs_api_md_runs(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "succeeded" in out.stdout and "{'words.seen': 9}" in out.stdout
+
+
+def test_inline_gives_each_attempt_a_fresh_working_directory(tmp_path: Path) -> None:
+    """Two tasks at once: each fails if it finds another's file in its working directory (the worker
+    cleans up after an attempt, so only concurrent attempts can tell a shared directory)."""
+    from babelmr.backends.inline import InlineBackend
+
+    check = ["sh", "-c", "test ! -e leftover && touch leftover && sleep 0.5 && cp in.parquet out.parquet"]
+    job = make_job(tmp_path, files=4, retries=0, map_command=check)
+    backend = InlineBackend(concurrency=2)
+    run = babelmr.run(job, backend=backend)
+    assert run.succeeded and result_rows(run.read_table()) == oracle(tmp_path)
+    root = Path(backend._root)
+    assert root.is_dir() and not any(root.iterdir())  # every attempt's directory is removed after it
+    backend.close()
+    assert not root.exists()
