@@ -28,13 +28,14 @@ from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
     BASE_IMAGE,
     ContainerLimits,
+    check_access,
     check_image,
     container_options,
     docker_client,
     prepare_local_store,
 )
 from babelmr.errors import BabelMRError
-from babelmr.job import Job
+from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
@@ -108,6 +109,7 @@ class LambdaBackend(Backend):
         self._containers: list[str] = []
         self._lock = threading.Lock()
         self._docker = None
+        self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
 
     def default_concurrency(self) -> int:
         return self.emulators or 64  # emulators serve one invocation each; AWS scales by itself
@@ -120,7 +122,14 @@ class LambdaBackend(Backend):
             self._docker = docker_client(self.concurrency)
             for stage in job.stages:
                 check_image(self._docker, stage.image or BASE_IMAGE, stage.name)
-            prepare_local_store(store, layout.run_prefix(run_id))
+            prepare_local_store(store, layout.run_prefix(run_id), [s.name for s in job.stages])
+
+    def check_tasks(self, stage: Stage, tasks: list[TaskSpec]) -> None:
+        if self.emulators:  # the emulator containers mount the store and inputs like the docker backend's
+            image = stage.image or BASE_IMAGE
+            check_access(self._docker, tasks, self._store, "lambda emulator",
+                         check_store=image not in self._store_checked)
+            self._store_checked.add(image)
 
     def _client(self, url: str | None):
         with self._lock:

@@ -174,6 +174,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
         for stage in job.stages:
             started = time.perf_counter()
             plan = plan_stage(job, stage, run_id, store.uri, upstream, backend.stage_concurrency(stage))
+            backend.check_tasks(stage, plan.tasks)
             progress.stage_started(stage, len(plan.tasks))
             outcomes = run_stage(plan, backend, progress)
             summary = _stage_summary(plan, outcomes, time.perf_counter() - started)

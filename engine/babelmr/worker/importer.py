@@ -83,6 +83,8 @@ def check_pinned(inp: TaskInput, piece: FileSlice) -> None:
         return
     try:
         now = file_version(piece.uri)
+    except PermissionError as e:  # not a passing fault: the file's or a folder's mode
+        raise InputError(f"input {inp.name!r}: cannot read {piece.uri}: {e}") from None
     except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         raise TaskError(f"input {inp.name!r}: cannot check that {piece.uri} is the version planned: {e}") from None
     if now is None:
