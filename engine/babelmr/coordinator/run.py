@@ -182,7 +182,9 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             if failed or len(outcomes) < len(plan.tasks):
                 summary["status"] = "failed"
                 record["stages"].append(summary)
-                raise JobFailed(_failure_message(stage, failed[0] if failed else None))
+                # the cause, not a task stopped because of it
+                final = [o for o in failed if not o.final.retryable or o.final.attempt > stage.retries]
+                raise JobFailed(_failure_message(stage, (final or failed or [None])[0]))
             commits = committed_files(store, run_id, stage, len(plan.tasks))
             _clean_uncommitted(store, run_id, stage.name, commits)
             files = [c["uri"] for c in commits]
