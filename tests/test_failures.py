@@ -250,6 +250,14 @@ def test_an_unchanged_input_still_imports_every_row(tmp_path: Path, location: _L
             assert out.rows == 500
 
 
+def test_corrupt_pages_are_an_input_error_not_a_passing_fault(tmp_path: Path, location: _Location) -> None:
+    """Decoding corrupt pages fails the same way every time, on S3 as on a local disk: not retried."""
+    location.put("bad.parquet", _corrupt_pages())
+    with pytest.raises(InputError, match="cannot read Parquet file") as err:
+        importer.import_input(_pinned_input(location, "parquet"), str(tmp_path / "in.csv"), "csv")
+    assert retryable(err.value) is False and location.uri("bad.parquet") in str(err.value)
+
+
 # ---- part 8: errors classified -----------------------------------------------------------------------------
 
 MAP_KEY = """
@@ -270,6 +278,17 @@ pq.write_table(pq.read_table(os.environ["MR_INPUT"]).drop_columns(["k"]), os.env
 GARBAGE = "import os; open(os.environ['MR_OUTPUT'], 'w').write('this is not parquet')"
 
 
+def _corrupt_pages() -> bytes:
+    """A Parquet file whose footer is intact and whose data pages are not (decoding fails, not opening)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"k": [f"k{i % 7}" for i in range(50_000)], "v": list(range(50_000))}), sink,
+                   row_group_size=10_000, use_dictionary=False)
+    data = bytearray(sink.getvalue().to_pybytes())
+    middle = len(data) // 2
+    data[middle:middle + 2000] = bytes(b ^ 0x5A for b in data[middle:middle + 2000])
+    return bytes(data)
+
+
 def _deterministic_cases(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]]:
     data = tmp_path / "data"
     data.mkdir()
@@ -284,7 +303,13 @@ def _deterministic_cases(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]
         return {"name": "m", "command": command, "key": ["k"], "partitions": 2, "retries": 2,
                 "inputs": [{"name": "d", "uri": "data/*.parquet"}], **extra}
 
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "a.parquet").write_bytes(_corrupt_pages())
+
     return {
+        "corrupt input": (stage(program_format="csv", inputs=[{"name": "d", "uri": "corrupt"}]),
+                          f"cannot read Parquet file {corrupt}/a.parquet"),
         "bad key type": (stage("map_key.py"), "cannot partition by a column of type map"),
         "schema conflict": (stage("string_v.py", schema={"v": "int64"}), "not a number"),
         "missing key column": (stage("drop_key.py"), "has no key column(s) ['k']"),
@@ -293,8 +318,8 @@ def _deterministic_cases(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]
     }
 
 
-@pytest.mark.parametrize("case", ["bad key type", "schema conflict", "missing key column", "output unreadable",
-                                  "command not found"])
+@pytest.mark.parametrize("case", ["corrupt input", "bad key type", "schema conflict", "missing key column",
+                                  "output unreadable", "command not found"])
 def test_a_deterministic_failure_is_attempted_exactly_once(tmp_path: Path, backend: LocalBackend,
                                                            case: str) -> None:
     stage, cause = _deterministic_cases(tmp_path)[case]

@@ -97,6 +97,15 @@ def check_pinned(inp: TaskInput, piece: FileSlice) -> None:
                            f"{version}): rerun the job to read its new content")
 
 
+def _network_error(uri: str, e: OSError) -> bool:
+    """Whether a read error of ``uri`` came from the network (worth another attempt), not from the bytes.
+
+    pyarrow reports every S3 failure as "AWS Error ..." (curl's among them); a local file's read error while
+    decoding, like an S3 one without that mark, is the data itself: corrupt pages.
+    """
+    return uri.startswith("s3://") and ("AWS Error" in str(e) or "curl" in str(e).lower())
+
+
 def _pinned_batches(batches: Iterator[pa.RecordBatch], inp: TaskInput,
                     piece: FileSlice) -> Iterator[pa.RecordBatch]:
     """``batches``, then the check that the file did not change while read; a read error of a file that changed
@@ -176,8 +185,10 @@ class _ParquetSource:
                 yield from _pinned_batches(self._decode(), self.inp, self.piece)
             except pa.ArrowInvalid as e:  # corrupt data pages: retrying will not help
                 raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
-            except OSError as e:  # corrupt pages, or a network error on S3: worth another attempt
-                raise TaskError(f"input {self.name!r}: reading Parquet file {self.uri} failed: {e}") from None
+            except OSError as e:  # corrupt pages (deterministic), or a network error on S3 (transient)
+                if _network_error(self.uri, e):
+                    raise TaskError(f"input {self.name!r}: reading Parquet file {self.uri} failed: {e}") from None
+                raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
 
     def _decode(self) -> Iterator[pa.RecordBatch]:
         for run in self._runs():
