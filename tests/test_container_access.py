@@ -92,3 +92,17 @@ def test_a_store_under_a_private_folder_of_the_image_fails_before_any_task(base_
         assert "/root is a private folder of the image" in proc.stderr
     finally:
         shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_lambda_emulators_see_the_input_folders_of_every_task(base_image, tmp_path: Path) -> None:
+    """An emulator container serves many tasks: it mounts the folders of all the stage's tasks, not the first's."""
+    for name in ("a", "b", "c"):
+        _data(tmp_path / "data" / name)
+    job = write_job(tmp_path / "job", {"name": "folders", "stages": [
+        {"name": "map", "command": ["python3", "-c", COPY], "key": ["k"], "partitions": 2, "retries": 0,
+         "inputs": [{"name": "d", "uri": str(tmp_path / "data" / "*" / "p0.parquet")}],
+         "split": {"files_per_task": 1}}]})
+    proc, record = _run(job, tmp_path / "store", "lambda")
+    assert proc.returncode == 0, proc.stderr
+    assert record is not None and record["stages"][0]["rows_out"] == 150

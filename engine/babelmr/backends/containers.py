@@ -86,6 +86,20 @@ def mounts(spec: TaskSpec, store: Store) -> list[Mount]:
     return chosen
 
 
+def stage_mounts(tasks: list[TaskSpec], store: Store) -> list[Mount]:
+    """The mounts of every task of a stage, each target once (for a container that serves them all)."""
+    chosen: dict[str, Mount] = {}
+    for t in tasks:
+        for m in mounts(t, store):
+            chosen.setdefault(m["Target"], m)
+    return list(chosen.values())
+
+
+def covers(mounted: list[str], target: str) -> bool:
+    """Whether ``target`` is one of the ``mounted`` targets or lies under one."""
+    return any(target == m or target.startswith(m.rstrip("/") + "/") for m in mounted)
+
+
 def network_mode() -> str | None:
     """The host network when S3 is on this machine's loopback (unreachable from a bridge network)."""
     endpoint = endpoint_url()
@@ -180,10 +194,7 @@ def check_access(client: docker.DockerClient, tasks: list[TaskSpec], store: Stor
         store, LocalStore) else []
     reads = sorted({(i.name, f.uri) for t in tasks for i in t.inputs if i.kind == "files" for f in i.files
                     if "://" not in f.uri})
-    chosen: dict[str, Mount] = {}
-    for t in tasks:
-        for m in mounts(t, store):
-            chosen.setdefault(m["Target"], m)
+    chosen = {m["Target"]: m for m in stage_mounts(tasks, store)}
     if not writes:
         roots = [m["Source"] for m in chosen.values()]
         reads = [(name, path) for name, path in reads if not _open_to_all(
@@ -213,7 +224,7 @@ def _access_error(found: dict[str, Any], spec: TaskSpec, image: str, backend: st
     problem = found["problems"][0]
     folder = problem["blocker"]
     who = f"the {backend} backend's task containers (image {image}, uid {uid}, gid {gid})"
-    if not any(folder == t or folder.startswith(t.rstrip("/") + "/") for t in targets):
+    if not covers(targets, folder):
         where = (f"{folder} is a private folder of the image, not of this machine: keep the store and the inputs "
                  "outside it (e.g. under /tmp, /srv or /home), or use an S3 store and inputs")
     elif problem["need"] == "write":
