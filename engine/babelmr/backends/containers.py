@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -112,7 +113,7 @@ def run_folder(store: LocalStore, run_id: str) -> str:
     return store.path(layout.run_prefix(run_id))
 
 
-def prepare_local_store(store: Store, run_prefix: str, stages: list[str] = ()) -> None:
+def prepare_local_store(store: Store, run_prefix: str, stages: Sequence[str] = ()) -> None:
     """Let the image's non-root user write a local store's run folder (Lambda runs as non-root too).
 
     The run folder is mounted alone, so the store folder's own mode does not matter; the folders tasks write
