@@ -198,9 +198,9 @@ def _finish(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 # Exceptions from a deterministic cause (a type, a value, a missing column or field): the same input makes
-# another attempt fail the same way. Checked after OSError, MemoryError and babelmr's own errors.
+# another attempt fail the same way. Checked after babelmr's own errors, OSError and MemoryError.
 DETERMINISTIC: tuple[type[BaseException], ...] = (
-    ValueError, TypeError, KeyError, IndexError, NotImplementedError, AttributeError, PermissionError)
+    ValueError, TypeError, KeyError, IndexError, NotImplementedError, AttributeError)
 
 
 def retryable(e: BaseException) -> bool:
@@ -212,7 +212,7 @@ def retryable(e: BaseException) -> bool:
     """
     if isinstance(e, BabelMRError):
         return e.retryable
-    if isinstance(e, PermissionError):
+    if isinstance(e, PermissionError):  # a file's or folder's mode does not change between attempts
         return False
     if isinstance(e, (OSError, MemoryError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)):
         return True
