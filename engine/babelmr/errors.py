@@ -1,4 +1,11 @@
-"""Errors a user can cause. Each carries a message naming the file, field or task and the fix."""
+"""Errors a user can cause. Each carries a message naming the file, field or task and the fix.
+
+Each class says whether another attempt of a task can succeed after it (``retryable``): deterministic
+causes (a bad key type, a missing column, a schema conflict, a corrupt or changed input, a command that
+does not exist, an unreadable output) fail the task at once; transient ones (a program crash, I/O and
+network errors, throttling, a worker that died) are retried. `babelmr.worker.task.retryable` applies this
+to every exception an attempt can raise.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ class BabelMRError(Exception):
     """Base class of every error babelmr reports to the user without a traceback."""
 
     run: Any = None  # set by babelmr.run() when the run had started: the failed babelmr.api.Run
+    retryable: bool = False  # deterministic unless a subclass (or instance) says otherwise
 
 
 class JobFileError(BabelMRError):
@@ -25,8 +33,14 @@ class InputError(BabelMRError):
     """An input named by the job cannot be read (no files match, corrupt file, missing column)."""
 
 
+class InputChanged(InputError):
+    """An input file was replaced or deleted after the job was planned: the run would mix two versions."""
+
+
 class StoreError(BabelMRError):
     """The store cannot be reached or written."""
+
+    retryable = True
 
 
 class TaskError(BabelMRError):

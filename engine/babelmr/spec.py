@@ -15,11 +15,18 @@ PARTITION_INDEX_KEY = b"babelmr.partitions"
 
 @dataclass(frozen=True)
 class FileSlice:
-    """A file (local path or s3:// URI) and, for Parquet, the row groups to read (None: all)."""
+    """A file (local path or s3:// URI) and, for Parquet, the row groups to read (None: all).
+
+    ``size`` is the bytes this slice reads (for splitting). An external input's file is pinned at plan time:
+    ``file_size`` and ``version`` (S3 ETag, or a local file's ``mtime_ns:inode``) are what the planner saw, and
+    the worker refuses another version. None: not pinned (stage outputs, which babelmr never rewrites).
+    """
 
     uri: str
     row_groups: list[int] | None = None
     size: int = 0
+    file_size: int | None = None
+    version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,19 +22,24 @@ from dataclasses import dataclass
 import boto3
 import botocore.config
 import botocore.exceptions
+from docker.types import Mount
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
     BASE_IMAGE,
     ContainerLimits,
+    check_access,
     check_image,
     container_options,
+    covers,
     docker_client,
+    mounts,
     prepare_local_store,
+    stage_mounts,
 )
 from babelmr.errors import BabelMRError
-from babelmr.job import Job
+from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
@@ -103,11 +108,14 @@ class LambdaBackend(Backend):
         self.limits = limits or ContainerLimits()
         self.throttle_patience = throttle_patience
         self._store: Store | None = None
-        self._pools: dict[str, queue.Queue[Endpoint]] = {}
+        # per image and the mount targets its emulators have (a stage needing others gets its own emulators)
+        self._pools: dict[tuple[str, tuple[str, ...]], queue.Queue[Endpoint]] = {}
+        self._stage_mounts: dict[str, list[Mount]] = {}
         self._clients: dict[str | None, object] = {}
         self._containers: list[str] = []
         self._lock = threading.Lock()
         self._docker = None
+        self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
 
     def default_concurrency(self) -> int:
         return self.emulators or 64  # emulators serve one invocation each; AWS scales by itself
@@ -120,7 +128,15 @@ class LambdaBackend(Backend):
             self._docker = docker_client(self.concurrency)
             for stage in job.stages:
                 check_image(self._docker, stage.image or BASE_IMAGE, stage.name)
-            prepare_local_store(store, layout.run_prefix(run_id))
+            prepare_local_store(store, layout.run_prefix(run_id), [s.name for s in job.stages])
+
+    def check_tasks(self, stage: Stage, tasks: list[TaskSpec]) -> None:
+        if self.emulators:  # the emulator containers mount the store and inputs like the docker backend's
+            self._stage_mounts[stage.name] = stage_mounts(tasks, self._store)
+            image = stage.image or BASE_IMAGE
+            check_access(self._docker, tasks, self._store, "lambda emulator",
+                         check_store=image not in self._store_checked)
+            self._store_checked.add(image)
 
     def _client(self, url: str | None):
         with self._lock:
@@ -130,22 +146,28 @@ class LambdaBackend(Backend):
 
     def _pool(self, spec: TaskSpec) -> queue.Queue[Endpoint]:
         image = spec.image or BASE_IMAGE
+        needed: list[Mount] = []
+        if self.emulators:  # every folder any task of the stage reads: an emulator serves many tasks
+            needed = self._stage_mounts.get(spec.stage) or mounts(spec, self._store)
         with self._lock:
-            if image not in self._pools:
-                pool: queue.Queue[Endpoint] = queue.Queue()
-                if self.emulators:
-                    for _ in range(min(self.emulators, self.concurrency)):
-                        pool.put(self._start_emulator(spec))
-                else:  # real Lambda scales by itself: every slot invokes the same function
-                    for _ in range(self.concurrency):
-                        pool.put(Endpoint(function_name(image)))
-                self._pools[image] = pool
-            return self._pools[image]
+            for (have_image, have), pool in self._pools.items():
+                if have_image == image and all(covers(list(have), m["Target"]) for m in needed):
+                    return pool
+            pool = queue.Queue()
+            if self.emulators:
+                for _ in range(min(self.emulators, self.concurrency)):
+                    pool.put(self._start_emulator(spec, needed))
+            else:  # real Lambda scales by itself: every slot invokes the same function
+                for _ in range(self.concurrency):
+                    pool.put(Endpoint(function_name(image)))
+            self._pools[(image, tuple(m["Target"] for m in needed))] = pool
+            return pool
 
-    def _start_emulator(self, spec: TaskSpec) -> Endpoint:
+    def _start_emulator(self, spec: TaskSpec, mounted: list[Mount]) -> Endpoint:
         """A container of the stage's image serving invocations through AWS's Runtime Interface Emulator."""
         port, api_port = _free_port(), _free_port()
         options = container_options(spec, self._store, self.limits, {"babelmr.lambda-emulator": "1"})
+        options["mounts"] = mounted
         options["network_mode"] = "host"  # distinct ports per emulator, S3 on loopback reachable
         container = self._docker.containers.run(
             entrypoint=[RIE, "--runtime-interface-emulator-address", f"127.0.0.1:{port}",

@@ -26,6 +26,9 @@ class Backend(ABC):
     def prepare(self, job: Job, store: Store, run_id: str) -> None:  # noqa: B027 - optional hook
         """Get ready to run ``job`` (check images, start pools); called once before the first stage."""
 
+    def check_tasks(self, stage: Stage, tasks: list[TaskSpec]) -> None:  # noqa: B027 - optional hook
+        """Fail before the first task of ``stage`` runs when its tasks cannot work (e.g. cannot reach their files)."""
+
     def stage_concurrency(self, stage: Stage) -> int:
         """Tasks of ``stage`` to run at once."""
         return min(stage.concurrency, self.concurrency) if stage.concurrency else self.concurrency

@@ -12,12 +12,13 @@ from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
     BASE_IMAGE,
     ContainerLimits,
+    check_access,
     check_image,
     container_options,
     docker_client,
     prepare_local_store,
 )
-from babelmr.job import Job
+from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
@@ -49,13 +50,19 @@ class DockerBackend(Backend):
         self._active: set[str] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
 
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
         self._client = docker_client(self.concurrency)
         self._store = store
         for stage in job.stages:
             check_image(self._client, stage.image or BASE_IMAGE, stage.name)
-        prepare_local_store(store, layout.run_prefix(run_id))
+        prepare_local_store(store, layout.run_prefix(run_id), [s.name for s in job.stages])
+
+    def check_tasks(self, stage: Stage, tasks: list[TaskSpec]) -> None:
+        image = stage.image or BASE_IMAGE
+        check_access(self._client, tasks, self._store, self.name, check_store=image not in self._store_checked)
+        self._store_checked.add(image)
 
     def run_task(self, spec: TaskSpec) -> TaskResult:
         assert self._client is not None and self._store is not None, "prepare() first"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,26 +57,31 @@ def _check_parquet(inp: ExternalInput, uri: str, meta: pq.FileMetaData) -> None:
                          "do not exist")
 
 
+def _pinned(f: FileEntry, row_groups: list[int] | None, size: int) -> FileSlice:
+    """A slice of ``f`` pinned to the version listed: the worker reads that version or fails."""
+    return FileSlice(f.path, row_groups, size, file_size=f.size, version=f.version)
+
+
 def _slices(inp: ExternalInput, files: list[FileEntry], bytes_per_task: int | None) -> list[list[FileSlice]]:
     """Cut an input into task shares: whole files, or row-group ranges of ~``bytes_per_task``."""
     uris = [f.path for f in files]
     row_groups = list(inp.row_groups) if inp.row_groups is not None else None
     if inp.format != "parquet":
-        pieces = [[FileSlice(u, None, f.size)] for u, f in zip(uris, files, strict=True)]
+        pieces = [[_pinned(f, None, f.size)] for f in files]
     else:
         metas = _footers(uris) if (bytes_per_task or row_groups) else [_footer(uris[0])]
         for uri, meta in zip(uris, metas, strict=False):
             _check_parquet(inp, uri, meta)
         if not bytes_per_task:
-            pieces = [[FileSlice(u, row_groups, f.size)] for u, f in zip(uris, files, strict=True)]
+            pieces = [[_pinned(f, row_groups, f.size)] for f in files]
         else:
             pieces = []
-            for uri, meta in zip(uris, metas, strict=True):
+            for f, meta in zip(files, metas, strict=True):
                 groups = row_groups if row_groups is not None else list(range(meta.num_row_groups))
                 for g in groups:
                     rg = meta.row_group(g)
                     size = sum(rg.column(c).total_compressed_size for c in range(rg.num_columns))
-                    pieces.append([FileSlice(uri, [g], size)])
+                    pieces.append([_pinned(f, [g], size)])
     return pieces
 
 
@@ -96,7 +101,7 @@ def _pack(pieces: list[list[FileSlice]], files_per_task: int | None,
         if current and current[-1].uri == piece.uri:
             last = current[-1]
             groups = (last.row_groups or []) + (piece.row_groups or [])
-            current[-1] = FileSlice(last.uri, groups, last.size + piece.size)
+            current[-1] = replace(last, row_groups=groups, size=last.size + piece.size)
         else:
             current.append(piece)
         size += piece.size
@@ -112,7 +117,7 @@ def _external(inp: ExternalInput, slices: list[FileSlice]) -> TaskInput:
 
 
 def _whole(inp: ExternalInput, files: list[FileEntry]) -> list[FileSlice]:
-    return [FileSlice(f.path, list(inp.row_groups) if inp.row_groups is not None else None, f.size) for f in files]
+    return [_pinned(f, list(inp.row_groups) if inp.row_groups is not None else None, f.size) for f in files]
 
 
 def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: dict[str, StageOutput],

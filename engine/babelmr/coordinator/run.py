@@ -104,11 +104,28 @@ def _clean_uncommitted(store: Store, run_id: str, stage: str, commits: list[dict
     store.delete([e.path for e in store.list(layout.data_prefix(run_id, stage)) if e.path not in keep])
 
 
+def _failure_message(stage: Stage, failed: TaskOutcome | None) -> str:
+    """Why a stage failed: its stage, task, last attempt, whether it was retried, and the cause."""
+    if failed is None:
+        return f"stage {stage.name!r} failed: interrupted before every task ran"
+    last = failed.final
+    if not last.retryable:
+        why = "not retried: the error is deterministic, another attempt would fail the same way"
+    elif last.attempt > stage.retries:
+        why = f"every attempt failed (the stage allows {stage.retries} retries)"
+    else:
+        why = "not retried: the run was stopped"
+    # the error itself starts with the stage, task and attempt (TaskSpec.label) and says the cause
+    return (f"stage {stage.name!r} failed: task {last.task} failed after {len(failed.attempts)} attempt(s) "
+            f"({why}):\n{last.error}")
+
+
 def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float) -> dict[str, Any]:
     tasks = []
     for o in outcomes:
         for r in o.attempts:
-            tasks.append({"task": r.task, "attempt": r.attempt, "status": r.status, "error": r.error, **r.stats})
+            tasks.append({"task": r.task, "attempt": r.attempt, "status": r.status, "error": r.error,
+                          **({"retryable": r.retryable} if r.status == "error" else {}), **r.stats})
     ok = [o.final.stats for o in outcomes if o.final.status != "error"]
 
     def total(k: str) -> float:
@@ -158,6 +175,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
         for stage in job.stages:
             started = time.perf_counter()
             plan = plan_stage(job, stage, run_id, store.uri, upstream, backend.stage_concurrency(stage))
+            backend.check_tasks(stage, plan.tasks)
             progress.stage_started(stage, len(plan.tasks))
             outcomes = run_stage(plan, backend, progress)
             summary = _stage_summary(plan, outcomes, time.perf_counter() - started)
@@ -165,10 +183,9 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             if failed or len(outcomes) < len(plan.tasks):
                 summary["status"] = "failed"
                 record["stages"].append(summary)
-                first = failed[0].final if failed else None
-                attempts = len(failed[0].attempts) if failed else 0
-                raise JobFailed(f"stage {stage.name!r} failed: task {first.task if first else '?'} failed "
-                                f"after {attempts} attempt(s):\n{first.error if first else 'interrupted'}")
+                # the cause, not a task stopped because of it
+                final = [o for o in failed if not o.final.retryable or o.final.attempt > stage.retries]
+                raise JobFailed(_failure_message(stage, (final or failed or [None])[0]))
             commits = committed_files(store, run_id, stage, len(plan.tasks))
             _clean_uncommitted(store, run_id, stage.name, commits)
             files = [c["uri"] for c in commits]

@@ -11,10 +11,12 @@ import pyarrow.fs as pafs
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One object: its key relative to the store root (or a full path for inputs) and its size."""
+    """One object: its key relative to the store root (or a full path for inputs), its size and, for inputs,
+    its version (S3 ETag, or a local file's ``mtime_ns:inode``)."""
 
     path: str
     size: int
+    version: str | None = None
 
 
 class Store(ABC):

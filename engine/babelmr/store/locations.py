@@ -6,12 +6,13 @@ import fnmatch
 import os
 import re
 
+import botocore.exceptions
 import pyarrow.fs as pafs
 
 from babelmr.errors import InputError, StoreError
 from babelmr.store.base import FileEntry, Store
 from babelmr.store.local import LocalStore
-from babelmr.store.s3 import S3Store, s3_filesystem, split_s3_uri
+from babelmr.store.s3 import S3Store, s3_filesystem, s3_list_objects, s3_object_version, split_s3_uri
 
 _GLOB = re.compile(r"[*?\[]")
 
@@ -50,30 +51,77 @@ def _glob_match(path: str, pattern: str) -> bool:
     return len(parts) == len(patterns) and all(map(fnmatch.fnmatchcase, parts, patterns))
 
 
+def local_version(st: os.stat_result) -> str:
+    """A local file's version: its modification time (ns) and inode (a file replaced by rename has a new one)."""
+    return f"{st.st_mtime_ns}:{st.st_ino}"
+
+
+def file_version(uri: str) -> tuple[int, str] | None:
+    """The current size and version of an input file (S3 ETag, local ``mtime_ns:inode``); None when it is gone."""
+    if uri.startswith("s3://"):
+        return s3_object_version(*split_s3_uri(uri))
+    try:
+        st = os.stat(uri.removeprefix("file://"))
+    except FileNotFoundError:
+        return None
+    return st.st_size, local_version(st)
+
+
+def _local_entry(path: str) -> FileEntry | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:  # deleted while listed
+        return None
+    return FileEntry(path, st.st_size, local_version(st))
+
+
+def _list_local(path: str) -> list[FileEntry]:
+    fs = pafs.LocalFileSystem()
+    if _GLOB.search(path):
+        base = path[: _GLOB.search(path).start()].rsplit("/", 1)[0]
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        paths = [i.path for i in infos if i.type == pafs.FileType.File and _glob_match(i.path, path)]
+    else:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            paths = [info.path]
+        elif info.type == pafs.FileType.Directory:
+            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+            paths = [i.path for i in infos if i.type == pafs.FileType.File and _is_data_file(i.path[len(path):])]
+        else:
+            paths = []
+    return [e for e in map(_local_entry, paths) if e is not None]
+
+
+def _list_s3(bucket: str, key: str) -> list[FileEntry]:
+    """Like `_list_local`, through S3 listings, which carry each object's size and ETag: no request per file."""
+    path = f"{bucket}/{key}".rstrip("/")
+    if _GLOB.search(path):
+        base = path[: _GLOB.search(path).start()].rsplit("/", 1)[0]
+        prefix = base[len(bucket) + 1:]
+        objects = s3_list_objects(bucket, f"{prefix}/" if prefix else "")
+        found = [(k, size, etag) for k, size, etag in objects if _glob_match(f"{bucket}/{k}", path)]
+    else:
+        single = s3_object_version(bucket, key) if key else None
+        if single is not None:
+            found = [(key, *single)]
+        else:
+            found = [(k, size, etag) for k, size, etag in s3_list_objects(bucket, f"{key}/" if key else "")
+                     if _is_data_file(k[len(key):])]
+    return [FileEntry(f"s3://{bucket}/{k}", size, etag) for k, size, etag in found]
+
+
 def list_input_files(uri: str) -> list[FileEntry]:
-    """The files (as URIs) an input URI names (a file, a folder's files, or a glob), sorted.
+    """The files (as URIs) an input URI names (a file, a folder's files, or a glob), sorted, each with its
+    size and version (to pin it: see `FileSlice`).
 
     Raises `InputError` naming the URI when nothing matches.
     """
-    fs, path = filesystem_for(uri)
     try:
-        if _GLOB.search(path):
-            base = path[: _GLOB.search(path).start()].rsplit("/", 1)[0]
-            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-            files = [i for i in infos if i.type == pafs.FileType.File and _glob_match(i.path, path)]
-        else:
-            info = fs.get_file_info(path)
-            if info.type == pafs.FileType.File:
-                files = [info]
-            elif info.type == pafs.FileType.Directory:
-                infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-                files = [i for i in infos if i.type == pafs.FileType.File
-                         and _is_data_file(i.path[len(path):])]
-            else:
-                files = []
-    except OSError as e:
+        files = _list_s3(*split_s3_uri(uri)) if uri.startswith("s3://") else _list_local(filesystem_for(uri)[1])
+    except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         raise InputError(f"input {uri!r}: cannot list it: {e}") from None
     if not files:
         raise InputError(f"input {uri!r} matches no files: check the path or glob "
                          "(relative paths are relative to the job file's folder)")
-    return sorted((FileEntry(to_uri(fs, i.path), i.size or 0) for i in files), key=lambda e: e.path)
+    return sorted(files, key=lambda e: e.path)

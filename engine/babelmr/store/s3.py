@@ -62,6 +62,31 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key.strip("/")
 
 
+def _etag(value: str) -> str:
+    return value.strip('"')
+
+
+def s3_list_objects(bucket: str, prefix: str) -> list[tuple[str, int, str]]:
+    """(key, size, ETag) of every object under ``prefix`` (folder markers ending in '/' left out)."""
+    found = []
+    for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if not obj["Key"].endswith("/"):
+                found.append((obj["Key"], obj["Size"], _etag(obj["ETag"])))
+    return found
+
+
+def s3_object_version(bucket: str, key: str) -> tuple[int, str] | None:
+    """The size and ETag of an object (one HEAD request); None when it does not exist."""
+    try:
+        head = s3_client().head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return head["ContentLength"], _etag(head["ETag"])
+
+
 class S3Store(Store):
     """Keys are objects under ``s3://bucket/prefix``; conditional writes through boto3."""
 

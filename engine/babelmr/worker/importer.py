@@ -15,13 +15,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import botocore.exceptions
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from babelmr.errors import InputError, TaskError
+from babelmr.errors import InputChanged, InputError, TaskError
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for
+from babelmr.store.locations import file_version
 from babelmr.worker import chunkcopy
 from babelmr.worker.formats import BATCH_ROWS, EXTENSIONS, READ_BLOCK, arrow_schema, open_writer, plain_schema
 
@@ -70,16 +72,65 @@ def partition_row_groups(metadata: pq.FileMetaData, partition: int, uri: str) ->
     return groups[partition]
 
 
+def check_pinned(inp: TaskInput, piece: FileSlice) -> None:
+    """Raise `InputChanged` when ``piece``'s file is no longer the version the planner listed.
+
+    Called before a file is opened and after its last byte was read: equal versions at both ends mean every
+    byte read in between came from the planned version (an S3 ETag or a local mtime and inode change with
+    any rewrite). Unpinned slices (stage outputs, specs of older releases) are not checked.
+    """
+    if piece.version is None:
+        return
+    try:
+        now = file_version(piece.uri)
+    except PermissionError as e:  # not a passing fault: the file's or a folder's mode
+        raise InputError(f"input {inp.name!r}: cannot read {piece.uri}: {e}") from None
+    except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        raise TaskError(f"input {inp.name!r}: cannot check that {piece.uri} is the version planned: {e}") from None
+    if now is None:
+        raise InputChanged(f"input {inp.name!r}: {piece.uri} was deleted after the job was planned: "
+                           "rerun the job (it lists its inputs again)")
+    size, version = now
+    if version != piece.version or (piece.file_size is not None and size != piece.file_size):
+        raise InputChanged(f"input {inp.name!r}: {piece.uri} changed after the job was planned (planned: "
+                           f"{piece.file_size} bytes, version {piece.version}; now: {size} bytes, version "
+                           f"{version}): rerun the job to read its new content")
+
+
+def _network_error(uri: str, e: OSError) -> bool:
+    """Whether a read error of ``uri`` came from the network (worth another attempt), not from the bytes.
+
+    pyarrow reports every S3 failure as "AWS Error ..." (curl's among them); a local file's read error while
+    decoding, like an S3 one without that mark, is the data itself: corrupt pages.
+    """
+    return uri.startswith("s3://") and ("AWS Error" in str(e) or "curl" in str(e).lower())
+
+
+def _pinned_batches(batches: Iterator[pa.RecordBatch], inp: TaskInput,
+                    piece: FileSlice) -> Iterator[pa.RecordBatch]:
+    """``batches``, then the check that the file did not change while read; a read error of a file that changed
+    is reported as the change (its cause)."""
+    try:
+        yield from batches
+    except Exception:
+        check_pinned(inp, piece)
+        raise
+    check_pinned(inp, piece)
+
+
 class _ParquetSource:
     """One Parquet file, opened, with the row groups and columns to read."""
 
     def __init__(self, inp: TaskInput, piece: FileSlice):
         self.uri, self.name = piece.uri, inp.name
+        self.inp, self.piece = inp, piece
+        check_pinned(inp, piece)
         fs, path = filesystem_for(piece.uri)
         try:
             self.handle = fs.open_input_file(path)
             self.file = pq.ParquetFile(self.handle, pre_buffer=True)
         except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
+            check_pinned(inp, piece)  # unless it changed since planned: say so
             raise InputError(f"input {inp.name!r}: cannot read Parquet file {piece.uri}: {e}") from None
         schema = self.file.schema_arrow
         if inp.columns:
@@ -95,11 +146,14 @@ class _ParquetSource:
         elif piece.row_groups is not None:
             bad = [g for g in piece.row_groups if g >= self.file.num_row_groups]
             if bad:
+                check_pinned(inp, piece)
                 raise InputError(f"input {inp.name!r}: {piece.uri} has {self.file.num_row_groups} row groups; "
                                  f"row_groups {bad} do not exist")
             self.row_groups = piece.row_groups
         else:
             self.row_groups = list(range(self.file.num_row_groups))
+        if not self.row_groups:  # nothing more will be read: was the footer the planned version's?
+            check_pinned(inp, piece)
 
     @property
     def empty(self) -> bool:
@@ -128,15 +182,21 @@ class _ParquetSource:
     def batches(self) -> Iterator[pa.RecordBatch]:
         if self.row_groups:
             try:
-                for run in self._runs():
-                    yield from self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=run, columns=self.columns)
+                yield from _pinned_batches(self._decode(), self.inp, self.piece)
             except pa.ArrowInvalid as e:  # corrupt data pages: retrying will not help
                 raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
-            except OSError as e:  # corrupt pages, or a network error on S3: worth another attempt
-                raise TaskError(f"input {self.name!r}: reading Parquet file {self.uri} failed: {e}") from None
+            except OSError as e:  # corrupt pages (deterministic), or a network error on S3 (transient)
+                if _network_error(self.uri, e):
+                    raise TaskError(f"input {self.name!r}: reading Parquet file {self.uri} failed: {e}") from None
+                raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
+
+    def _decode(self) -> Iterator[pa.RecordBatch]:
+        for run in self._runs():
+            yield from self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=run, columns=self.columns)
 
 
 def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None):
+    check_pinned(inp, piece)
     fs, path = filesystem_for(piece.uri)
     opts = inp.csv
     names = opts.get("column_names")
@@ -150,6 +210,7 @@ def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] 
             convert_options=pacsv.ConvertOptions(column_types=types or {}, include_columns=inp.columns or []),
         )
     except (pa.ArrowInvalid, pa.ArrowKeyError, FileNotFoundError) as e:  # bad data, missing column or file
+        check_pinned(inp, piece)  # unless it changed since planned: say so
         raise InputError(f"input {inp.name!r}: cannot read CSV file {piece.uri}: {e}") from None
 
 
@@ -220,7 +281,11 @@ def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schem
     try:
         rows = chunkcopy.write(plan, path, READ_THREADS)
     except OSError as e:  # a network error on S3, or a short read of a file that changed: worth another attempt
+        for s in chosen:
+            check_pinned(inp, s.piece)  # a changed file is not worth another attempt: say which
         raise TaskError(f"input {inp.name!r}: copying Parquet column chunks from {inp.source} failed: {e}") from None
+    for s in chosen:  # every byte copied came from the planned versions?
+        check_pinned(inp, s.piece)
     if not chunkcopy.reads_back_as(path, schema):
         os.remove(path)
         return None
@@ -232,9 +297,9 @@ def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa
     first = _csv_reader(inp, inp.files[0], declared)
     schema = plain_schema(first.schema)
     types = dict(zip(schema.names, schema.types, strict=True))
-    sources: list[Callable[[], Iterator[pa.RecordBatch]]] = [lambda: iter(first)]
+    sources: list[Callable[[], Iterator[pa.RecordBatch]]] = [lambda: _pinned_batches(iter(first), inp, inp.files[0])]
     for piece in inp.files[1:]:
-        sources.append(lambda piece=piece: iter(_csv_reader(inp, piece, types)))
+        sources.append(lambda piece=piece: _pinned_batches(iter(_csv_reader(inp, piece, types)), inp, piece))
     return schema, sources
 
 

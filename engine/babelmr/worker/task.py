@@ -17,9 +17,10 @@ import shutil
 import time
 from typing import Any
 
+import botocore.exceptions
 import pyarrow as pa
 
-from babelmr.errors import BabelMRError, InputError, TaskError
+from babelmr.errors import BabelMRError, TaskError
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
@@ -159,8 +160,12 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
             for i in imported:  # copied Parquet was never decoded: was a corrupt input the cause?
                 i.check_copied()
             killed = " (killed: out of memory? give the stage more 'memory')" if run.exit_code == -9 else ""
+            # /bin/sh's codes for a command it cannot find or execute: another attempt would fail the same way
+            not_found = spec.shell and run.exit_code in (126, 127)
+            if not_found:
+                killed = " (the shell could not find or execute a command: fix the stage's 'command')"
             raise TaskError(_failure(spec, f"the program {' '.join(run.argv)!r} exited with code {run.exit_code}"
-                                           f"{killed}", run.stderr_path))
+                                           f"{killed}", run.stderr_path), retryable=not not_found)
 
         start = time.perf_counter()
         schema, batches = _output_batches(spec, output, run.stderr_path)
@@ -194,21 +199,41 @@ def _finish(stats: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
+# Exceptions from a deterministic cause (a type, a value, a missing column or field): the same input makes
+# another attempt fail the same way. Checked after babelmr's own errors, OSError and MemoryError.
+DETERMINISTIC: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, IndexError, NotImplementedError, AttributeError)
+
+
+def retryable(e: BaseException) -> bool:
+    """Whether another attempt can succeed after ``e``: the one place a task's errors are classified.
+
+    babelmr's errors say so themselves (`BabelMRError.retryable`); I/O, network and memory errors are transient;
+    type and value errors (pyarrow's ArrowInvalid, ArrowTypeError, ArrowNotImplementedError among them) and
+    permission errors are deterministic; anything else is retried.
+    """
+    if isinstance(e, BabelMRError):
+        return e.retryable
+    if isinstance(e, PermissionError):  # a file's or folder's mode does not change between attempts
+        return False
+    if isinstance(e, (OSError, MemoryError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)):
+        return True
+    return not isinstance(e, DETERMINISTIC)
+
+
 def run_task(spec: TaskSpec, workdir: str, *, keep_workdir: bool = False) -> TaskResult:
-    """Run one attempt and never raise: errors come back as a ``TaskResult`` with status ``error``."""
+    """Run one attempt and never raise: errors come back as a ``TaskResult`` with status ``error``.
+
+    The error names the stage, task and attempt (`TaskSpec.label`) and the cause; ``retryable`` is `retryable`.
+    """
     os.makedirs(workdir, exist_ok=True)
     before = set(os.listdir(workdir))
     try:
         return execute(spec, workdir)
-    except TaskError as e:
-        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=str(e), retryable=e.retryable)
-    except InputError as e:
-        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: {e}", retryable=False)
-    except BabelMRError as e:
-        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: {e}")
     except Exception as e:
-        return TaskResult("error", spec.stage, spec.task, spec.attempt,
-                          error=f"{spec.label}: {type(e).__name__}: {e}")
+        cause = str(e) if isinstance(e, BabelMRError) else f"{type(e).__name__}: {e}"
+        error = cause if cause.startswith(spec.label) else f"{spec.label}: {cause}"
+        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=error, retryable=retryable(e))
     finally:
         if not keep_workdir:
             _clean(workdir, before)
