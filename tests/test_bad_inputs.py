@@ -76,7 +76,7 @@ def test_broken_job_file_lists_every_problem_without_traceback(tmp_path: Path) -
     job = write_job(tmp_path, {"name": "x", "stages": [{"name": "a", "inputs": [{"name": "i", "uri": 3}],
                                                         "partitions": 0, "mode": 1}]})
     proc = subprocess.run(["babelmr", "validate", str(job)], capture_output=True, text=True)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     for expected in ("$.stages[0].inputs[0].uri: expected string, got int 3",
                      "$.stages[0].partitions: 0 is less than the minimum of 1",
@@ -84,7 +84,7 @@ def test_broken_job_file_lists_every_problem_without_traceback(tmp_path: Path) -
                      "$.stages[0]: give 'command'"):
         assert expected in proc.stderr
     code, err = _run(job)  # run validates first
-    assert code == 2 and "4 problem(s) in the job file" in err
+    assert code == 1 and "4 problem(s) in the job file" in err
 
 
 def test_glob_matching_nothing_names_the_uri(tmp_path: Path) -> None:

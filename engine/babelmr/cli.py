@@ -40,7 +40,7 @@ class Group(click.Group):
             err.print(f"[red]error:[/] {e.path}: {len(e.problems)} problem(s) in the job file:", markup=True)
             for p in e.problems:
                 err.print(f"  - {p}", markup=False)
-            sys.exit(2)
+            sys.exit(1)
         except BabelMRError as e:
             err.print("[red]error:[/] ", end="")
             err.print(str(e), markup=False)
@@ -57,7 +57,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.argument("job_file", type=click.Path())
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True,
               help="Where tasks run.")
 @click.option("--store", help="Override the job's store: a local folder or s3://bucket/prefix.")
@@ -96,7 +96,7 @@ def run(job_file: str, backend: str, store: str | None, concurrency: int | None,
 
 
 @main.command()
-@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.argument("job_file", type=click.Path())
 def validate(job_file: str) -> None:
     """Check JOB_FILE against the schema; print every problem with its JSON path."""
     job = load_job(job_file)
@@ -223,7 +223,7 @@ def image_build(directory: str, tag: str | None) -> None:
 @click.option("--ephemeral-storage", default="2048MB", show_default=True, help="Size of /tmp (512MB to 10240MB).")
 @click.option("--create-role", "role_name", help="Create (or update) an execution role of this name for the job "
               "given with --job, and use it.")
-@click.option("--job", "job_file", type=click.Path(dir_okay=False), help="The job whose buckets --create-role allows.")
+@click.option("--job", "job_file", type=click.Path(), help="The job whose buckets --create-role allows.")
 def deploy(image: str, function: str | None, role: str | None, memory: str, timeout: int, ephemeral_storage: str,
            role_name: str | None, job_file: str | None) -> None:
     """Push IMAGE to ECR and create or update its Lambda function (see docs/aws.md)."""
@@ -247,7 +247,7 @@ def deploy(image: str, function: str | None, role: str | None, memory: str, time
 
 
 @main.command()
-@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.argument("job_file", type=click.Path())
 @click.option("--store", help="The store the job will use, if not the job file's.")
 @click.option("--account", default="ACCOUNT", show_default=True, help="AWS account id for the ARNs.")
 @click.option("--region", default="REGION", show_default=True, help="AWS region for the ARNs.")
