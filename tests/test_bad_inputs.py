@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,17 @@ def test_a_good_job_publishes_every_task(tmp_path: Path, how: str) -> None:
     commits, data, record = _published(tmp_path)
     assert len(commits) == 2 and len(data) == 2
     assert record["status"] == "succeeded"
+
+
+def test_job_dir_is_one_shell_word_with_shell_true(tmp_path: Path) -> None:
+    """A job folder whose name holds a space, quotes and ``$(...)``: the program runs, nothing is injected."""
+    folder = tmp_path / 'my jobs $(touch "$MARKER")x'
+    marker = tmp_path / "injected"
+    _data(folder / "data", files=1)
+    job = _job(folder, "ok", shell=True, command=f"{shlex.quote(sys.executable)} {{job_dir}}/prog.py",
+               env={"HOW": "ok", "MARKER": str(marker)})
+    code, err = _run(job)
+    assert not marker.exists(), "the folder name ran as a command"
+    assert code == 0, err
+    commits, _, record = _published(folder)
+    assert record["status"] == "succeeded" and len(commits) == 1
