@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import boto3
@@ -14,6 +15,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from babelmr import deploy as d
+from babelmr.cli import main
 from babelmr.errors import BabelMRError
 from babelmr.job import load_job
 from conftest import write_job
@@ -64,8 +66,15 @@ def test_creating_needs_a_role() -> None:
     lam = _client("lambda")
     with Stubber(lam) as stub:
         stub.add_client_error("get_function", "ResourceNotFoundException", http_status_code=404)
-        with pytest.raises(BabelMRError, match="give --role ARN"):
+        with pytest.raises(BabelMRError, match="give --role ARN") as raised:
             d.deploy_function(lam, "wc", IMAGE_URI, d.FunctionSettings())
+    # the hint names only commands and options that exist
+    message = str(raised.value)
+    assert "`babelmr policy JOB`" in message
+    deploy_options = {o for p in main.commands["deploy"].params for o in p.opts}
+    assert set(re.findall(r"(?<![\w`])--[a-z-]+", message)) <= deploy_options, message
+    for command in re.findall(r"`babelmr ([a-z-]+)", message):
+        assert command in main.commands, command
 
 
 def test_ecr_repository_is_created_once_and_login_decoded() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 
+import botocore.exceptions
 import click
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -15,9 +18,10 @@ from rich.table import Column, Table
 
 from babelmr import __version__
 from babelmr.backends import BACKENDS, get_backend
-from babelmr.errors import BabelMRError, JobFileError
+from babelmr.errors import BabelMRError, InputError, JobFileError
 from babelmr.job import job_schema, load_job
-from babelmr.store import filesystem_for, list_input_files, open_store
+from babelmr.store import Store, filesystem_for, list_input_files, open_store
+from babelmr.store.s3 import S3Store, describe_s3_error
 from babelmr.units import parse_size
 
 
@@ -44,6 +48,11 @@ class Group(click.Group):
         except BabelMRError as e:
             err.print("[red]error:[/] ", end="")
             err.print(str(e), markup=False)
+            sys.exit(1)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            # A request the commands did not expect to fail (they check the store first): still no traceback.
+            err.print("[red]error:[/] ", end="")
+            err.print(describe_s3_error(e), markup=False)
             sys.exit(1)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]")
@@ -116,12 +125,14 @@ def schema() -> None:
 @click.option("--limit", "-n", type=int, default=50, show_default=True, help="Rows to show in a table (0: all).")
 def cat(uris: tuple[str, ...], as_csv: bool, limit: int) -> None:
     """Print Parquet files (paths, globs or s3:// URIs) as a table or CSV."""
+    for bucket in sorted({uri[5:].split("/", 1)[0] for uri in uris if uri.startswith("s3://")}):
+        S3Store(f"s3://{bucket}").check()  # credentials, bucket and endpoint, before "matches no files"
     files = [f.path for uri in uris for f in list_input_files(uri)]
     if as_csv:
         writer = None
         for uri in files:
             fs, path = filesystem_for(uri)
-            with fs.open_input_file(path) as f:
+            with _reading(uri), fs.open_input_file(path) as f:
                 for batch in pq.ParquetFile(f).iter_batches():
                     if writer is None:
                         writer = pacsv.CSVWriter(sys.stdout.buffer, batch.schema)
@@ -132,14 +143,38 @@ def cat(uris: tuple[str, ...], as_csv: bool, limit: int) -> None:
     tables = []
     for uri in files:
         fs, path = filesystem_for(uri)
-        tables.append(pq.read_table(path, filesystem=fs))
-    data = pa.concat_tables(tables, promote_options="permissive")
+        with _reading(uri):
+            tables.append(pq.read_table(path, filesystem=fs))
+    try:
+        data = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise InputError(f"the files given have conflicting schemas ({e}): cat them one at a time") from None
     shown = data if limit == 0 else data.slice(0, limit)
     table = Table(*data.schema.names, caption=f"{data.num_rows} rows" + (
         f" (first {limit})" if 0 < limit < data.num_rows else ""))
     for row in shown.to_pylist():
         table.add_row(*("" if v is None else str(v) for v in row.values()))
     console().print(table)
+
+
+@contextlib.contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """Turn a file that is not Parquet, or cannot be read, into an `InputError` naming it."""
+    try:
+        yield
+    except (pa.ArrowInvalid, OSError) as e:
+        if uri.startswith("s3://") and not isinstance(e, pa.ArrowInvalid):
+            raise InputError(f"cannot read {uri}: {describe_s3_error(e)}") from None
+        raise InputError(f"cannot read {uri} as Parquet ({e}): `babelmr cat` prints Parquet files; "
+                         "read CSV or other files with a text tool") from None
+
+
+def _open_store(uri: str) -> Store:
+    """The store at ``uri``; an S3 store is checked first, so a bad bucket or key fails with the fix."""
+    store = open_store(uri)
+    if isinstance(store, S3Store):
+        store.check()
+    return store
 
 
 def _store_option(f):
@@ -153,7 +188,7 @@ def runs(store: str) -> None:
     """List the runs recorded in a store."""
     from babelmr.coordinator.records import list_runs, read_record
 
-    s = open_store(store)
+    s = _open_store(store)
     table = Table("status", "started", "seconds", "stages", "backend")
     table.columns.insert(0, Column("run", no_wrap=True))
     for run_id in list_runs(s):
@@ -173,7 +208,7 @@ def show(run_id: str, store: str, as_json: bool) -> None:
     from babelmr.coordinator.records import read_record
     from babelmr.report import summary_table
 
-    record = read_record(open_store(store), run_id)
+    record = read_record(_open_store(store), run_id)
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
