@@ -261,6 +261,13 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append((f"{at}.name", f"stage name {name!r} is used twice: give each stage its own name"))
         if stage.get("command") is None and stage.get("image") is None:
             problems.append((at, "give 'command' (the program to run) or 'image' (whose MR_CMD is run)"))
+        if isinstance(stage.get("command"), str) and stage.get("shell", False) is not True:
+            try:
+                if not shlex.split(stage["command"]):
+                    problems.append((f"{at}.command", "is blank: give the program to run"))
+            except ValueError as e:  # what load_job does with it: split like a shell would
+                problems.append((f"{at}.command", f"cannot be split like a shell would ({e}): close the quote, "
+                                 "or give the command as a list of arguments"))
         partitions = _whole(stage.get("partitions", 1))
         if partitions is not None and partitions > 1 and not stage.get("key"):
             problems.append((f"{at}.partitions", "partitions > 1 needs 'key': the columns rows are partitioned by"))
