@@ -3,7 +3,8 @@
 The example job files of every language are mutated at random JSON paths: other JSON types, huge,
 negative and fractional numbers, NaN/Infinity literals, deep nesting, names ending in a line break,
 dropped required fields, unknown fields, broken bytes. Each goes through ``babelmr validate`` in-process;
-no traceback and no exception may escape, and a valid file must load into a consistent `Job`.
+no traceback and no exception may escape, and a valid file must load into a consistent `Job` whose
+stages plan (against small stand-in input files) into tasks or a typed error.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from babelmr.cli import main
-from babelmr.job import load_job
+from babelmr.coordinator.planner import StageOutput, plan_stage
+from babelmr.errors import BabelMRError
+from babelmr.job import Job, load_job
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [json.loads(p.read_text()) for p in sorted(ROOT.glob("examples-*/*/job.json"))]
@@ -30,7 +35,7 @@ EXAMPLES = 1100  # >= 1,000 files per run of the suite
 RAW_TOKENS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "9" * 40, "-" + "9" * 5000, "4.0", "1E3",
               "[" * 50 + "]" * 50, "[" * 5000 + "]" * 5000]
 
-TRIED: dict[str, int] = {"files": 0, "valid": 0, "refused": 0}
+TRIED: dict[str, int] = {"files": 0, "valid": 0, "refused": 0, "planned": 0}
 
 
 def _paths(value: Any, path: tuple = ()) -> list[tuple]:
@@ -114,9 +119,39 @@ def mutated_job(draw: st.DrawFn) -> bytes:
     return data
 
 
+def _columns(value: Any) -> set[str]:
+    """Every column name the seed jobs mention."""
+    if isinstance(value, dict):
+        found = set(value.get("columns", [])) | set(value.get("key", []))
+        return found.union(*(_columns(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_columns(v) for v in value))
+    return set()
+
+
 @pytest.fixture(scope="module")
 def job_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fuzz") / "job.json"
+    """Where each fuzzed job is written, beside small files for the examples' inputs, so planning runs."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    table = pa.table({c: [1, 2] for c in sorted(set().union(*map(_columns, SEEDS)))})
+    for sub in ("lineitem", "item", "store_sales"):
+        (folder / "data" / sub).mkdir(parents=True)
+        pq.write_table(table, folder / "data" / sub / "part-0.parquet")
+    (folder / "data" / "text.csv").write_text("line\nthe quick brown fox\n")
+    return folder / "job.json"
+
+
+def _plan_every_stage(job: Job) -> None:
+    """Plan each stage as a run would (upstream outputs stand in, without files): a typed error or tasks."""
+    upstream: dict[str, StageOutput] = {}
+    for stage in job.stages:
+        try:
+            plan = plan_stage(job, stage, "run", str(Path(job.directory) / "store"), upstream, concurrency=2)
+        except BabelMRError:
+            return  # e.g. a mutated column list the files lack: reported, not a crash
+        assert plan.tasks
+        upstream[stage.name] = StageOutput(stage.name, stage.partitions, [])
+    TRIED["planned"] += 1
 
 
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -146,6 +181,7 @@ def test_mutated_job_files_validate_or_name_a_json_path(job_path: Path, data: by
         assert all(isinstance(k, str) and k for k in stage.key or ())
         assert not stage.name.endswith("\n") and not job.name.endswith("\n")
         assert stage.memory is None or 1 <= stage.memory <= 2**50
+    _plan_every_stage(job)
 
 
 def test_fuzz_count() -> None:
@@ -154,4 +190,4 @@ def test_fuzz_count() -> None:
         pytest.skip("the fuzz test did not run in this session")
     print(f"fuzzed job files: {TRIED}")
     assert TRIED["files"] >= 1000, TRIED
-    assert TRIED["valid"] > 0 and TRIED["refused"] > 0, TRIED
+    assert TRIED["valid"] > 0 and TRIED["refused"] > 0 and TRIED["planned"] > 0, TRIED
