@@ -157,6 +157,8 @@ def _with(path: tuple, value_text: str) -> str:
     (("stages", 1, "name"), '{"a": 1}', "$.stages[1].name: expected string, got dict"),
     (("stages", 0, "command"), '"python3 \'x"', "$.stages[0].command: cannot be split like a shell would (No clos"),
     (("stages", 0, "command"), '" "', "$.stages[0].command: is blank"),
+    (("stages", 0, "inputs", 0, "uri"), '"da\\u0000ta"', "$.stages[0].inputs[0].uri: contains a NUL character"),
+    (("stages", 0, "env"), '{"A": "x\\u0000"}', "$.stages[0].env.A: contains a NUL character"),
     (("stages", 0, "key"), "[" * 30 + "]" * 30, "$.stages[0].key[0][0][0]"),
     (("stages", 0, "key"), "[" * 100_000 + "]" * 100_000, "$: nested too deeply to read"),
 ], ids=lambda v: v[:24] if isinstance(v, str) else None)

@@ -65,7 +65,7 @@ scalars = st.one_of(
     st.text(max_size=12), names,
     st.sampled_from(["four", "64MB", "99999999999999999999999TB", "0B", "int64\n", "decimal128(99,2)",
                      "decimal128(10,12)", "timestamp[ns]", "parquet", "csv", "jsonl", "{job_dir}",
-                     "python3 'x", 'a "b', "  ", "x\\"]),
+                     "python3 'x", 'a "b', "  ", "x\\", "a\x00b"]),
 )
 json_values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.one_of(names, st.text(max_size=6)), inner, max_size=3)),

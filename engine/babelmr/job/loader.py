@@ -105,13 +105,16 @@ def _int(text: str) -> int | _BadNumber:
 
 
 def _structure_problems(data: Any) -> list[tuple[str, str]]:
-    """Values the schema cannot judge safely: unusable numbers and nesting deeper than any job needs."""
+    """Values the schema cannot judge safely: unusable numbers, NUL characters, nesting deeper than any job needs."""
     problems = []
     stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     while stack:  # iterative: a deeply nested file must not exhaust Python's stack here either
         value, path = stack.pop()
         if isinstance(value, _BadNumber):
             problems.append((_json_path(path), value.why))
+        elif any(isinstance(text, str) and "\x00" in text for text in (value, path[-1] if path else None)):
+            # paths, commands and environments cannot hold NUL: the OS would refuse them mid-run
+            problems.append((_json_path(path), "contains a NUL character (\\u0000): remove it"))
         elif len(path) >= MAX_DEPTH and isinstance(value, dict | list) and value:
             problems.append((_json_path(path), f"nested more than {MAX_DEPTH} levels deep: no field of a job "
                                                "file holds such values; remove it"))
