@@ -87,7 +87,7 @@ class _BadNumber:
 
 
 def _constant(text: str) -> _BadNumber:
-    return _BadNumber(text, f"{text} is not a number JSON allows (Python's parser accepts it): give a finite number")
+    return _BadNumber(text, f"{text} is not a number in JSON (only some parsers accept it): give a finite number")
 
 
 def _float(text: str) -> float | _BadNumber:
@@ -368,7 +368,8 @@ def _read_json(path: str) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise JobFileError(path, [f"$: not a UTF-8 text file (byte 0x{raw[e.start]:02x} at offset {e.start}): "
+        at = len(raw) - len(e.object) + e.start  # e.object is what followed a byte order mark
+        raise JobFileError(path, [f"$: not a UTF-8 text file (byte 0x{raw[at]:02x} at offset {at}): "
                                   "save it as UTF-8"]) from None
     if not text.strip():
         raise JobFileError(path, ["$: the file is empty: write the job as a JSON object, e.g. "
