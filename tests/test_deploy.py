@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from click.testing import CliRunner
 
 from babelmr import deploy as d
 from babelmr.cli import main
@@ -122,3 +124,20 @@ def test_task_policy_allows_only_the_jobs_prefixes(tmp_path: Path) -> None:
     assert statements["Input1"]["Resource"] == "arn:aws:s3:::dims/item.parquet*"
     assert d.coordinator_policy(job, "eu-west-1", "1")["Statement"][0]["Resource"] == [
         "arn:aws:lambda:eu-west-1:1:function:babelmr-base"]
+
+
+@pytest.mark.parametrize("env", [{"AWS_REGION": "eu-west-1"}, {}], ids=["no-credentials", "no-region"])
+def test_deploy_without_aws_settings_says_what_to_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                      env: dict) -> None:
+    """No credentials (or region) anywhere: botocore's error becomes a message with the fix."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-role lookup: fail at once
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["deploy", "babelmr-example:latest"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "AWS request failed" in result.stderr and "check the AWS credentials" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -50,9 +50,11 @@ class Group(click.Group):
             err.print(str(e), markup=False)
             sys.exit(1)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            # A request the commands did not expect to fail (they check the store first): still no traceback.
+            # An AWS call the command did not expect to fail (S3 stores are checked first): still no traceback.
             err.print("[red]error:[/] ", end="")
-            err.print(describe_s3_error(e), markup=False)
+            err.print(f"AWS request failed: {e}: check the AWS credentials (AWS_ACCESS_KEY_ID and "
+                      "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), the region (AWS_REGION) and their permissions "
+                      "(docs/aws.md)", markup=False)
             sys.exit(1)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]")
