@@ -126,7 +126,8 @@ def test_task_policy_allows_only_the_jobs_prefixes(tmp_path: Path) -> None:
         "arn:aws:lambda:eu-west-1:1:function:babelmr-base"]
 
 
-@pytest.mark.parametrize("env", [{"AWS_REGION": "eu-west-1"}, {}], ids=["no-credentials", "no-region"])
+@pytest.mark.parametrize("env", [{"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1"}, {}],
+                         ids=["no-credentials", "no-region"])
 def test_deploy_without_aws_settings_says_what_to_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                       env: dict) -> None:
     """No credentials (or region) anywhere: botocore's error becomes a message with the fix."""
@@ -140,4 +141,5 @@ def test_deploy_without_aws_settings_says_what_to_set(monkeypatch: pytest.Monkey
     result = CliRunner().invoke(main, ["deploy", "babelmr-example:latest"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), repr(result.exception)
     assert "AWS request failed" in result.stderr and "check the AWS credentials" in result.stderr
+    assert ("Unable to locate credentials" if env else "You must specify a region") in result.stderr
     assert "Traceback" not in result.stderr
