@@ -219,3 +219,19 @@ def test_job_dir_is_one_shell_word_with_shell_true(tmp_path: Path) -> None:
     assert code == 0, err
     commits, _, record = _published(folder)
     assert record["status"] == "succeeded" and len(commits) == 1
+
+
+@pytest.mark.parametrize(("field", "raw", "expected"), [
+    ("partitions", "2.0", "$.stages[0].partitions: expected integer, got float 2.0: write 2"),
+    ("timeout", "Infinity", "$.stages[0].timeout: Infinity is not a number in JSON"),
+    ("retries", "1e0", "$.stages[0].retries: expected integer, got float 1.0"),
+])
+def test_run_refuses_numbers_that_used_to_crash_it_before_any_task(tmp_path: Path, field: str, raw: str,
+                                                                   expected: str) -> None:
+    """These passed validation, then crashed the run (range() of a float, a timer of inf seconds)."""
+    _data(tmp_path / "data")
+    job = _job(tmp_path, "ok", **{field: "__raw__"})
+    job.write_text(job.read_text().replace('"__raw__"', raw))
+    code, err = _run(job)
+    assert code == 1 and expected in err, err
+    assert not (tmp_path / "store").exists()  # refused before the run started

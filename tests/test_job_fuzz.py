@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from babelmr.cli import main
 from babelmr.coordinator.planner import StageOutput, plan_stage
 from babelmr.errors import BabelMRError
-from babelmr.job import Job, load_job
+from babelmr.job import Job, load_job, validate_job_data
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [json.loads(p.read_text()) for p in sorted(ROOT.glob("examples-*/*/job.json"))]
@@ -191,3 +191,49 @@ def test_fuzz_count() -> None:
     print(f"fuzzed job files: {TRIED}")
     assert TRIED["files"] >= 1000, TRIED
     assert TRIED["valid"] > 0 and TRIED["refused"] > 0 and TRIED["planned"] > 0, TRIED
+
+
+@st.composite
+def stage_graph(draw: st.DrawFn) -> dict:
+    """A job of 2-5 stages: each later stage reads 1-3 earlier ones, each partitioned at random."""
+    stages: list[dict] = []
+    for i in range(draw(st.integers(2, 5))):
+        stage: dict[str, Any] = {"name": f"s{i}", "command": "true"}
+        partitions = draw(st.sampled_from([1, 1, 2, 4]))
+        if partitions > 1 or draw(st.booleans()):
+            stage["key"] = draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2, unique=True))
+        if partitions > 1 or draw(st.booleans()):
+            stage["partitions"] = partitions
+        if i == 0 or draw(st.integers(0, 3)) == 0:
+            stage["inputs"] = [{"name": "data", "uri": "data"}]
+        else:
+            refs = draw(st.lists(st.sampled_from([s["name"] for s in stages]), min_size=1, max_size=3))
+            stage["inputs"] = [{"name": f"in{j}", "stage": ref} for j, ref in enumerate(refs)]
+        stages.append(stage)
+    return {"name": "graph", "stages": stages}
+
+
+def _joins_meet(job: dict) -> list[int]:
+    """The oracle: indexes of stages whose task p would not see every row of each side's key group.
+
+    Task p reads partition p of every stage it reads; that is complete only if all of them put equal
+    keys in the same partition (same key list, same count) or all have one partition (one task).
+    """
+    by_name = {s["name"]: s for s in job["stages"]}
+    bad = []
+    for i, stage in enumerate(job["stages"]):
+        refs = {inp["stage"] for inp in stage["inputs"] if "stage" in inp}
+        layouts = {(tuple(by_name[r].get("key", ())), by_name[r].get("partitions", 1)) for r in refs}
+        if len(refs) > 1 and len(layouts) > 1 and max(p for _, p in layouts) > 1:
+            bad.append(i)
+    return bad
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(job=stage_graph())
+def test_joins_are_refused_exactly_when_rows_could_miss_each_other(job: dict) -> None:
+    problems = validate_job_data(job)
+    refused = sorted({int(p.split("]")[0].removeprefix("$.stages[")) for p in problems})
+    assert all(p.startswith("$.stages[") and ".inputs: the stages read here are partitioned" in p
+               for p in problems), problems
+    assert refused == _joins_meet(job), (problems, job)
