@@ -138,6 +138,7 @@ def _with(path: tuple, value_text: str) -> str:
 
 @pytest.mark.parametrize(("path", "value", "expected"), [
     (("stages", 0, "partitions"), '"four"', '$.stages[0].partitions: expected integer, got str "four"'),
+    (("stages", 0, "partitions"), '"4"', 'partitions: expected integer, got str "4": write 4 without quotes'),
     (("stages", 0, "partitions"), '{"n": 4}', "$.stages[0].partitions: expected integer, got dict"),
     (("stages", 0, "partitions"), "[4]", "$.stages[0].partitions: expected integer, got list"),
     (("stages", 0, "partitions"), "4.0", "$.stages[0].partitions: expected integer, got float 4.0: write 4"),

@@ -54,6 +54,7 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(r"\s*-?[0-9]+(\.[0-9]+)?\s*")
 
 
 def _json_path(parts: Any) -> str:
@@ -144,7 +145,10 @@ def _hint(error: jsonschema.ValidationError) -> str:
     if v == "type":
         if error.validator_value == "integer" and isinstance(value, float) and value.is_integer():
             return f"expected integer, got float {value!r}: write {int(value)} (no decimal point or exponent)"
-        return f"expected {error.validator_value}, got {type(value).__name__} {_preview(value)}"
+        hint = f"expected {error.validator_value}, got {type(value).__name__} {_preview(value)}"
+        if error.validator_value in ("integer", "number") and isinstance(value, str) and _NUMBER.fullmatch(value):
+            hint += f": write {value.strip()} without quotes"
+        return hint
     if v == "pattern":
         ending = " (it ends in a line break: remove it)" if value.endswith(("\n", "\r")) else ""
         if "int8" in error.validator_value:
