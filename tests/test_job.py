@@ -151,7 +151,9 @@ def _with(path: tuple, value_text: str) -> str:
     (("stages", 0, "timeout"), "1e300", "$.stages[0].timeout: 1e+300 is greater than the maximum"),
     (("stages", 0, "partitions"), "9" * 5000, "$.stages[0].partitions: 9999"),
     (("stages", 0, "concurrency"), "9" * 18, "$.stages[0].concurrency: 999999999999999999 is greater than"),
-    (("stages", 0, "memory"), '"99999999999999999999999TB"', "$.stages[0].memory: '99999999999999999999999TB' is"),
+    (("stages", 0, "memory"), '"99999999999999999999999TB"', '$.stages[0].memory: "99999999999999999999999TB" is'),
+    (("stages", 0, "memory"), '"' + "9" * 400 + 'B"', "$.stages[0].memory: \"999999"),
+    (("stages", 0, "memory"), '"0MB"', '$.stages[0].memory: "0MB" is 0 bytes: give a size from 1 byte to 1 PiB'),
     (("stages", 0, "schema", "count"), '"decimal128(99,2)"', "$.stages[0].schema.count: 'decimal128(99,2)': "
                                                              "decimal128 needs a precision from 1 to 38"),
     (("stages", 1, "inputs", 0, "stage"), '["map"]', "$.stages[1].inputs[0].stage: expected string, got list"),

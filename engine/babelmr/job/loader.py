@@ -202,10 +202,13 @@ def _size_problem(value: Any) -> str | None:
         return None
     try:
         n = parse_size(value)
-    except (ValueError, OverflowError):
-        return None  # the schema's pattern reports it
+    except ValueError:
+        return None  # not a size: the schema's pattern reports it
+    except OverflowError:  # so many digits that the float is infinite
+        n = MAX_SIZE_BYTES + 1
     if not 1 <= n <= MAX_SIZE_BYTES:
-        return f"{value!r} is {n} bytes: give a size from 1 byte to 1 PiB"
+        what = "too large" if n > MAX_SIZE_BYTES else f"{n} bytes"
+        return f"{_preview(value)} is {what}: give a size from 1 byte to 1 PiB"
     return None
 
 
