@@ -63,8 +63,8 @@ scalars = st.one_of(
     st.integers(-(10**6), 10**6), st.integers(-(2**80), 2**80),
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1.0, 4.0, 2.5, -1.0, 1e300, 1e-300]),
     st.text(max_size=12), names,
-    st.sampled_from(["four", "64MB", "99999999999999999999999TB", "0B", "int64\n", "decimal128(99,2)",
-                     "decimal128(10,12)", "timestamp[ns]", "parquet", "csv", "jsonl", "{job_dir}",
+    st.sampled_from(["four", "64MB", "99999999999999999999999TB", "0B", "9" * 400 + "B", "1.5GiB\n", "int64\n",
+                     "decimal128(99,2)", "decimal128(10,12)", "timestamp[ns]", "parquet", "csv", "jsonl", "{job_dir}",
                      "python3 'x", 'a "b', "  ", "x\\", "a\x00b"]),
 )
 json_values = st.recursive(scalars, lambda inner: st.one_of(
