@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_broken_job_file_lists_every_problem_without_traceback(tmp_path: Path) -
     job = write_job(tmp_path, {"name": "x", "stages": [{"name": "a", "inputs": [{"name": "i", "uri": 3}],
                                                         "partitions": 0, "mode": 1}]})
     proc = subprocess.run(["babelmr", "validate", str(job)], capture_output=True, text=True)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     for expected in ("$.stages[0].inputs[0].uri: expected string, got int 3",
                      "$.stages[0].partitions: 0 is less than the minimum of 1",
@@ -84,7 +85,7 @@ def test_broken_job_file_lists_every_problem_without_traceback(tmp_path: Path) -
                      "$.stages[0]: give 'command'"):
         assert expected in proc.stderr
     code, err = _run(job)  # run validates first
-    assert code == 2 and "4 problem(s) in the job file" in err
+    assert code == 1 and "4 problem(s) in the job file" in err
 
 
 def test_glob_matching_nothing_names_the_uri(tmp_path: Path) -> None:
@@ -204,3 +205,33 @@ def test_a_good_job_publishes_every_task(tmp_path: Path, how: str) -> None:
     commits, data, record = _published(tmp_path)
     assert len(commits) == 2 and len(data) == 2
     assert record["status"] == "succeeded"
+
+
+def test_job_dir_is_one_shell_word_with_shell_true(tmp_path: Path) -> None:
+    """A job folder whose name holds a space, quotes and ``$(...)``: the program runs, nothing is injected."""
+    folder = tmp_path / 'my jobs $(touch "$MARKER")x'
+    marker = tmp_path / "injected"
+    _data(folder / "data", files=1)
+    job = _job(folder, "ok", shell=True, command=f"{shlex.quote(sys.executable)} {{job_dir}}/prog.py",
+               env={"HOW": "ok", "MARKER": str(marker)})
+    code, err = _run(job)
+    assert not marker.exists(), "the folder name ran as a command"
+    assert code == 0, err
+    commits, _, record = _published(folder)
+    assert record["status"] == "succeeded" and len(commits) == 1
+
+
+@pytest.mark.parametrize(("field", "raw", "expected"), [
+    ("partitions", "2.0", "$.stages[0].partitions: expected integer, got float 2.0: write 2"),
+    ("timeout", "Infinity", "$.stages[0].timeout: Infinity is not a number in JSON"),
+    ("retries", "1e0", "$.stages[0].retries: expected integer, got float 1.0"),
+])
+def test_run_refuses_numbers_that_used_to_crash_it_before_any_task(tmp_path: Path, field: str, raw: str,
+                                                                   expected: str) -> None:
+    """These passed validation, then crashed the run (range() of a float, a timer of inf seconds)."""
+    _data(tmp_path / "data")
+    job = _job(tmp_path, "ok", **{field: "__raw__"})
+    job.write_text(job.read_text().replace('"__raw__"', raw))
+    code, err = _run(job)
+    assert code == 1 and expected in err, err
+    assert not (tmp_path / "store").exists()  # refused before the run started

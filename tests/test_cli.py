@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from babelmr.cli import main
-from conftest import write_job
+from babelmr.store.s3 import reset_clients
+from conftest import BUCKET, write_job
 
 PROGRAM = ("import os, pyarrow.parquet as pq, pyarrow.compute as pc;"
            "t = pq.read_table(os.environ['MR_INPUT']);"
@@ -81,3 +84,54 @@ def test_schema_and_help() -> None:
                     ["policy"]):
         result = CliRunner().invoke(main, [*command, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.stdout, command
+
+
+@pytest.mark.parametrize("content", [b"k,v\n1,2\n", b"", b"PAR1 truncated"], ids=["csv", "empty", "corrupt"])
+def test_cat_on_a_file_that_is_not_parquet_names_it(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    for args in ([str(path)], ["--csv", str(path)]):
+        result = CliRunner().invoke(main, ["cat", *args])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), repr(result.exception)
+        assert f"cannot read {path} as Parquet" in result.stderr and "Traceback" not in result.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket is closed: connections are refused
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
+    """Change the AWS environment for one test; S3 clients are rebuilt before and after it."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # one attempt: a refused connection fails at once
+    reset_clients()
+    yield monkeypatch
+    reset_clients()
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize(("change", "bucket", "expected"), [
+    ({"AWS_SECRET_ACCESS_KEY": "wrong"}, BUCKET, "access denied by http://"),
+    ({}, "no-such-bucket", "the bucket does not exist: create it"),
+    ({"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:{port}"}, BUCKET, "cannot reach S3 at http://127.0.0.1:"),
+    ({"AWS_ENDPOINT_URL_S3": "http://[bad"}, BUCKET, "AWS_ENDPOINT_URL_S3='http://[bad' is not an S3 endpoint URL"),
+    ({"AWS_ENDPOINT_URL_S3": "localhost:8333"}, BUCKET, "is not an S3 endpoint URL (it needs http:// or https://"),
+], ids=["wrong-secret", "missing-bucket", "closed-port", "malformed-endpoint", "endpoint-without-scheme"])
+def test_s3_misconfiguration_names_the_store_cause_and_fix(tmp_path: Path, s3_env: pytest.MonkeyPatch,
+                                                           change: dict, bucket: str, expected: str) -> None:
+    for name, value in change.items():
+        s3_env.setenv(name, value.format(port=_closed_port()))
+    store = f"s3://{bucket}/cli"
+    job = write_job(tmp_path, {"name": "s3", "store": store, "stages": [
+        {"name": "map", "command": "true", "inputs": [{"name": "d", "uri": str(tmp_path)}]}]})
+    for command in (["run", str(job)], ["runs", "--store", store], ["show", "x", "--store", store],
+                    ["cat", f"{store}/a.parquet"]):
+        start = time.perf_counter()
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (command, repr(result.exception))
+        assert expected in result.stderr and "Traceback" not in result.stderr, (command, result.stderr)
+        if "no-such-bucket" in store or "SECRET" in str(change) or "{port}" in str(change):
+            assert f"s3://{bucket}" in result.stderr, (command, result.stderr)  # names the store or bucket
+        assert time.perf_counter() - start < 10, command

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from click.testing import CliRunner
 
 from babelmr import deploy as d
+from babelmr.cli import main
 from babelmr.errors import BabelMRError
 from babelmr.job import load_job
 from conftest import write_job
@@ -64,8 +68,15 @@ def test_creating_needs_a_role() -> None:
     lam = _client("lambda")
     with Stubber(lam) as stub:
         stub.add_client_error("get_function", "ResourceNotFoundException", http_status_code=404)
-        with pytest.raises(BabelMRError, match="give --role ARN"):
+        with pytest.raises(BabelMRError, match="give --role ARN") as raised:
             d.deploy_function(lam, "wc", IMAGE_URI, d.FunctionSettings())
+    # the hint names only commands and options that exist
+    message = str(raised.value)
+    assert "`babelmr policy JOB`" in message
+    deploy_options = {o for p in main.commands["deploy"].params for o in p.opts}
+    assert set(re.findall(r"(?<![\w`])--[a-z-]+", message)) <= deploy_options, message
+    for command in re.findall(r"`babelmr ([a-z-]+)", message):
+        assert command in main.commands, command
 
 
 def test_ecr_repository_is_created_once_and_login_decoded() -> None:
@@ -113,3 +124,22 @@ def test_task_policy_allows_only_the_jobs_prefixes(tmp_path: Path) -> None:
     assert statements["Input1"]["Resource"] == "arn:aws:s3:::dims/item.parquet*"
     assert d.coordinator_policy(job, "eu-west-1", "1")["Statement"][0]["Resource"] == [
         "arn:aws:lambda:eu-west-1:1:function:babelmr-base"]
+
+
+@pytest.mark.parametrize("env", [{"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1"}, {}],
+                         ids=["no-credentials", "no-region"])
+def test_deploy_without_aws_settings_says_what_to_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                      env: dict) -> None:
+    """No credentials (or region) anywhere: botocore's error becomes a message with the fix."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-role lookup: fail at once
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["deploy", "babelmr-example:latest"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "AWS request failed" in result.stderr and "check the AWS credentials" in result.stderr
+    assert ("Unable to locate credentials" if env else "You must specify a region") in result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from babelmr.cli import main
 from babelmr.errors import JobFileError
 from babelmr.job import ExternalInput, StageInput, job_schema, load_job, validate_job_data
 from conftest import write_job
@@ -106,3 +109,128 @@ def test_example_job_files_are_valid() -> None:
     assert jobs, "no example job files found"
     for path in jobs:
         assert validate_job_data(json.loads(path.read_text())) == [], path
+
+
+def _job_text(tmp_path: Path, text: str | bytes) -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    path = tmp_path / "job.json"
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def _validate(path: Path) -> tuple[int, str]:
+    """``babelmr validate`` in-process: exit code and stderr; never an exception or a traceback."""
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.exit_code, result.stderr
+
+
+def _with(path: tuple, value_text: str) -> str:
+    """GOOD as JSON text with the value at ``path`` replaced by raw JSON text (which may be NaN, 1e400, ...)."""
+    job = json.loads(json.dumps(GOOD))
+    target = job
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = "__here__"
+    return json.dumps(job).replace('"__here__"', value_text)
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("stages", 0, "partitions"), '"four"', '$.stages[0].partitions: expected integer, got str "four"'),
+    (("stages", 0, "partitions"), '"4"', 'partitions: expected integer, got str "4": write 4 without quotes'),
+    (("stages", 0, "partitions"), '{"n": 4}', "$.stages[0].partitions: expected integer, got dict"),
+    (("stages", 0, "partitions"), "[4]", "$.stages[0].partitions: expected integer, got list"),
+    (("stages", 0, "partitions"), "4.0", "$.stages[0].partitions: expected integer, got float 4.0: write 4"),
+    (("stages", 0, "retries"), "1e0", "$.stages[0].retries: expected integer, got float 1.0: write 1"),
+    (("stages", 0, "split", "bytes_per_task"), "1e8", "$.stages[0].split.bytes_per_task: 100000000.0 is not valid"),
+    (("stages", 0, "partitions"), "NaN", "$.stages[0].partitions: NaN is not a number in JSON"),
+    (("stages", 0, "timeout"), "Infinity", "$.stages[0].timeout: Infinity is not a number in JSON"),
+    (("stages", 0, "timeout"), "-Infinity", "$.stages[0].timeout: -Infinity is not a number in JSON"),
+    (("stages", 0, "timeout"), "1e400", "$.stages[0].timeout: 1e400 is too large for a number"),
+    (("stages", 0, "timeout"), "1e300", "$.stages[0].timeout: 1e+300 is greater than the maximum"),
+    (("stages", 0, "partitions"), "9" * 5000, "$.stages[0].partitions: 9999"),
+    (("stages", 0, "concurrency"), "9" * 18, "$.stages[0].concurrency: 999999999999999999 is greater than"),
+    (("stages", 0, "memory"), '"99999999999999999999999TB"', '$.stages[0].memory: "99999999999999999999999TB" is'),
+    (("stages", 0, "memory"), '"' + "9" * 400 + 'B"', "$.stages[0].memory: \"999999"),
+    (("stages", 0, "memory"), '"0MB"', '$.stages[0].memory: "0MB" is 0 bytes: give a size from 1 byte to 1 PiB'),
+    (("stages", 0, "schema", "count"), '"decimal128(99,2)"', "$.stages[0].schema.count: 'decimal128(99,2)': "
+                                                             "decimal128 needs a precision from 1 to 38"),
+    (("stages", 1, "inputs", 0, "stage"), '["map"]', "$.stages[1].inputs[0].stage: expected string, got list"),
+    (("stages", 1, "name"), '{"a": 1}', "$.stages[1].name: expected string, got dict"),
+    (("stages", 0, "command"), '"python3 \'x"', "$.stages[0].command: cannot be split like a shell would (No clos"),
+    (("stages", 0, "command"), '" "', "$.stages[0].command: is blank"),
+    (("stages", 0, "inputs", 0, "uri"), '"da\\u0000ta"', "$.stages[0].inputs[0].uri: contains a NUL character"),
+    (("stages", 0, "env"), '{"A": "x\\u0000"}', "$.stages[0].env.A: contains a NUL character"),
+    (("stages", 0, "key"), "[" * 30 + "]" * 30, "$.stages[0].key[0][0][0]"),
+    (("stages", 0, "key"), "[" * 100_000 + "]" * 100_000, "$: nested too deeply to read"),
+], ids=lambda v: v[:24] if isinstance(v, str) else None)
+def test_wrong_types_and_numbers_name_the_path_without_crashing(tmp_path: Path, path: tuple, value: str,
+                                                                expected: str) -> None:
+    code, err = _validate(_job_text(tmp_path, _with(path, value)))
+    assert code == 1 and expected in err, err
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("name",), "wc\n"), (("stages", 0, "name"), "map\n"), (("stages", 0, "inputs", 0, "name"), "text\n"),
+    (("stages", 0, "env"), {"HOME\n": "x"}), (("stages", 0, "schema", "word"), "string\n"),
+    (("stages", 0, "inputs", 0, "csv"), {"schema": {"a": "int64\n"}}),
+])
+def test_names_ending_in_a_line_break_are_refused(path: tuple, value: object) -> None:
+    job = json.loads(json.dumps(GOOD))
+    target = job
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    problems = validate_job_data(job)
+    assert sum("it ends in a line break: remove it" in p for p in problems) == 1, problems
+
+
+def test_unreadable_job_files_give_one_message_each(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    os.mkfifo(tmp_path / "fifo")  # opening it for reading used to wait for a writer forever
+    (tmp_path / "folder").mkdir()
+    cases = {
+        tmp_path / "loop": "cannot open it: Too many levels of symbolic links",
+        tmp_path / "fifo": "is not a regular file (a pipe, socket or device)",
+        tmp_path / "folder": "is a folder: give the path of the job's JSON file",
+        _job_text(tmp_path / "a", b""): "$: the file is empty",
+        _job_text(tmp_path / "b", b"{\"name\": \"\xff\"}"): "$: not a UTF-8 text file (byte 0xff at offset 10)",
+        _job_text(tmp_path / "c", "[]"): "$: expected object, got list []",
+    }
+    for path, expected in cases.items():
+        code, err = _validate(path)
+        assert code == 1 and expected in err, (path, err)
+    bom = _job_text(tmp_path / "d", b"\xef\xbb\xbf" + json.dumps(GOOD).encode())
+    assert load_job(str(bom)).name == "wc"  # editors on Windows write a byte order mark: accept it
+
+
+def _join(left: dict, right: dict) -> dict:
+    stage = {"command": "x", "inputs": [{"name": "i", "uri": "d"}]}
+    return {"name": "join", "stages": [
+        {**stage, "name": "left", **left}, {**stage, "name": "right", **right},
+        {"name": "joined", "command": "x",
+         "inputs": [{"name": "l", "stage": "left"}, {"name": "r", "stage": "right"}]}]}
+
+
+@pytest.mark.parametrize(("left", "right", "expected"), [
+    ({"key": ["a"], "partitions": 4}, {"key": ["b"], "partitions": 4}, "partitioned by different keys"),
+    ({"key": ["a", "b"], "partitions": 4}, {"key": ["b", "a"], "partitions": 4}, "partitioned by different keys"),
+    ({"key": ["a"], "partitions": 4}, {"key": ["a", "b"], "partitions": 4}, "partitioned by different keys"),
+    ({"key": ["a"], "partitions": 4}, {"key": ["a"], "partitions": 3}, "partitioned differently"),
+    ({"key": ["a"], "partitions": 4}, {}, "an unpartitioned stage has only partition 0"),
+    ({"key": ["a"], "partitions": 4}, {"key": ["a"]}, "an unpartitioned stage has only partition 0"),
+])
+def test_joining_stages_partitioned_differently_is_refused(left: dict, right: dict, expected: str) -> None:
+    problems = validate_job_data(_join(left, right))
+    assert len(problems) == 1 and problems[0].startswith("$.stages[2].inputs: ") and expected in problems[0]
+    assert "partition both stages by the same key columns (rename the join columns alike" in problems[0]
+
+
+@pytest.mark.parametrize(("left", "right"), [
+    ({"key": ["a", "b"], "partitions": 4}, {"key": ["a", "b"], "partitions": 4}),
+    ({"key": ["a"]}, {"key": ["b"]}),  # one partition each: one task reads both sides whole
+    ({}, {}),
+])
+def test_joining_stages_partitioned_alike_is_valid(left: dict, right: dict) -> None:
+    assert validate_job_data(_join(left, right)) == []

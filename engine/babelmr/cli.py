@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 
+import botocore.exceptions
 import click
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -15,9 +18,10 @@ from rich.table import Column, Table
 
 from babelmr import __version__
 from babelmr.backends import BACKENDS, get_backend
-from babelmr.errors import BabelMRError, JobFileError
+from babelmr.errors import BabelMRError, InputError, JobFileError
 from babelmr.job import job_schema, load_job
-from babelmr.store import filesystem_for, list_input_files, open_store
+from babelmr.store import Store, filesystem_for, list_input_files, open_store
+from babelmr.store.s3 import S3Store, describe_s3_error
 from babelmr.units import parse_size
 
 
@@ -40,10 +44,17 @@ class Group(click.Group):
             err.print(f"[red]error:[/] {e.path}: {len(e.problems)} problem(s) in the job file:", markup=True)
             for p in e.problems:
                 err.print(f"  - {p}", markup=False)
-            sys.exit(2)
+            sys.exit(1)
         except BabelMRError as e:
             err.print("[red]error:[/] ", end="")
             err.print(str(e), markup=False)
+            sys.exit(1)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            # An AWS call the command did not expect to fail (S3 stores are checked first): still no traceback.
+            err.print("[red]error:[/] ", end="")
+            err.print(f"AWS request failed: {e}: check the AWS credentials (AWS_ACCESS_KEY_ID and "
+                      "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), the region (AWS_REGION) and their permissions "
+                      "(docs/aws.md)", markup=False)
             sys.exit(1)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]")
@@ -57,7 +68,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.argument("job_file", type=click.Path())
 @click.option("--backend", "-b", type=click.Choice(BACKENDS), default="local", show_default=True,
               help="Where tasks run (inline: in this process, one task at a time unless -c, for debugging).")
 @click.option("--store", help="Override the job's store: a local folder or s3://bucket/prefix.")
@@ -96,7 +107,7 @@ def run(job_file: str, backend: str, store: str | None, concurrency: int | None,
 
 
 @main.command()
-@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.argument("job_file", type=click.Path())
 def validate(job_file: str) -> None:
     """Check JOB_FILE against the schema; print every problem with its JSON path."""
     job = load_job(job_file)
@@ -116,12 +127,14 @@ def schema() -> None:
 @click.option("--limit", "-n", type=int, default=50, show_default=True, help="Rows to show in a table (0: all).")
 def cat(uris: tuple[str, ...], as_csv: bool, limit: int) -> None:
     """Print Parquet files (paths, globs or s3:// URIs) as a table or CSV."""
+    for bucket in sorted({uri[5:].split("/", 1)[0] for uri in uris if uri.startswith("s3://")}):
+        S3Store(f"s3://{bucket}").check()  # credentials, bucket and endpoint, before "matches no files"
     files = [f.path for uri in uris for f in list_input_files(uri)]
     if as_csv:
         writer = None
         for uri in files:
             fs, path = filesystem_for(uri)
-            with fs.open_input_file(path) as f:
+            with _reading(uri), fs.open_input_file(path) as f:
                 for batch in pq.ParquetFile(f).iter_batches():
                     if writer is None:
                         writer = pacsv.CSVWriter(sys.stdout.buffer, batch.schema)
@@ -132,14 +145,38 @@ def cat(uris: tuple[str, ...], as_csv: bool, limit: int) -> None:
     tables = []
     for uri in files:
         fs, path = filesystem_for(uri)
-        tables.append(pq.read_table(path, filesystem=fs))
-    data = pa.concat_tables(tables, promote_options="permissive")
+        with _reading(uri):
+            tables.append(pq.read_table(path, filesystem=fs))
+    try:
+        data = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise InputError(f"the files given have conflicting schemas ({e}): cat them one at a time") from None
     shown = data if limit == 0 else data.slice(0, limit)
     table = Table(*data.schema.names, caption=f"{data.num_rows} rows" + (
         f" (first {limit})" if 0 < limit < data.num_rows else ""))
     for row in shown.to_pylist():
         table.add_row(*("" if v is None else str(v) for v in row.values()))
     console().print(table)
+
+
+@contextlib.contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """Turn a file that is not Parquet, or cannot be read, into an `InputError` naming it."""
+    try:
+        yield
+    except (pa.ArrowInvalid, OSError) as e:
+        if uri.startswith("s3://") and not isinstance(e, pa.ArrowInvalid):
+            raise InputError(f"cannot read {uri}: {describe_s3_error(e)}") from None
+        raise InputError(f"cannot read {uri} as Parquet ({e}): `babelmr cat` prints Parquet files; "
+                         "read CSV or other files with a text tool") from None
+
+
+def _open_store(uri: str) -> Store:
+    """The store at ``uri``; an S3 store is checked first, so a bad bucket or key fails with the fix."""
+    store = open_store(uri)
+    if isinstance(store, S3Store):
+        store.check()
+    return store
 
 
 def _store_option(f):
@@ -153,7 +190,7 @@ def runs(store: str) -> None:
     """List the runs recorded in a store."""
     from babelmr.coordinator.records import list_runs, read_record
 
-    s = open_store(store)
+    s = _open_store(store)
     table = Table("status", "started", "seconds", "stages", "backend")
     table.columns.insert(0, Column("run", no_wrap=True))
     for run_id in list_runs(s):
@@ -173,7 +210,7 @@ def show(run_id: str, store: str, as_json: bool) -> None:
     from babelmr.coordinator.records import read_record
     from babelmr.report import summary_table
 
-    record = read_record(open_store(store), run_id)
+    record = read_record(_open_store(store), run_id)
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
@@ -223,7 +260,7 @@ def image_build(directory: str, tag: str | None) -> None:
 @click.option("--ephemeral-storage", default="2048MB", show_default=True, help="Size of /tmp (512MB to 10240MB).")
 @click.option("--create-role", "role_name", help="Create (or update) an execution role of this name for the job "
               "given with --job, and use it.")
-@click.option("--job", "job_file", type=click.Path(dir_okay=False), help="The job whose buckets --create-role allows.")
+@click.option("--job", "job_file", type=click.Path(), help="The job whose buckets --create-role allows.")
 def deploy(image: str, function: str | None, role: str | None, memory: str, timeout: int, ephemeral_storage: str,
            role_name: str | None, job_file: str | None) -> None:
     """Push IMAGE to ECR and create or update its Lambda function (see docs/aws.md)."""
@@ -247,7 +284,7 @@ def deploy(image: str, function: str | None, role: str | None, memory: str, time
 
 
 @main.command()
-@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.argument("job_file", type=click.Path())
 @click.option("--store", help="The store the job will use, if not the job file's.")
 @click.option("--account", default="ACCOUNT", show_default=True, help="AWS account id for the ARNs.")
 @click.option("--region", default="REGION", show_default=True, help="AWS region for the ARNs.")

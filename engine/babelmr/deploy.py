@@ -83,7 +83,8 @@ def deploy_function(lam: Any, name: str, image_uri: str, settings: FunctionSetti
             raise
         if not settings.role_arn:
             raise BabelMRError(f"function {name!r} does not exist yet: give --role ARN (an execution role; "
-                               "`babelmr deploy --print-policy JOB` prints the policy it needs)") from None
+                               "`babelmr policy JOB` prints the policy it needs), or let babelmr make one with "
+                               "--create-role NAME --job JOB") from None
         created = lam.create_function(FunctionName=name, PackageType="Image", Code={"ImageUri": image_uri},
                                       Role=settings.role_arn, **config)
         lam.get_waiter("function_active_v2").wait(FunctionName=name)

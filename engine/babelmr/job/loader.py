@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
+import re
 import shlex
+import stat
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -25,6 +28,11 @@ from babelmr.job.model import (
 )
 from babelmr.units import parse_size
 
+MAX_FILE_BYTES = 16 << 20  # a job file is a few KB; anything this large is not one
+MAX_DEPTH = 24  # a valid job nests about 8 levels; deeper values only make error messages recurse
+MAX_INT_DIGITS = 18  # every integer field is far below 10**18 (and Python refuses ints over 4300 digits)
+MAX_SIZE_BYTES = 1 << 50  # 1 PiB: a size above this is a typo, and would overflow Docker's limits
+
 
 @cache
 def job_schema() -> dict[str, Any]:
@@ -33,11 +41,89 @@ def job_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def _is_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema's "integer" accepts 4.0; babelmr does not (it would reach range() and crash the run).
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    base = jsonschema.Draft202012Validator
+    cls = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("integer", _is_integer))
+    return cls(job_schema())
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(r"\s*-?[0-9]+(\.[0-9]+)?\s*")
+
+
 def _json_path(parts: Any) -> str:
     path = "$"
     for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _IDENTIFIER.fullmatch(part):
+            path += f".{part}"
+        else:
+            path += f"[{json.dumps(part)}]"
     return path
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    """A short JSON rendering of any parsed value, however deep (json.dumps would recurse)."""
+    if isinstance(value, dict):
+        text = "{...}" if value else "{}"
+    elif isinstance(value, list):
+        text = "[...]" if value else "[]"
+    else:
+        text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _BadNumber:
+    """A number JSON allows to write but babelmr cannot use: NaN, +-Infinity, 1e400, a 30-digit integer."""
+
+    def __init__(self, text: str, why: str):
+        self.text, self.why = text, why
+
+
+def _constant(text: str) -> _BadNumber:
+    return _BadNumber(text, f"{text} is not a number in JSON (only some parsers accept it): give a finite number")
+
+
+def _float(text: str) -> float | _BadNumber:
+    value = float(text)
+    if math.isfinite(value):
+        return value
+    return _BadNumber(text, f"{text[:40]} is too large for a number: give a finite number in the field's range")
+
+
+def _int(text: str) -> int | _BadNumber:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        return _BadNumber(text, f"{text[:40]}{'...' if len(text) > 40 else ''} ({len(text)} digits) is too "
+                                "large: give a number in the field's range")
+    return int(text)
+
+
+def _structure_problems(data: Any) -> list[tuple[str, str]]:
+    """Values the schema cannot judge safely: unusable numbers, NUL characters, nesting deeper than any job needs."""
+    problems = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:  # iterative: a deeply nested file must not exhaust Python's stack here either
+        value, path = stack.pop()
+        if isinstance(value, _BadNumber):
+            problems.append((_json_path(path), value.why))
+        elif any(isinstance(text, str) and "\x00" in text for text in (value, path[-1] if path else None)):
+            # paths, commands and environments cannot hold NUL: the OS would refuse them mid-run
+            problems.append((_json_path(path), "contains a NUL character (\\u0000): remove it"))
+        elif len(path) >= MAX_DEPTH and isinstance(value, dict | list) and value:
+            problems.append((_json_path(path), f"nested more than {MAX_DEPTH} levels deep: no field of a job "
+                                               "file holds such values; remove it"))
+        elif isinstance(value, dict):
+            stack.extend((v, (*path, k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(value))))
+    return problems
 
 
 def _hint(error: jsonschema.ValidationError) -> str:
@@ -57,14 +143,24 @@ def _hint(error: jsonschema.ValidationError) -> str:
     if v == "enum":
         return f"{value!r} is not allowed: use one of {', '.join(repr(x) for x in error.validator_value)}"
     if v == "type":
-        return f"expected {error.validator_value}, got {type(value).__name__} {json.dumps(value)[:60]}"
+        if error.validator_value == "integer" and isinstance(value, float) and value.is_integer():
+            return f"expected integer, got float {value!r}: write {int(value)} (no decimal point or exponent)"
+        hint = f"expected {error.validator_value}, got {type(value).__name__} {_preview(value)}"
+        if error.validator_value in ("integer", "number") and isinstance(value, str) and _NUMBER.fullmatch(value):
+            hint += f": write {value.strip()} without quotes"
+        return hint
     if v == "pattern":
+        ending = " (it ends in a line break: remove it)" if value.endswith(("\n", "\r")) else ""
         if "int8" in error.validator_value:
-            return (f"{value!r} is not a type babelmr knows: use int64, float64, string, bool, date32, "
+            return (f"{value!r} is not a type babelmr knows{ending}: use int64, float64, string, bool, date32, "
                     "timestamp[us], decimal128(p,s), ...")
         if "KMGT" in error.validator_value:
             return f"{value!r} is not a size: use a number of bytes or e.g. \"64MB\", \"1GiB\""
-        return (f"{value!r} is not a valid name: start with a letter or digit, then letters, digits, "
+        if error.validator_value.startswith("^[A-Za-z_]"):
+            return (f"{value!r} is not a valid environment variable name{ending}: letters, digits and '_', "
+                    "not starting with a digit")
+        dot = ", '.'" if "_.-" in error.validator_value else ""
+        return (f"{value!r} is not a valid name{ending}: start with a letter or digit, then letters, digits{dot}, "
                 "'_' or '-' (at most 63 characters)")
     if v in ("minItems", "minLength", "minProperties"):
         return f"must not be empty (at least {error.validator_value})"
@@ -75,22 +171,92 @@ def _hint(error: jsonschema.ValidationError) -> str:
     if v in ("minimum", "exclusiveMinimum", "maximum"):
         return error.message
     if v == "oneOf":
-        return f"{json.dumps(value)[:60]} is not valid: {error.schema.get('description', error.message)}"
+        return f"{_preview(value)} is not valid: {error.schema.get('description', error.message)}"
     return error.message
 
 
 def _schema_problems(data: Any) -> list[tuple[str, str]]:
-    validator = jsonschema.Draft202012Validator(job_schema())
     problems = []
-    for error in validator.iter_errors(data):
+    for error in _validator().iter_errors(data):
         if error.validator == "if":
             continue
         problems.append((_json_path(error.absolute_path), _hint(error)))
     return problems
 
 
+def _whole(value: Any) -> int | None:
+    """``value`` if it is a JSON integer (not a bool, not 4.0), else None: a check on it is the schema's job."""
+    return value if _is_integer(None, value) else None
+
+
+def _names(value: Any) -> tuple[str, ...] | None:
+    """``value`` as a tuple if it is a list of strings, else None."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
+
+
+def _size_problem(value: Any) -> str | None:
+    """Why a size (``memory``, ``bytes_per_task``) the schema accepted cannot be used, if it cannot."""
+    if not (_whole(value) is not None or isinstance(value, str)):
+        return None
+    try:
+        n = parse_size(value)
+    except ValueError:
+        return None  # not a size: the schema's pattern reports it
+    except OverflowError:  # so many digits that the float is infinite
+        n = MAX_SIZE_BYTES + 1
+    if not 1 <= n <= MAX_SIZE_BYTES:
+        what = "too large" if n > MAX_SIZE_BYTES else f"{n} bytes"
+        return f"{_preview(value)} is {what}: give a size from 1 byte to 1 PiB"
+    return None
+
+
+_DECIMAL = re.compile(r"decimal128\(([0-9]+), ?([0-9]+)\)")
+
+
+def _decimal_problems(types: Any, at: str) -> list[tuple[str, str]]:
+    """decimal128(p,s) types Arrow cannot make: precision 1 to 38, scale at most the precision."""
+    problems = []
+    for column, name in (types.items() if isinstance(types, dict) else ()):
+        m = _DECIMAL.fullmatch(name) if isinstance(name, str) else None
+        if m and not (1 <= int(m[1]) <= 38 and int(m[2]) <= int(m[1])):
+            problems.append((f"{at}{_json_path([column])[1:]}",
+                             f"{name!r}: decimal128 needs a precision from 1 to 38 and a scale no larger than it"))
+    return problems
+
+
+def _join_problem(upstream: dict[str, dict[str, Any]]) -> str | None:
+    """Why the partitioned stages read by one stage cannot be joined task by task, if they cannot.
+
+    Task p of the reading stage gets partition p of every stage it reads. Rows with equal keys meet only
+    if every upstream stage hashed the same key columns, in the same order, into the same number of
+    partitions; otherwise each task sees only part of the other side and joins silently lose rows.
+    """
+    partitions = {ref: _whole(s.get("partitions", 1)) for ref, s in upstream.items()}
+    if len(upstream) < 2 or None in partitions.values() or max(partitions.values()) <= 1:
+        return None  # one task reads everything: any key meets any key
+    fix = ("partition both stages by the same key columns (rename the join columns alike in both map "
+           "programs) and the same partitions")
+    described = ", ".join(f"{ref!r} into {n} by {list(_names(upstream[ref].get('key')) or [])}"
+                          for ref, n in partitions.items())
+    if len(set(partitions.values())) > 1:
+        why = "task p reads partition p of each, so rows of one stage would meet only some of the other's"
+        if 1 in partitions.values():
+            why += " (an unpartitioned stage has only partition 0: tasks 1 and up would see none of it)"
+        return f"the stages read here are partitioned differently ({described}): {why}: {fix}"
+    keys = {ref: _names(s.get("key")) for ref, s in upstream.items()}
+    if None not in keys.values() and len(set(keys.values())) > 1:
+        why = "equal join keys hash to the same partition only when both stages hash the same columns in order"
+        return f"the stages read here are partitioned by different keys ({described}): {why}: {fix}"
+    return None
+
+
 def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """Rules JSON Schema cannot say: references between stages, one split input per stage, ..."""
+    """Rules JSON Schema cannot say: references between stages, one split input per stage, ...
+
+    Each rule looks only at values of the type the schema expects; the schema reports the others.
+    """
     problems: list[tuple[str, str]] = []
     stages = data.get("stages")
     if not isinstance(stages, list):
@@ -100,24 +266,42 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         if not isinstance(stage, dict):
             continue
         at = f"$.stages[{i}]"
-        name = stage.get("name")
-        if name in seen:
+        name = stage.get("name") if isinstance(stage.get("name"), str) else None
+        if name is not None and name in seen:
             problems.append((f"{at}.name", f"stage name {name!r} is used twice: give each stage its own name"))
         if stage.get("command") is None and stage.get("image") is None:
             problems.append((at, "give 'command' (the program to run) or 'image' (whose MR_CMD is run)"))
-        if stage.get("partitions", 1) > 1 and not stage.get("key"):
+        if isinstance(stage.get("command"), str) and stage.get("shell", False) is not True:
+            try:
+                if not shlex.split(stage["command"]):
+                    problems.append((f"{at}.command", "is blank: give the program to run"))
+            except ValueError as e:  # what load_job does with it: split like a shell would
+                problems.append((f"{at}.command", f"cannot be split like a shell would ({e}): close the quote, "
+                                 "or give the command as a list of arguments"))
+        partitions = _whole(stage.get("partitions", 1))
+        if partitions is not None and partitions > 1 and not stage.get("key"):
             problems.append((f"{at}.partitions", "partitions > 1 needs 'key': the columns rows are partitioned by"))
+        if isinstance(stage.get("split"), dict) and "bytes_per_task" in stage["split"]:
+            why = _size_problem(stage["split"]["bytes_per_task"])
+            if why:
+                problems.append((f"{at}.split.bytes_per_task", why))
+        if "memory" in stage and (why := _size_problem(stage["memory"])):
+            problems.append((f"{at}.memory", why))
+        problems += _decimal_problems(stage.get("schema"), f"{at}.schema")
         inputs = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
-        names = [inp.get("name") for inp in inputs if isinstance(inp, dict)]
-        split_inputs, upstream_partitions = [], set()
+        names = [inp.get("name") for inp in inputs if isinstance(inp, dict) and isinstance(inp.get("name"), str)]
+        split_inputs: list[str] = []
+        upstream: dict[str, dict[str, Any]] = {}
         for j, inp in enumerate(inputs):
             if not isinstance(inp, dict):
                 continue
             iat = f"{at}.inputs[{j}]"
-            if inp.get("name") is not None and names.count(inp.get("name")) > 1:
+            if isinstance(inp.get("name"), str) and names.count(inp["name"]) > 1:
                 problems.append((f"{iat}.name", f"input name {inp['name']!r} is used twice in this stage"))
             if "stage" in inp:
                 ref = inp["stage"]
+                if not isinstance(ref, str):
+                    continue
                 if ref not in seen:
                     later = [s.get("name") for s in stages[i:] if isinstance(s, dict)]
                     why = "a later stage or this one" if ref in later else "no stage of that name"
@@ -125,14 +309,16 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                     problems.append((f"{iat}.stage", f"{ref!r} is {why}: a stage can read only earlier stages "
                                      f"({earlier})"))
                 else:
-                    upstream_partitions.add(seen[ref].get("partitions", 1))
+                    upstream[ref] = seen[ref]
             else:
                 fmt = inp.get("format", "parquet")
                 if inp.get("row_groups") is not None and fmt != "parquet":
                     problems.append((f"{iat}.row_groups", "row_groups works only with format 'parquet'"))
                 if inp.get("csv") is not None and fmt != "csv":
                     problems.append((f"{iat}.csv", "csv options need \"format\": \"csv\""))
-                if not inp.get("broadcast", False):
+                if isinstance(inp.get("csv"), dict):
+                    problems += _decimal_problems(inp["csv"].get("schema"), f"{iat}.csv.schema")
+                if inp.get("broadcast", False) is not True:
                     split_inputs.append(iat)
         has_upstream = any(isinstance(inp, dict) and "stage" in inp for inp in inputs)
         if has_upstream and split_inputs:
@@ -143,37 +329,65 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             for iat in split_inputs[1:]:
                 problems.append((iat, f"only one external input per stage is split into tasks ({split_inputs[0]}); "
                                  "mark the others \"broadcast\": true"))
-        if len(upstream_partitions) > 1:
-            problems.append((f"{at}.inputs", f"the stages read here have different partition counts "
-                             f"({sorted(upstream_partitions)}): give them the same 'partitions'"))
+        if why := _join_problem(upstream):
+            problems.append((f"{at}.inputs", why))
         if stage.get("split") is not None and not split_inputs:
             problems.append((f"{at}.split", "'split' applies to a stage's external input that is not broadcast; "
                              "this stage has none: remove it"))
-        if isinstance(name, str):
+        if name is not None:
             seen[name] = stage
     return problems
 
 
 def validate_job_data(data: Any) -> list[str]:
     """Every problem of a parsed job file, each as ``"$.json.path: hint"``; empty when valid."""
-    found = _schema_problems(data)
-    if isinstance(data, dict):
-        found += _semantic_problems(data)
+    found = _structure_problems(data)
+    if not found:  # the schema and the rules below may only see finite numbers and shallow values
+        found = _schema_problems(data)
+        if isinstance(data, dict):
+            found += _semantic_problems(data)
     return [f"{path}: {hint}" for path, hint in dict.fromkeys(found)]
 
 
 def _read_json(path: str) -> Any:
+    """The parsed job file, or `JobFileError` saying why it cannot be read (never hangs on a FIFO)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses anything but a file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise JobFileError(path, ["file not found: check the path"]) from None
-    except IsADirectoryError:
-        raise JobFileError(path, ["is a folder: give the path of the job's JSON file"]) from None
+    except OSError as e:  # a symlink loop, no permission, a name too long, a file used as a folder
+        raise JobFileError(path, [f"cannot open it: {e.strerror}: give the path of a readable job file"]) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise JobFileError(path, ["is a folder: give the path of the job's JSON file"])
+        raise JobFileError(path, ["is not a regular file (a pipe, socket or device): save the job as a "
+                                  "JSON file and give its path"])
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise JobFileError(path, [f"cannot read it: {e.strerror}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise JobFileError(path, [f"$: is larger than {MAX_FILE_BYTES >> 20} MiB: a job file is a small JSON object"])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        at = len(raw) - len(e.object) + e.start  # e.object is what followed a byte order mark
+        raise JobFileError(path, [f"$: not a UTF-8 text file (byte 0x{raw[at]:02x} at offset {at}): "
+                                  "save it as UTF-8"]) from None
+    if not text.strip():
+        raise JobFileError(path, ["$: the file is empty: write the job as a JSON object, e.g. "
+                                  "{\"name\": \"my-job\", \"stages\": [...]} (`babelmr schema` prints the schema)"])
+    try:
+        return json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
     except json.JSONDecodeError as e:
-        raise JobFileError(path, [f"line {e.lineno}, column {e.colno}: not valid JSON: {e.msg}"]) from None
-    except UnicodeDecodeError:
-        raise JobFileError(path, ["not a UTF-8 text file"]) from None
+        raise JobFileError(path, [f"$: line {e.lineno}, column {e.colno}: not valid JSON: {e.msg}"]) from None
+    except RecursionError:
+        raise JobFileError(path, [f"$: nested too deeply to read: no field of a job file nests more than "
+                                  f"{MAX_DEPTH} levels"]) from None
 
 
 def _resolve_uri(uri: str, base: str) -> str:

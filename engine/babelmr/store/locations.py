@@ -12,7 +12,7 @@ import pyarrow.fs as pafs
 from babelmr.errors import InputError, StoreError
 from babelmr.store.base import FileEntry, Store
 from babelmr.store.local import LocalStore
-from babelmr.store.s3 import S3Store, s3_filesystem, s3_list_objects, s3_object_version, split_s3_uri
+from babelmr.store.s3 import S3Store, describe_s3_error, s3_filesystem, s3_list_objects, s3_object_version, split_s3_uri
 
 _GLOB = re.compile(r"[*?\[]")
 
@@ -120,7 +120,8 @@ def list_input_files(uri: str) -> list[FileEntry]:
     try:
         files = _list_s3(*split_s3_uri(uri)) if uri.startswith("s3://") else _list_local(filesystem_for(uri)[1])
     except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-        raise InputError(f"input {uri!r}: cannot list it: {e}") from None
+        cause = describe_s3_error(e) if uri.startswith("s3://") else str(e)
+        raise InputError(f"input {uri!r}: cannot list it: {cause}") from None
     if not files:
         raise InputError(f"input {uri!r} matches no files: check the path or glob "
                          "(relative paths are relative to the job file's folder)")

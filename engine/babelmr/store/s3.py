@@ -19,10 +19,60 @@ def endpoint_url() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def _endpoint_variable() -> str:
+    return "AWS_ENDPOINT_URL_S3" if os.environ.get("AWS_ENDPOINT_URL_S3") else "AWS_ENDPOINT_URL"
+
+
+def checked_endpoint_url() -> str | None:
+    """`endpoint_url`, refused with the fix unless it is an http(s) URL with a host."""
+    endpoint = endpoint_url()
+    if endpoint is None:
+        return None
+    try:
+        parsed = urlparse(endpoint)
+        parsed.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        ok = parsed.scheme in ("http", "https") and parsed.hostname
+        why = "" if ok else "it needs http:// or https:// and a host"
+    except ValueError as e:
+        why = str(e)
+    if why:
+        raise StoreError(f"{_endpoint_variable()}={endpoint!r} is not an S3 endpoint URL ({why}): set it to e.g. "
+                         "http://localhost:8333, or unset it to use AWS")
+    return endpoint
+
+
+def describe_s3_error(error: BaseException) -> str:
+    """The cause of a failed S3 request (boto3 or pyarrow) and how to fix it, in one line."""
+    text = str(error)
+    code = ""
+    if isinstance(error, botocore.exceptions.ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+    where = endpoint_url() or "AWS"
+    if isinstance(error, botocore.exceptions.NoCredentialsError):
+        return ("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "
+                "or run where an instance role applies")
+    if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken") or any(
+            s in text for s in ("ACCESS_DENIED", "SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID",
+                                "EXPIRED_TOKEN", "InvalidAccessKeyId", "SignatureDoesNotMatch")):
+        return (f"access denied by {where} ({code or text[:160]}): check the AWS credentials (AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and that they may use this bucket and prefix")
+    if code in ("404", "NoSuchBucket") or "NO_SUCH_BUCKET" in text or "NoSuchBucket" in text:
+        return "the bucket does not exist: create it, or fix the bucket name in the URI"
+    if isinstance(error, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError) \
+            or any(s in text for s in ("NETWORK_CONNECTION", "Could not connect", "Couldn't connect")):
+        return (f"cannot reach S3 at {where}: check {_endpoint_variable()}, the network, and that the server runs "
+                f"({text[:160]})")
+    return f"S3 request failed at {where}: {text[:300]}"
+
+
 @cache
 def s3_client():
     """A boto3 S3 client from the standard chain (environment, config files, instance role)."""
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url())
+    endpoint = checked_endpoint_url()
+    try:
+        return boto3.session.Session().client("s3", endpoint_url=endpoint)
+    except (ValueError, botocore.exceptions.BotoCoreError) as e:
+        raise StoreError(f"cannot make an S3 client: {describe_s3_error(e)}") from None
 
 
 @cache
@@ -35,7 +85,7 @@ def s3_filesystem() -> pafs.S3FileSystem:
         frozen = creds.get_frozen_credentials()
         kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key,
                       session_token=frozen.token)
-    endpoint = endpoint_url()
+    endpoint = checked_endpoint_url()
     if endpoint:
         parsed = urlparse(endpoint)
         kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
@@ -105,19 +155,11 @@ class S3Store(Store):
         return f"s3://{self.path(key)}"
 
     def check(self) -> None:
-        """Fail early, with the fix, when the bucket is unreachable."""
+        """Fail early, naming the store, the cause and the fix, when the bucket cannot be used."""
         try:
             s3_client().head_bucket(Bucket=self.bucket)
-        except botocore.exceptions.ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            if code in ("404", "NoSuchBucket"):
-                raise StoreError(f"bucket {self.bucket!r} does not exist: create it or fix the store URI "
-                                 f"{self.uri!r}") from None
-            raise StoreError(f"cannot access bucket {self.bucket!r} ({code}): check your AWS credentials "
-                             "and permissions") from None
-        except botocore.exceptions.BotoCoreError as e:
-            where = endpoint_url() or "AWS"
-            raise StoreError(f"cannot reach S3 at {where} for {self.uri!r}: {e}") from None
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+            raise StoreError(f"store {self.uri}: bucket {self.bucket!r}: {describe_s3_error(e)}") from None
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         try:

@@ -70,6 +70,8 @@ def program_command(spec: TaskSpec) -> list[str]:
         raise TaskError(f"{spec.label}: no command to run: give the stage a 'command' (the local backend needs "
                         "one), or build its image with ENV MR_CMD", retryable=False)
     job_dir = os.environ.get(JOB_DIR_ENV) or spec.job_dir
+    if spec.shell:  # one shell word: a folder named 'a b' or 'x$(touch y)' must not split or run anything
+        job_dir = shlex.quote(job_dir)
     return [part.replace("{job_dir}", job_dir) for part in command]
 
 
