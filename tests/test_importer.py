@@ -246,14 +246,26 @@ def test_missing_parquet_file_is_named(tmp_path: Path) -> None:
     assert str(gone) in str(err.value)
 
 
-def test_missing_column_names_the_column_and_the_file(tmp_path: Path) -> None:
+def test_a_column_no_file_has_names_the_column(tmp_path: Path) -> None:
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     pq.write_table(rows_table(0, 10), a)
     pq.write_table(rows_table(10, 10).drop_columns(["x"]), b)
     with pytest.raises(InputError) as err:
-        import_input(parquet_input(a, b, columns=["id", "x"]), str(tmp_path / "in.parquet"), "parquet")
+        import_input(parquet_input(a, b, columns=["id", "nope"]), str(tmp_path / "in.parquet"), "parquet")
     message = str(err.value)
-    assert "'x'" in message and str(b) in message and str(a) not in message
+    assert "'nope'" in message and "fix 'columns'" in message
+
+
+def test_a_column_some_files_lack_is_null_in_their_rows(tmp_path: Path) -> None:
+    """Schema drift: a column only some files have is read as NULL from the others (named or not)."""
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(rows_table(0, 10), a)
+    pq.write_table(rows_table(10, 10).drop_columns(["x"]), b)
+    for columns in (["id", "x"], None):
+        out = tmp_path / "in.parquet"
+        assert import_input(parquet_input(a, b, columns=columns), str(out), "parquet").rows == 20
+        back = pq.read_table(out).sort_by("id")
+        assert back.column("x").to_pylist() == [i * 0.5 for i in range(10)] + [None] * 10
 
 
 # -- CSV ----------------------------------------------------------------------------------------------------------
