@@ -123,7 +123,8 @@ def promote(a: pa.DataType, b: pa.DataType, *, text: bool = False) -> pa.DataTyp
     """The type holding every value of ``a`` and of ``b`` exactly, or None when there is none (a conflict).
 
     Lossless promotions only: null to anything, wider integers, integers of at most 32 bits to float64,
-    float32 to float64, wider decimals, finer time units (same time zone), large string/binary. With
+    float32 to float64, wider decimals, finer time units (same time zone); types are made plain first
+    (``plain_type``). With
     ``text`` (types inferred from CSV text, which is parsed again in the result type) also int64 to
     float64 and date32 to timestamp, as pyarrow infers them for one file holding both.
     """
@@ -157,10 +158,6 @@ def promote(a: pa.DataType, b: pa.DataType, *, text: bool = False) -> pa.DataTyp
         return pa.date64()
     if text and _pair(a, b, pa.types.is_date, pa.types.is_timestamp):
         return b if pa.types.is_timestamp(b) else a
-    if _pair(a, b, pa.types.is_string, pa.types.is_large_string):
-        return pa.large_string()
-    if _pair(a, b, pa.types.is_binary, pa.types.is_large_binary):
-        return pa.large_binary()
     return None
 
 
