@@ -379,3 +379,133 @@ def test_an_input_without_files_gives_an_empty_file(tmp_path: Path) -> None:
     out = tmp_path / "in.parquet"
     assert import_input(inp, str(out), "parquet").rows == 0
     assert pq.read_table(out).num_rows == 0
+
+
+# -- empty CSV inputs --------------------------------------------------------------------------------------------------
+
+
+def test_a_zero_byte_csv_file_is_an_empty_input(tmp_path: Path) -> None:
+    empty, full = tmp_path / "empty.csv", tmp_path / "full.csv"
+    empty.write_bytes(b"")
+    full.write_text("id,name\n1,a\n2,b\n")
+    for files in ([empty, full], [full, empty]):
+        out = tmp_path / "in.parquet"
+        assert import_input(csv_input(*files), str(out), "parquet").rows == 2
+        assert pq.read_table(out).to_pylist() == [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_only_empty_csv_files_give_a_typed_empty_input(tmp_path: Path, fmt: str) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    out = tmp_path / f"in.{fmt}"
+    schema = {"id": "int64", "day": "date32"}
+    assert import_input(csv_input(empty, empty, schema=schema), str(out), fmt).rows == 0
+    if fmt == "parquet":
+        assert pq.read_schema(out) == pa.schema([("id", pa.int64()), ("day", pa.date32())])
+    elif fmt == "csv":
+        assert out.read_text().splitlines() == ['"id","day"']
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("id,day,extra\n")
+    assert import_input(csv_input(header_only, empty, schema=schema), str(out), "parquet").rows == 0
+    assert pq.read_schema(out) == pa.schema([("id", pa.int64()), ("day", pa.date32()), ("extra", pa.null())])
+
+
+# -- schema drift between the files of one task ---------------------------------------------------------------------
+
+
+def test_csv_files_with_columns_in_another_order_are_read_by_name(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    a.write_text("id,name,x\n1,a,0.5\n")
+    b.write_text("x,id,name\n1.5,2,b\n")
+    c.write_text("name,x,id,extra\nc,2.5,3,yes\n")  # and one column more
+    for fmt in ("parquet", "csv", "jsonl"):
+        out = tmp_path / f"in.{fmt}"
+        assert import_input(csv_input(a, b, c), str(out), fmt).rows == 3
+        back = read_local(str(out), fmt)
+        assert back.schema.names == ["id", "name", "x", "extra"]
+        assert sorted(back.to_pylist(), key=lambda r: r["id"]) == [
+            {"id": 1, "name": "a", "x": 0.5, "extra": None}, {"id": 2, "name": "b", "x": 1.5, "extra": None},
+            {"id": 3, "name": "c", "x": 2.5, "extra": "yes"}]
+    out = tmp_path / "in.parquet"
+    import_input(csv_input(a, b, c, columns=["extra", "id"]), str(out), "parquet")
+    assert sorted(pq.read_table(out).to_pylist(), key=lambda r: r["id"]) == [
+        {"extra": None, "id": 1}, {"extra": None, "id": 2}, {"extra": "yes", "id": 3}]
+
+
+def test_csv_files_promote_losslessly(tmp_path: Path) -> None:
+    """int in one file and float in another read as float64, an all-empty column takes the other files' type."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("v,w\n2,\n")  # v int64, w null
+    b.write_text("v,w\n1.5,2024-01-02\n")
+    out = tmp_path / "in.parquet"
+    import_input(csv_input(a, b), str(out), "parquet")
+    back = pq.read_table(out)
+    assert back.schema == pa.schema([("v", pa.float64()), ("w", pa.date32())])
+    assert sorted(back.column("v").to_pylist()) == [1.5, 2.0]
+
+
+def test_csv_files_in_conflict_name_the_column_the_types_and_both_files(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("id,code\n1,10\n")
+    b.write_text("code,id\nX7,2\n")
+    with pytest.raises(InputError) as err:
+        import_input(csv_input(a, b), str(tmp_path / "in.parquet"), "parquet")
+    message = str(err.value)
+    assert "'code'" in message and "int64" in message and "string" in message
+    assert str(a) in message and str(b) in message and "csv.schema" in message
+    out = tmp_path / "in.parquet"  # the fix the message names
+    import_input(csv_input(a, b, schema={"code": "string"}), str(out), "parquet")
+    assert sorted(pq.read_table(out).column("code").to_pylist()) == ["10", "X7"]
+
+
+def test_parquet_files_drift_column_order_extra_columns_and_wider_types(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": pa.array([1], pa.int32()), "v": pa.array([None], pa.null())}), a)
+    pq.write_table(pa.table({"v": pa.array(["x"]), "id": pa.array([2], pa.int64()), "more": [1.5]}), b)
+    pq.write_table(pa.table({"more": pa.array([2.5], pa.float32()), "id": pa.array([3], pa.uint16())}), c)
+    for fmt in ("parquet", "csv"):
+        out = tmp_path / f"in.{fmt}"
+        assert import_input(parquet_input(a, b, c), str(out), fmt).rows == 3
+        back = read_local(str(out), fmt)
+        assert back.schema.names == ["id", "v", "more"]
+        assert sorted(back.to_pylist(), key=lambda r: r["id"]) == [
+            {"id": 1, "v": None, "more": None}, {"id": 2, "v": "x", "more": 1.5}, {"id": 3, "v": None, "more": 2.5}]
+    assert pq.read_schema(tmp_path / "in.parquet").types == [pa.int64(), pa.string(), pa.float64()]
+
+
+@pytest.mark.parametrize(("one", "other"), [(pa.int64(), pa.string()), (pa.int64(), pa.float64()),
+                                            (pa.timestamp("us", tz="UTC"), pa.timestamp("us"))])
+def test_parquet_files_in_lossy_conflict_are_refused(tmp_path: Path, one: pa.DataType, other: pa.DataType) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(pa.table({"k": [1], "v": pa.array([None], one)}), a)
+    pq.write_table(pa.table({"v": pa.array([None], other), "k": [2]}), b)
+    with pytest.raises(InputError) as err:
+        import_input(parquet_input(a, b), str(tmp_path / "in.parquet"), "parquet")
+    message = str(err.value)
+    assert "'v'" in message and str(one) in message and str(other) in message
+    assert str(a) in message and str(b) in message
+
+
+# -- NULL in external CSV inputs ---------------------------------------------------------------------------------------
+
+
+def test_csv_input_null_is_an_empty_unquoted_field(tmp_path: Path) -> None:
+    src = tmp_path / "a.csv"
+    src.write_text('s,n,f\n"",1,nan\n,,\nNA,3,\nnull,4,1.5\n')
+    out = tmp_path / "in.parquet"
+    import_input(csv_input(src), str(out), "parquet")
+    back = pq.read_table(out)
+    assert back.column("s").to_pylist() == ["", None, "NA", "null"]
+    assert back.column("n").to_pylist() == [1, None, 3, 4]
+    f = back.column("f").to_pylist()
+    assert np.isnan(f[0]) and f[1:] == [None, None, 1.5]
+
+
+def test_csv_input_of_one_column_keeps_its_null_rows(tmp_path: Path) -> None:
+    src = tmp_path / "a.csv"
+    src.write_text('k\na\n\n""\nb\n\n')
+    for fmt in ("parquet", "csv"):
+        out = tmp_path / f"in.{fmt}"
+        assert import_input(csv_input(src), str(out), fmt).rows == 5
+        assert read_local(str(out), fmt).column("k").to_pylist() == ["a", None, "", "b", None]
