@@ -7,17 +7,20 @@ import json
 import os
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import babelmr.worker.importer as importer
 from babelmr.errors import BabelMRError, InputError
 from babelmr.spec import FileSlice, TaskInput
 from babelmr.store import open_store
 from babelmr.worker.exporter import export_partitions
-from babelmr.worker.formats import read_batches
+from babelmr.worker.formats import open_writer, read_batches
 from babelmr.worker.importer import import_input, import_inputs, input_paths
 from babelmr.worker.partition import partition_ids
 
@@ -509,3 +512,53 @@ def test_csv_input_of_one_column_keeps_its_null_rows(tmp_path: Path) -> None:
         out = tmp_path / f"in.{fmt}"
         assert import_input(csv_input(src), str(out), fmt).rows == 5
         assert read_local(str(out), fmt).column("k").to_pylist() == ["a", None, "", "b", None]
+
+
+# -- drift against an oracle ---------------------------------------------------------------------------------------
+
+WORDS = ["", "x", "a,b", 'q"q', "two\nlines", "NA", "null", "\\N", "Zürich"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_drifting_files_read_like_duckdb_union_by_name(tmp_path: Path, data: st.DataObject) -> None:
+    """Files of one input with columns in any order, some missing, ints of several widths: every row, by name.
+
+    The oracle is DuckDB's read_parquet(union_by_name) over the same pieces; the CSV pieces hold the same rows.
+    """
+    n = data.draw(st.integers(0, 30))
+    table = pa.table({
+        "id": pa.array(range(n), pa.int64()),
+        "s": pa.array(data.draw(st.lists(st.one_of(st.none(), st.sampled_from(WORDS)), min_size=n, max_size=n)),
+                      pa.string()),
+        "i": pa.array(data.draw(st.lists(st.one_of(st.none(), st.integers(-2**31, 2**31 - 1)), min_size=n,
+                                         max_size=n)), pa.int64()),
+        "f": pa.array(data.draw(st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+                                         min_size=n, max_size=n)), pa.float64()),
+    })
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), min_size=1, max_size=4)))
+    pieces = [table.slice(a, b - a) for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
+    parquet_files, csv_files = [], []
+    for p, piece in enumerate(pieces):
+        kept = ["id", *data.draw(st.permutations(["s", "i", "f"])).copy()[:data.draw(st.integers(0, 3))]]
+        order = data.draw(st.permutations(kept))
+        piece = piece.select(order)
+        if "i" in order and data.draw(st.booleans()):
+            piece = piece.set_column(order.index("i"), "i", piece.column("i").cast(pa.int32()))
+        pq.write_table(piece, tmp_path / f"p{p}.parquet")
+        parquet_files.append(tmp_path / f"p{p}.parquet")
+        writer = open_writer(str(tmp_path / f"p{p}.csv"), "csv", piece.schema)
+        for batch in piece.to_batches():
+            writer.write(batch)
+        writer.close()
+        csv_files.append(tmp_path / f"p{p}.csv")
+    names = ", ".join(f"'{f}'" for f in parquet_files)
+    oracle = duckdb.sql(f"select * from read_parquet([{names}], union_by_name = true)").to_arrow_table()
+    want = sorted(oracle.to_pylist(), key=lambda r: r["id"])
+    for inp in (parquet_input(*parquet_files), csv_input(*csv_files, schema={"s": "string"})):
+        out = tmp_path / "in.parquet"
+        assert import_input(inp, str(out), "parquet").rows == n
+        back = pq.read_table(out)
+        assert set(back.schema.names) == set(oracle.schema.names)
+        got = sorted(back.to_pylist(), key=lambda r: r["id"])
+        assert [{c: r[c] for c in oracle.schema.names} for r in got] == want, inp.format
