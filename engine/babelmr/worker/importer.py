@@ -42,6 +42,7 @@ READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))  # files opened,
 # Files decoded at once. Each holds its pre-buffered column chunks and a batch (~40 MB for lineitem): 4 keeps a
 # 16-file partition under 512 MB of RSS and, on a 2-core worker, imports no slower than 8.
 DECODE_THREADS = int(os.environ.get("BABELMR_DECODE_THREADS", "4"))
+PROBE_BLOCK = 1 << 20  # bytes of each CSV file after the first that its column types are inferred from
 QUEUE_BATCHES = 2  # each reader thread also holds one batch while it waits: memory is (threads + this) batches
 PREBUFFER_BYTES = 16 << 20  # compressed bytes of row groups a file reads ahead at once (bounds memory per file)
 
@@ -154,36 +155,45 @@ class _CsvFile:
     reader: Any = None  # the reader that found the schema, when it can be read on
 
 
-def _csv_read_options(inp: TaskInput) -> pacsv.ReadOptions:
+def _csv_read_options(inp: TaskInput, block: int = READ_BLOCK) -> pacsv.ReadOptions:
     opts = inp.csv
     names = opts.get("column_names")
-    return pacsv.ReadOptions(block_size=READ_BLOCK, column_names=names,
+    return pacsv.ReadOptions(block_size=block, column_names=names,
                              skip_rows=1 if names and opts.get("header", True) else 0,
                              autogenerate_column_names=not opts.get("header", True) and not names)
 
 
 def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None,
-                include_columns: list[str] | None = None, file_columns: int | None = None):
+                include_columns: list[str] | None = None, file_columns: int | None = None,
+                block: int = READ_BLOCK):
     """A streaming reader of one CSV file; ``include_columns`` the file lacks come as NULL."""
     fs, path = filesystem_for(piece.uri)
     try:
-        return open_csv(lambda: fs.open_input_stream(path, compression="detect"), _csv_read_options(inp),
+        return open_csv(lambda: fs.open_input_stream(path, compression="detect"), _csv_read_options(inp, block),
                         inp.csv.get("delimiter", ","), types, include_columns, file_columns)
     except (pa.ArrowInvalid, pa.ArrowKeyError, FileNotFoundError) as e:  # bad data, missing column or file
         raise InputError(f"input {inp.name!r}: cannot read CSV file {piece.uri}: {e}") from None
 
 
-def _csv_probe(inp: TaskInput, piece: FileSlice, declared: dict[str, pa.DataType] | None, keep: bool) -> _CsvFile:
-    try:
-        reader = _csv_reader(inp, piece, declared)
-    except InputError as e:
-        if "Empty CSV file" in str(e):  # a 0-byte file (or only blank lines) is an input without rows
-            return _CsvFile(piece, None)
-        raise
+def _csv_probe(inp: TaskInput, piece: FileSlice, declared: dict[str, pa.DataType] | None, first: bool) -> _CsvFile:
+    """The file's columns and types. The first file's reader is kept to be read on; the others infer from
+    their first ``PROBE_BLOCK`` bytes only (a whole block of each would hold many blocks in memory at once,
+    and parsing it twice cost ~40% more time for 16 MB files)."""
+    reader = None
+    for block in ([READ_BLOCK] if first else [PROBE_BLOCK, READ_BLOCK]):
+        try:
+            reader = _csv_reader(inp, piece, declared, block=block)
+            break
+        except InputError as e:
+            if "Empty CSV file" in str(e):  # a 0-byte file (or only blank lines) is an input without rows
+                return _CsvFile(piece, None)
+            if "straddl" not in str(e) or block == READ_BLOCK:  # a row longer than the probe's block: a larger one
+                raise
+    assert reader is not None
     schema = pa.schema([pa.field(f.name, (declared or {}).get(f.name, f.type)) for f in reader.schema])
-    if keep:
+    if first:
         return _CsvFile(piece, schema, reader)
-    reader.close()  # the first block of every file would not fit in memory at once
+    reader.close()
     return _CsvFile(piece, schema)
 
 
@@ -312,7 +322,7 @@ def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa
     """The input's files read by column name into one schema (see ``unify_files``)."""
     declared = arrow_schema(inp.csv.get("schema"))
     with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
-        probed = list(pool.map(lambda ip: _csv_probe(inp, ip[1], declared, keep=ip[0] == 0),
+        probed = list(pool.map(lambda ip: _csv_probe(inp, ip[1], declared, first=ip[0] == 0),
                                enumerate(inp.files)))
     files = [(f.piece.uri, f.schema) for f in probed if f.schema is not None]
     unified = unify_files(inp, files, text=True)
