@@ -562,3 +562,14 @@ def test_drifting_files_read_like_duckdb_union_by_name(tmp_path: Path, data: st.
         assert set(back.schema.names) == set(oracle.schema.names)
         got = sorted(back.to_pylist(), key=lambda r: r["id"])
         assert [{c: r[c] for c in oracle.schema.names} for r in got] == want, inp.format
+
+
+def test_a_row_longer_than_the_probe_of_a_later_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later CSV files infer types from a small first block; a row that does not fit it gets a larger one."""
+    monkeypatch.setattr(importer, "PROBE_BLOCK", 64)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("id,text\n1,short\n")
+    b.write_text(f'id,text\n2,"{"long " * 40}\nline"\n')
+    out = tmp_path / "in.parquet"
+    assert import_input(csv_input(a, b), str(out), "parquet").rows == 2
+    assert sorted(pq.read_table(out).column("text").to_pylist()) == ["long " * 40 + "\nline", "short"]
