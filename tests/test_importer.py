@@ -573,3 +573,12 @@ def test_a_row_longer_than_the_probe_of_a_later_file_is_read(tmp_path: Path, mon
     out = tmp_path / "in.parquet"
     assert import_input(csv_input(a, b), str(out), "parquet").rows == 2
     assert sorted(pq.read_table(out).column("text").to_pylist()) == ["long " * 40 + "\nline", "short"]
+
+
+def test_only_empty_parquet_files_give_their_schema(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(pa.schema([("k", pa.int32()), ("t", pa.timestamp("us", tz="UTC"))]).empty_table(), a)
+    pq.write_table(pa.schema([("t", pa.timestamp("us", tz="UTC")), ("k", pa.int64())]).empty_table(), b)
+    out = tmp_path / "in.parquet"
+    assert import_input(parquet_input(a, b), str(out), "parquet").rows == 0
+    assert pq.read_schema(out) == pa.schema([("k", pa.int64()), ("t", pa.timestamp("us", tz="UTC"))])
