@@ -91,7 +91,7 @@ def _unreadable(spec: TaskSpec, output: str, schema: pa.Schema | None, error: Ex
         if column not in (spec.schema or {}):  # pyarrow infers CSV types from the first block only
             return (f"column {column!r} of {name} was inferred as {m[2]} from its first rows, but a later row "
                     f"holds {m[3][:40]!r}: declare the column's type in the stage's 'schema' "
-                    f"(e.g. \"{column}\": \"{'string' if m[2] in ('null', 'bool') else 'float64'}\")")
+                    f"(e.g. \"{column}\": \"{'float64' if m[2] == 'int64' else 'string'}\")")
         return f"column {column!r} of {name} is declared {m[2]} but a row holds {m[3][:40]!r}: fix the program " \
                "or the stage's 'schema'"
     return f"cannot read the program's output {name} as {spec.program_format}: {error} (declare column types " \
