@@ -81,6 +81,8 @@ def test_a_zero_row_parquet_output_keeps_its_schema(tmp_path: Path) -> None:
     assert table.num_rows == 0
     assert table.schema.remove_metadata() == pa.schema([("k", pa.int32()), ("m", pa.decimal128(9, 3)),
                                                         ("t", pa.timestamp("ns", tz="UTC"))])
+    table = exported(run_in_process(tmp_path, WRITE_EMPTY_PARQUET, schema={"k": "int64"}))  # declared types win
+    assert table.schema.types[0] == pa.int64()
 
 
 def test_a_header_only_csv_output_keeps_its_columns(tmp_path: Path) -> None:

@@ -177,8 +177,8 @@ def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] 
 
 def _csv_probe(inp: TaskInput, piece: FileSlice, declared: dict[str, pa.DataType] | None, first: bool) -> _CsvFile:
     """The file's columns and types. The first file's reader is kept to be read on; the others infer from
-    their first ``PROBE_BLOCK`` bytes only (a whole block of each would hold many blocks in memory at once,
-    and parsing it twice cost ~40% more time for 16 MB files)."""
+    their first ``PROBE_BLOCK`` bytes only: a whole block of each would be parsed twice, and kept open they
+    would hold many blocks in memory at once."""
     reader = None
     for block in ([READ_BLOCK] if first else [PROBE_BLOCK, READ_BLOCK]):
         try:

@@ -119,6 +119,8 @@ def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
         schema = pa.schema([*types.items(), *((k, pa.null()) for k in spec.key or [] if k not in types)])
         return schema, iter(())
     schema = schema if schema is not None else first.schema
+    if types:  # Parquet output too: declared types are what the stage exports (the exporter casts)
+        schema = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in schema])
     missing = [k for k in spec.key or [] if k not in schema.names]
     if missing:
         raise TaskError(_failure(spec, f"the program's output has no key column(s) {missing}; it has "
