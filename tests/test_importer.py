@@ -582,3 +582,18 @@ def test_only_empty_parquet_files_give_their_schema(tmp_path: Path) -> None:
     out = tmp_path / "in.parquet"
     assert import_input(parquet_input(a, b), str(out), "parquet").rows == 0
     assert pq.read_schema(out) == pa.schema([("k", pa.int64()), ("t", pa.timestamp("us", tz="UTC"))])
+
+
+def test_a_csv_input_column_whose_type_changes_after_the_first_block_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Types are inferred from a file's first block: a later value of another type names column, file and fix."""
+    monkeypatch.setattr(importer, "READ_BLOCK", 1 << 10)
+    src = tmp_path / "a.csv"
+    src.write_text("id,v\n" + "".join(f"{i},{i}\n" for i in range(2000)) + "2000,2.5\n")
+    with pytest.raises(InputError) as err:
+        import_input(csv_input(src), str(tmp_path / "in.parquet"), "parquet")
+    message = str(err.value)
+    assert "column 'v'" in message and str(src) in message and "int64" in message and "'2.5'" in message
+    assert '"v": "float64"' in message
+    out = tmp_path / "in.parquet"
+    assert import_input(csv_input(src, schema={"v": "float64"}), str(out), "parquet").rows == 2001

@@ -223,6 +223,17 @@ def open_csv(open_stream: Callable[[], object], read_options: pacsv.ReadOptions,
                           convert_options=csv_convert_options(types, include_columns))
 
 
+_CSV_CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\S+): invalid value '(.*)'", re.S)
+
+
+def csv_conversion_error(error: Exception, names: list[str]) -> tuple[str, str, str] | None:
+    """(column, type, value) of a CSV conversion error; ``names`` are the file's columns in its order."""
+    m = _CSV_CONVERSION.search(str(error))
+    if m is None or int(m[1]) >= len(names):
+        return None
+    return names[int(m[1])], m[2], m[3][:40]
+
+
 def csv_batches(reader, types: dict[str, pa.DataType] | None) -> Iterator[pa.RecordBatch]:
     """The batches of a CSV reader, with columns read as a stand-in type (``csv_read_type``) cast to ``types``."""
     cast = {c: t for c, t in (types or {}).items() if csv_read_type(t) != t and c in reader.schema.names}

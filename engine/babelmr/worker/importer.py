@@ -31,6 +31,7 @@ from babelmr.worker.formats import (
     arrow_schema,
     conform,
     csv_batches,
+    csv_conversion_error,
     open_csv,
     open_writer,
     plain_schema,
@@ -155,17 +156,17 @@ class _CsvFile:
     reader: Any = None  # the reader that found the schema, when it can be read on
 
 
-def _csv_read_options(inp: TaskInput, block: int = READ_BLOCK) -> pacsv.ReadOptions:
+def _csv_read_options(inp: TaskInput, block: int | None = None) -> pacsv.ReadOptions:
     opts = inp.csv
     names = opts.get("column_names")
-    return pacsv.ReadOptions(block_size=block, column_names=names,
+    return pacsv.ReadOptions(block_size=block or READ_BLOCK, column_names=names,
                              skip_rows=1 if names and opts.get("header", True) else 0,
                              autogenerate_column_names=not opts.get("header", True) and not names)
 
 
 def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None,
                 include_columns: list[str] | None = None, file_columns: int | None = None,
-                block: int = READ_BLOCK):
+                block: int | None = None):
     """A streaming reader of one CSV file; ``include_columns`` the file lacks come as NULL."""
     fs, path = filesystem_for(piece.uri)
     try:
@@ -180,7 +181,7 @@ def _csv_probe(inp: TaskInput, piece: FileSlice, declared: dict[str, pa.DataType
     their first ``PROBE_BLOCK`` bytes only: a whole block of each would be parsed twice, and kept open they
     would hold many blocks in memory at once."""
     reader = None
-    for block in ([READ_BLOCK] if first else [PROBE_BLOCK, READ_BLOCK]):
+    for block in ([READ_BLOCK] if first else [min(PROBE_BLOCK, READ_BLOCK), READ_BLOCK]):
         try:
             reader = _csv_reader(inp, piece, declared, block=block)
             break
@@ -336,22 +337,32 @@ def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa
             continue
         if f.reader is not None and f.schema == schema and not inp.columns:
             reader = f.reader  # the first file, already open and of the right shape: read on
-            sources.append(lambda reader=reader, uri=f.piece.uri: _csv_source(inp, uri, lambda: reader, types))
+            sources.append(lambda reader=reader, f=f: _csv_source(inp, f, lambda: reader, types))
             continue
         if f.reader is not None:
             f.reader.close()
         sources.append(lambda f=f: _csv_source(
-            inp, f.piece.uri, lambda: _csv_reader(inp, f.piece, types, schema.names, len(f.schema)), types))
+            inp, f, lambda: _csv_reader(inp, f.piece, types, schema.names, len(f.schema)), types))
     return schema, sources
 
 
-def _csv_source(inp: TaskInput, uri: str, open_reader: Callable[[], Any],
+def _csv_source(inp: TaskInput, f: _CsvFile, open_reader: Callable[[], Any],
                 types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
     try:
         yield from csv_batches(open_reader(), types)
     except pa.ArrowInvalid as e:  # a value of another type than the first block showed, or a malformed row
-        raise InputError(f"input {inp.name!r}: cannot read CSV file {uri}: {e} (declare the column types in "
-                         "the input's csv.schema)") from None
+        bad = csv_conversion_error(e, f.schema.names if f.schema is not None else [])
+        if bad is None:
+            raise InputError(f"input {inp.name!r}: cannot read CSV file {f.piece.uri}: {e} (declare the column "
+                             "types in the input's csv.schema)") from None
+        column, type_, value = bad
+        declared = column in (inp.csv.get("schema") or {})
+        how = "is declared" if declared else "was inferred as"
+        fix = "fix the file or the input's csv.schema" if declared else (
+            f"declare its type in the input's csv.schema (e.g. \"{column}\": "
+            f"\"{'float64' if type_ == 'int64' else 'string'}\")")
+        raise InputError(f"input {inp.name!r}: column {column!r} of CSV file {f.piece.uri} {how} {type_}, but a "
+                         f"row holds {value!r}: {fix}") from None
 
 
 def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import resource
 import secrets
 import shlex
@@ -25,7 +24,7 @@ from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
 from babelmr.worker.exporter import export_partitions
-from babelmr.worker.formats import EXTENSIONS, arrow_schema, open_output
+from babelmr.worker.formats import EXTENSIONS, arrow_schema, csv_conversion_error, open_output
 from babelmr.worker.importer import import_inputs
 from babelmr.worker.program import run_program, stderr_tail
 
@@ -79,20 +78,17 @@ def _failure(spec: TaskSpec, what: str, stderr_path: str | None) -> str:
     return f"{spec.label}: {what}{shown}"
 
 
-_CSV_CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\S+): invalid value '(.*)'", re.S)
-
-
 def _unreadable(spec: TaskSpec, output: str, schema: pa.Schema | None, error: Exception) -> str:
     """What went wrong reading the program's output, and the fix."""
     name = os.path.basename(output)
-    m = _CSV_CONVERSION.search(str(error))
-    if m and schema is not None and int(m[1]) < len(schema):
-        column = schema.names[int(m[1])]
+    bad = csv_conversion_error(error, schema.names) if schema is not None else None
+    if bad:
+        column, type_, value = bad
         if column not in (spec.schema or {}):  # pyarrow infers CSV types from the first block only
-            return (f"column {column!r} of {name} was inferred as {m[2]} from its first rows, but a later row "
-                    f"holds {m[3][:40]!r}: declare the column's type in the stage's 'schema' "
-                    f"(e.g. \"{column}\": \"{'float64' if m[2] == 'int64' else 'string'}\")")
-        return f"column {column!r} of {name} is declared {m[2]} but a row holds {m[3][:40]!r}: fix the program " \
+            return (f"column {column!r} of {name} was inferred as {type_} from its first rows, but a later row "
+                    f"holds {value!r}: declare the column's type in the stage's 'schema' "
+                    f"(e.g. \"{column}\": \"{'float64' if type_ == 'int64' else 'string'}\")")
+        return f"column {column!r} of {name} is declared {type_} but a row holds {value!r}: fix the program " \
                "or the stage's 'schema'"
     return f"cannot read the program's output {name} as {spec.program_format}: {error} (declare column types " \
            "with the stage's 'schema')"
