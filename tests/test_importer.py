@@ -7,17 +7,20 @@ import json
 import os
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import babelmr.worker.importer as importer
 from babelmr.errors import BabelMRError, InputError
 from babelmr.spec import FileSlice, TaskInput
 from babelmr.store import open_store
 from babelmr.worker.exporter import export_partitions
-from babelmr.worker.formats import read_batches
+from babelmr.worker.formats import open_writer, read_batches
 from babelmr.worker.importer import import_input, import_inputs, input_paths
 from babelmr.worker.partition import partition_ids
 
@@ -246,14 +249,26 @@ def test_missing_parquet_file_is_named(tmp_path: Path) -> None:
     assert str(gone) in str(err.value)
 
 
-def test_missing_column_names_the_column_and_the_file(tmp_path: Path) -> None:
+def test_a_column_no_file_has_names_the_column(tmp_path: Path) -> None:
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     pq.write_table(rows_table(0, 10), a)
     pq.write_table(rows_table(10, 10).drop_columns(["x"]), b)
     with pytest.raises(InputError) as err:
-        import_input(parquet_input(a, b, columns=["id", "x"]), str(tmp_path / "in.parquet"), "parquet")
+        import_input(parquet_input(a, b, columns=["id", "nope"]), str(tmp_path / "in.parquet"), "parquet")
     message = str(err.value)
-    assert "'x'" in message and str(b) in message and str(a) not in message
+    assert "'nope'" in message and "fix 'columns'" in message
+
+
+def test_a_column_some_files_lack_is_null_in_their_rows(tmp_path: Path) -> None:
+    """Schema drift: a column only some files have is read as NULL from the others (named or not)."""
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(rows_table(0, 10), a)
+    pq.write_table(rows_table(10, 10).drop_columns(["x"]), b)
+    for columns in (["id", "x"], None):
+        out = tmp_path / "in.parquet"
+        assert import_input(parquet_input(a, b, columns=columns), str(out), "parquet").rows == 20
+        back = pq.read_table(out).sort_by("id")
+        assert back.column("x").to_pylist() == [i * 0.5 for i in range(10)] + [None] * 10
 
 
 # -- CSV ----------------------------------------------------------------------------------------------------------
@@ -367,3 +382,218 @@ def test_an_input_without_files_gives_an_empty_file(tmp_path: Path) -> None:
     out = tmp_path / "in.parquet"
     assert import_input(inp, str(out), "parquet").rows == 0
     assert pq.read_table(out).num_rows == 0
+
+
+# -- empty CSV inputs --------------------------------------------------------------------------------------------------
+
+
+def test_a_zero_byte_csv_file_is_an_empty_input(tmp_path: Path) -> None:
+    empty, full = tmp_path / "empty.csv", tmp_path / "full.csv"
+    empty.write_bytes(b"")
+    full.write_text("id,name\n1,a\n2,b\n")
+    for files in ([empty, full], [full, empty]):
+        out = tmp_path / "in.parquet"
+        assert import_input(csv_input(*files), str(out), "parquet").rows == 2
+        assert pq.read_table(out).to_pylist() == [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_only_empty_csv_files_give_a_typed_empty_input(tmp_path: Path, fmt: str) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    out = tmp_path / f"in.{fmt}"
+    schema = {"id": "int64", "day": "date32"}
+    assert import_input(csv_input(empty, empty, schema=schema), str(out), fmt).rows == 0
+    if fmt == "parquet":
+        assert pq.read_schema(out) == pa.schema([("id", pa.int64()), ("day", pa.date32())])
+    elif fmt == "csv":
+        assert out.read_text().splitlines() == ['"id","day"']
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("id,day,extra\n")
+    assert import_input(csv_input(header_only, empty, schema=schema), str(out), "parquet").rows == 0
+    assert pq.read_schema(out) == pa.schema([("id", pa.int64()), ("day", pa.date32()), ("extra", pa.null())])
+
+
+# -- schema drift between the files of one task ---------------------------------------------------------------------
+
+
+def test_csv_files_with_columns_in_another_order_are_read_by_name(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    a.write_text("id,name,x\n1,a,0.5\n")
+    b.write_text("x,id,name\n1.5,2,b\n")
+    c.write_text("name,x,id,extra\nc,2.5,3,yes\n")  # and one column more
+    for fmt in ("parquet", "csv", "jsonl"):
+        out = tmp_path / f"in.{fmt}"
+        assert import_input(csv_input(a, b, c), str(out), fmt).rows == 3
+        back = read_local(str(out), fmt)
+        assert back.schema.names == ["id", "name", "x", "extra"]
+        assert sorted(back.to_pylist(), key=lambda r: r["id"]) == [
+            {"id": 1, "name": "a", "x": 0.5, "extra": None}, {"id": 2, "name": "b", "x": 1.5, "extra": None},
+            {"id": 3, "name": "c", "x": 2.5, "extra": "yes"}]
+    out = tmp_path / "in.parquet"
+    import_input(csv_input(a, b, c, columns=["extra", "id"]), str(out), "parquet")
+    assert sorted(pq.read_table(out).to_pylist(), key=lambda r: r["id"]) == [
+        {"extra": None, "id": 1}, {"extra": None, "id": 2}, {"extra": "yes", "id": 3}]
+
+
+def test_csv_files_promote_losslessly(tmp_path: Path) -> None:
+    """int in one file and float in another read as float64, an all-empty column takes the other files' type."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("v,w\n2,\n")  # v int64, w null
+    b.write_text("v,w\n1.5,2024-01-02\n")
+    out = tmp_path / "in.parquet"
+    import_input(csv_input(a, b), str(out), "parquet")
+    back = pq.read_table(out)
+    assert back.schema == pa.schema([("v", pa.float64()), ("w", pa.date32())])
+    assert sorted(back.column("v").to_pylist()) == [1.5, 2.0]
+
+
+def test_csv_files_in_conflict_name_the_column_the_types_and_both_files(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("id,code\n1,10\n")
+    b.write_text("code,id\nX7,2\n")
+    with pytest.raises(InputError) as err:
+        import_input(csv_input(a, b), str(tmp_path / "in.parquet"), "parquet")
+    message = str(err.value)
+    assert "'code'" in message and "int64" in message and "string" in message
+    assert str(a) in message and str(b) in message and "csv.schema" in message
+    out = tmp_path / "in.parquet"  # the fix the message names
+    import_input(csv_input(a, b, schema={"code": "string"}), str(out), "parquet")
+    assert sorted(pq.read_table(out).column("code").to_pylist()) == ["10", "X7"]
+
+
+def test_parquet_files_drift_column_order_extra_columns_and_wider_types(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": pa.array([1], pa.int32()), "v": pa.array([None], pa.null())}), a)
+    pq.write_table(pa.table({"v": pa.array(["x"]), "id": pa.array([2], pa.int64()), "more": [1.5]}), b)
+    pq.write_table(pa.table({"more": pa.array([2.5], pa.float32()), "id": pa.array([3], pa.uint16())}), c)
+    for fmt in ("parquet", "csv"):
+        out = tmp_path / f"in.{fmt}"
+        assert import_input(parquet_input(a, b, c), str(out), fmt).rows == 3
+        back = read_local(str(out), fmt)
+        assert back.schema.names == ["id", "v", "more"]
+        assert sorted(back.to_pylist(), key=lambda r: r["id"]) == [
+            {"id": 1, "v": None, "more": None}, {"id": 2, "v": "x", "more": 1.5}, {"id": 3, "v": None, "more": 2.5}]
+    assert pq.read_schema(tmp_path / "in.parquet").types == [pa.int64(), pa.string(), pa.float64()]
+
+
+@pytest.mark.parametrize(("one", "other"), [(pa.int64(), pa.string()), (pa.int64(), pa.float64()),
+                                            (pa.timestamp("us", tz="UTC"), pa.timestamp("us"))])
+def test_parquet_files_in_lossy_conflict_are_refused(tmp_path: Path, one: pa.DataType, other: pa.DataType) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(pa.table({"k": [1], "v": pa.array([None], one)}), a)
+    pq.write_table(pa.table({"v": pa.array([None], other), "k": [2]}), b)
+    with pytest.raises(InputError) as err:
+        import_input(parquet_input(a, b), str(tmp_path / "in.parquet"), "parquet")
+    message = str(err.value)
+    assert "'v'" in message and str(one) in message and str(other) in message
+    assert str(a) in message and str(b) in message
+
+
+# -- NULL in external CSV inputs ---------------------------------------------------------------------------------------
+
+
+def test_csv_input_null_is_an_empty_unquoted_field(tmp_path: Path) -> None:
+    src = tmp_path / "a.csv"
+    src.write_text('s,n,f\n"",1,nan\n,,\nNA,3,\nnull,4,1.5\n')
+    out = tmp_path / "in.parquet"
+    import_input(csv_input(src), str(out), "parquet")
+    back = pq.read_table(out)
+    assert back.column("s").to_pylist() == ["", None, "NA", "null"]
+    assert back.column("n").to_pylist() == [1, None, 3, 4]
+    f = back.column("f").to_pylist()
+    assert np.isnan(f[0]) and f[1:] == [None, None, 1.5]
+
+
+def test_csv_input_of_one_column_keeps_its_null_rows(tmp_path: Path) -> None:
+    src = tmp_path / "a.csv"
+    src.write_text('k\na\n\n""\nb\n\n')
+    for fmt in ("parquet", "csv"):
+        out = tmp_path / f"in.{fmt}"
+        assert import_input(csv_input(src), str(out), fmt).rows == 5
+        assert read_local(str(out), fmt).column("k").to_pylist() == ["a", None, "", "b", None]
+
+
+# -- drift against an oracle ---------------------------------------------------------------------------------------
+
+WORDS = ["", "x", "a,b", 'q"q', "two\nlines", "NA", "null", "\\N", "Zürich"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_drifting_files_read_like_duckdb_union_by_name(tmp_path: Path, data: st.DataObject) -> None:
+    """Files of one input with columns in any order, some missing, ints of several widths: every row, by name.
+
+    The oracle is DuckDB's read_parquet(union_by_name) over the same pieces; the CSV pieces hold the same rows.
+    """
+    n = data.draw(st.integers(0, 30))
+    table = pa.table({
+        "id": pa.array(range(n), pa.int64()),
+        "s": pa.array(data.draw(st.lists(st.one_of(st.none(), st.sampled_from(WORDS)), min_size=n, max_size=n)),
+                      pa.string()),
+        "i": pa.array(data.draw(st.lists(st.one_of(st.none(), st.integers(-2**31, 2**31 - 1)), min_size=n,
+                                         max_size=n)), pa.int64()),
+        "f": pa.array(data.draw(st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+                                         min_size=n, max_size=n)), pa.float64()),
+    })
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), min_size=1, max_size=4)))
+    pieces = [table.slice(a, b - a) for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
+    parquet_files, csv_files = [], []
+    for p, piece in enumerate(pieces):
+        kept = ["id", *data.draw(st.permutations(["s", "i", "f"])).copy()[:data.draw(st.integers(0, 3))]]
+        order = data.draw(st.permutations(kept))
+        piece = piece.select(order)
+        if "i" in order and data.draw(st.booleans()):
+            piece = piece.set_column(order.index("i"), "i", piece.column("i").cast(pa.int32()))
+        pq.write_table(piece, tmp_path / f"p{p}.parquet")
+        parquet_files.append(tmp_path / f"p{p}.parquet")
+        writer = open_writer(str(tmp_path / f"p{p}.csv"), "csv", piece.schema)
+        for batch in piece.to_batches():
+            writer.write(batch)
+        writer.close()
+        csv_files.append(tmp_path / f"p{p}.csv")
+    names = ", ".join(f"'{f}'" for f in parquet_files)
+    oracle = duckdb.sql(f"select * from read_parquet([{names}], union_by_name = true)").to_arrow_table()
+    want = sorted(oracle.to_pylist(), key=lambda r: r["id"])
+    for inp in (parquet_input(*parquet_files), csv_input(*csv_files, schema={"s": "string"})):
+        out = tmp_path / "in.parquet"
+        assert import_input(inp, str(out), "parquet").rows == n
+        back = pq.read_table(out)
+        assert set(back.schema.names) == set(oracle.schema.names)
+        got = sorted(back.to_pylist(), key=lambda r: r["id"])
+        assert [{c: r[c] for c in oracle.schema.names} for r in got] == want, inp.format
+
+
+def test_a_row_longer_than_the_probe_of_a_later_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later CSV files infer types from a small first block; a row that does not fit it gets a larger one."""
+    monkeypatch.setattr(importer, "PROBE_BLOCK", 64)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("id,text\n1,short\n")
+    b.write_text(f'id,text\n2,"{"long " * 40}\nline"\n')
+    out = tmp_path / "in.parquet"
+    assert import_input(csv_input(a, b), str(out), "parquet").rows == 2
+    assert sorted(pq.read_table(out).column("text").to_pylist()) == ["long " * 40 + "\nline", "short"]
+
+
+def test_only_empty_parquet_files_give_their_schema(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(pa.schema([("k", pa.int32()), ("t", pa.timestamp("us", tz="UTC"))]).empty_table(), a)
+    pq.write_table(pa.schema([("t", pa.timestamp("us", tz="UTC")), ("k", pa.int64())]).empty_table(), b)
+    out = tmp_path / "in.parquet"
+    assert import_input(parquet_input(a, b), str(out), "parquet").rows == 0
+    assert pq.read_schema(out) == pa.schema([("k", pa.int64()), ("t", pa.timestamp("us", tz="UTC"))])
+
+
+def test_a_csv_input_column_whose_type_changes_after_the_first_block_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Types are inferred from a file's first block: a later value of another type names column, file and fix."""
+    monkeypatch.setattr(importer, "READ_BLOCK", 1 << 10)
+    src = tmp_path / "a.csv"
+    src.write_text("id,v\n" + "".join(f"{i},{i}\n" for i in range(2000)) + "2000,2.5\n")
+    with pytest.raises(InputError) as err:
+        import_input(csv_input(src), str(tmp_path / "in.parquet"), "parquet")
+    message = str(err.value)
+    assert "column 'v'" in message and str(src) in message and "int64" in message and "'2.5'" in message
+    assert '"v": "float64"' in message
+    out = tmp_path / "in.parquet"
+    assert import_input(csv_input(src, schema={"v": "float64"}), str(out), "parquet").rows == 2001

@@ -27,6 +27,7 @@ from babelmr.job.model import (
     StageInput,
 )
 from babelmr.units import parse_size
+from babelmr.worker.formats import TYPE_NAMES, arrow_type
 
 MAX_FILE_BYTES = 16 << 20  # a job file is a few KB; anything this large is not one
 MAX_DEPTH = 24  # a valid job nests about 8 levels; deeper values only make error messages recurse
@@ -152,8 +153,7 @@ def _hint(error: jsonschema.ValidationError) -> str:
     if v == "pattern":
         ending = " (it ends in a line break: remove it)" if value.endswith(("\n", "\r")) else ""
         if "int8" in error.validator_value:
-            return (f"{value!r} is not a type babelmr knows{ending}: use int64, float64, string, bool, date32, "
-                    "timestamp[us], decimal128(p,s), ...")
+            return f"{value!r} is not a type babelmr knows{ending}: use one of {TYPE_NAMES}"
         if "KMGT" in error.validator_value:
             return f"{value!r} is not a size: use a number of bytes or e.g. \"64MB\", \"1GiB\""
         if error.validator_value.startswith("^[A-Za-z_]"):
@@ -339,6 +339,30 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+def _type_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Type names of the right form that still name no type: an unknown time zone, a decimal too wide."""
+    found: list[tuple[str, str]] = []
+    type_name = re.compile(job_schema()["$defs"]["type_name"]["pattern"])
+    stages = data.get("stages")
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
+        if not isinstance(stage, dict):
+            continue
+        schemas = [(f"$.stages[{i}].schema", stage.get("schema"))]
+        inputs = stage.get("inputs")
+        for j, inp in enumerate(inputs if isinstance(inputs, list) else []):
+            csv = inp.get("csv") if isinstance(inp, dict) else None
+            if isinstance(csv, dict):
+                schemas.append((f"$.stages[{i}].inputs[{j}].csv.schema", csv.get("schema")))
+        for at, schema in schemas:
+            for column, name in (schema.items() if isinstance(schema, dict) else []):
+                if isinstance(name, str) and type_name.match(name):  # other names: the schema's pattern says
+                    try:
+                        arrow_type(name)
+                    except ValueError as e:
+                        found.append((f"{at}.{column}", str(e)))
+    return found
+
+
 def validate_job_data(data: Any) -> list[str]:
     """Every problem of a parsed job file, each as ``"$.json.path: hint"``; empty when valid."""
     found = _structure_problems(data)
@@ -346,6 +370,7 @@ def validate_job_data(data: Any) -> list[str]:
         found = _schema_problems(data)
         if isinstance(data, dict):
             found += _semantic_problems(data)
+            found += _type_problems(data)
     return [f"{path}: {hint}" for path, hint in dict.fromkeys(found)]
 
 

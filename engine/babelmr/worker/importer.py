@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import botocore.exceptions
 import pyarrow as pa
@@ -25,12 +26,26 @@ from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for
 from babelmr.store.locations import file_version
 from babelmr.worker import chunkcopy
-from babelmr.worker.formats import BATCH_ROWS, EXTENSIONS, READ_BLOCK, arrow_schema, open_writer, plain_schema
+from babelmr.worker.formats import (
+    BATCH_ROWS,
+    EXTENSIONS,
+    READ_BLOCK,
+    arrow_schema,
+    conform,
+    csv_batches,
+    csv_conversion_error,
+    open_csv,
+    open_writer,
+    plain_schema,
+    plain_type,
+    promote,
+)
 
 READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))  # files opened, byte ranges copied at once
 # Files decoded at once. Each holds its pre-buffered column chunks and a batch (~40 MB for lineitem): 4 keeps a
 # 16-file partition under 512 MB of RSS and, on a 2-core worker, imports no slower than 8.
 DECODE_THREADS = int(os.environ.get("BABELMR_DECODE_THREADS", "4"))
+PROBE_BLOCK = 1 << 20  # bytes of each CSV file after the first that its column types are inferred from
 QUEUE_BATCHES = 2  # each reader thread also holds one batch while it waits: memory is (threads + this) batches
 PREBUFFER_BYTES = 16 << 20  # compressed bytes of row groups a file reads ahead at once (bounds memory per file)
 
@@ -132,15 +147,11 @@ class _ParquetSource:
         except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
             check_pinned(inp, piece)  # unless it changed since planned: say so
             raise InputError(f"input {inp.name!r}: cannot read Parquet file {piece.uri}: {e}") from None
-        schema = self.file.schema_arrow
-        if inp.columns:
-            missing = [c for c in inp.columns if c not in schema.names]
-            if missing:
-                raise InputError(f"input {inp.name!r}: {piece.uri} has no column(s) {missing}; "
-                                 f"it has {schema.names}: fix 'columns' in the job file")
-            schema = pa.schema([schema.field(c) for c in inp.columns])
+        schema = plain_schema(self.file.schema_arrow)
+        if inp.columns:  # a column this file lacks is NULL here if another file of the input has it
+            schema = pa.schema([schema.field(c) for c in inp.columns if c in schema.names])
         self.schema = schema
-        self.columns = inp.columns
+        self.columns = schema.names if inp.columns else None
         if inp.kind == "stage":
             self.row_groups = partition_row_groups(self.file.metadata, inp.partition or 0, piece.uri)
         elif piece.row_groups is not None:
@@ -195,30 +206,108 @@ class _ParquetSource:
             yield from self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=run, columns=self.columns)
 
 
-def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None):
-    check_pinned(inp, piece)
-    fs, path = filesystem_for(piece.uri)
+@dataclass
+class _CsvFile:
+    """One CSV file of an input: its columns and their types (declared, else inferred from its first block)."""
+
+    piece: FileSlice
+    schema: pa.Schema | None  # None: the file is empty (0 bytes, or only blank lines)
+    reader: Any = None  # the reader that found the schema, when it can be read on
+
+
+def _csv_read_options(inp: TaskInput, block: int | None = None) -> pacsv.ReadOptions:
     opts = inp.csv
     names = opts.get("column_names")
+    return pacsv.ReadOptions(block_size=block or READ_BLOCK, column_names=names,
+                             skip_rows=1 if names and opts.get("header", True) else 0,
+                             autogenerate_column_names=not opts.get("header", True) and not names)
+
+
+def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None,
+                include_columns: list[str] | None = None, file_columns: int | None = None,
+                block: int | None = None):
+    """A streaming reader of one CSV file; ``include_columns`` the file lacks come as NULL."""
+    check_pinned(inp, piece)
+    fs, path = filesystem_for(piece.uri)
     try:
-        return pacsv.open_csv(
-            fs.open_input_stream(path, compression="detect"),
-            read_options=pacsv.ReadOptions(block_size=READ_BLOCK, column_names=names,
-                                           skip_rows=1 if names and opts.get("header", True) else 0,
-                                           autogenerate_column_names=not opts.get("header", True) and not names),
-            parse_options=pacsv.ParseOptions(delimiter=opts.get("delimiter", ","), newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types=types or {}, include_columns=inp.columns or []),
-        )
+        return open_csv(lambda: fs.open_input_stream(path, compression="detect"), _csv_read_options(inp, block),
+                        inp.csv.get("delimiter", ","), types, include_columns, file_columns)
     except (pa.ArrowInvalid, pa.ArrowKeyError, FileNotFoundError) as e:  # bad data, missing column or file
         check_pinned(inp, piece)  # unless it changed since planned: say so
         raise InputError(f"input {inp.name!r}: cannot read CSV file {piece.uri}: {e}") from None
+
+
+def _csv_probe(inp: TaskInput, piece: FileSlice, declared: dict[str, pa.DataType] | None, first: bool) -> _CsvFile:
+    """The file's columns and types. The first file's reader is kept to be read on; the others infer from
+    their first ``PROBE_BLOCK`` bytes only: a whole block of each would be parsed twice, and kept open they
+    would hold many blocks in memory at once."""
+    reader = None
+    for block in ([READ_BLOCK] if first else [min(PROBE_BLOCK, READ_BLOCK), READ_BLOCK]):
+        try:
+            reader = _csv_reader(inp, piece, declared, block=block)
+            break
+        except InputError as e:
+            if "Empty CSV file" in str(e):  # a 0-byte file (or only blank lines) is an input without rows
+                return _CsvFile(piece, None)
+            if "straddl" not in str(e) or block == READ_BLOCK:  # a row longer than the probe's block: a larger one
+                raise
+    assert reader is not None
+    schema = pa.schema([pa.field(f.name, (declared or {}).get(f.name, f.type)) for f in reader.schema])
+    if first:
+        return _CsvFile(piece, schema, reader)
+    reader.close()
+    return _CsvFile(piece, schema)
+
+
+def unify_files(inp: TaskInput, schemas: list[tuple[str, pa.Schema]], *, text: bool) -> pa.Schema:
+    """One schema for an input's files, columns by name: lossless promotions only, else an InputError.
+
+    Columns come in the order of the first file, then each column first seen in a later file; a column
+    some file lacks is nullable (NULL in that file's rows).
+    """
+    types: dict[str, tuple[pa.DataType, str]] = {}
+    nullable: dict[str, bool] = {}
+    for uri, schema in schemas:
+        for f in schema:
+            if f.name not in types:
+                types[f.name] = (plain_type(f.type), uri)
+                nullable[f.name] = f.nullable or uri != schemas[0][0]
+                continue
+            have, where = types[f.name]
+            unified = promote(have, f.type, text=text)
+            if unified is None:
+                hint = (f"declare its type in the input's csv.schema (e.g. \"{f.name}\": \"string\")" if text else
+                        "rewrite the files with one type for it, or read them as separate inputs")
+                raise InputError(f"input {inp.name!r}: its files have incompatible schemas: column {f.name!r} is "
+                                 f"{have} in {where} but {plain_type(f.type)} in {uri}, and no type holds both "
+                                 f"without loss: {hint}")
+            types[f.name] = (unified, where)
+            nullable[f.name] = nullable[f.name] or f.nullable
+        for name in types.keys() - set(schema.names):
+            nullable[name] = True
+    return pa.schema([pa.field(n, t, nullable[n]) for n, (t, _) in types.items()])
+
+
+def _select(inp: TaskInput, schema: pa.Schema, declared: dict[str, pa.DataType] | None,
+            files: list[tuple[str, pa.Schema]]) -> pa.Schema:
+    """The input's requested ``columns`` of the unified ``schema`` (a column no file has is an error)."""
+    if not inp.columns:
+        return schema
+    missing = [c for c in inp.columns if c not in schema.names]
+    if missing and files:
+        uri, first = files[0]
+        raise InputError(f"input {inp.name!r}: no file has column(s) {missing} ({uri} has {first.names}): "
+                         "fix 'columns' in the job file")
+    declared = declared or {}
+    return pa.schema([schema.field(c) if c in schema.names else pa.field(c, declared.get(c, pa.null()))
+                      for c in inp.columns])
 
 
 def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """Batches of all sources, read by parallel threads through a bounded queue, cast to ``schema``."""
     if len(sources) == 1:
         for batch in sources[0]():
-            yield batch if batch.schema == schema else batch.cast(schema)
+            yield conform(batch, schema)
         return
     q: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
     stop = threading.Event()
@@ -229,7 +318,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
             for batch in source():
                 if stop.is_set():
                     return
-                q.put(batch if batch.schema == schema else batch.cast(schema))
+                q.put(conform(batch, schema))
         except BaseException as e:  # handed to the consumer, which re-raises it
             q.put(e)
         finally:
@@ -258,13 +347,16 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
 def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
     with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
         opened = list(pool.map(lambda piece: _ParquetSource(inp, piece), inp.files))
+    # files with no rows to read say nothing about the data: their columns do not count unless all are empty
     with_rows = [s for s in opened if not s.empty] or opened
-    try:
-        schema = pa.unify_schemas([plain_schema(s.schema) for s in with_rows], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise InputError(f"input {inp.name!r}: its files have incompatible schemas: {e}") from None
     if inp.columns:
-        schema = pa.schema([schema.field(c) for c in inp.columns])
+        found = {c for s in opened for c in s.schema.names}
+        if missing := [c for c in inp.columns if c not in found]:
+            raise InputError(f"input {inp.name!r}: no file has column(s) {missing}; {opened[0].uri} has "
+                             f"{opened[0].file.schema_arrow.names}: fix 'columns' in the job file")
+    schema = unify_files(inp, [(s.uri, s.schema) for s in with_rows], text=False)
+    if inp.columns:
+        schema = pa.schema([schema.field(c) if c in schema.names else pa.field(c, pa.null()) for c in inp.columns])
     return schema, opened
 
 
@@ -293,14 +385,49 @@ def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schem
 
 
 def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa.RecordBatch]]]]:
+    """The input's files read by column name into one schema (see ``unify_files``)."""
     declared = arrow_schema(inp.csv.get("schema"))
-    first = _csv_reader(inp, inp.files[0], declared)
-    schema = plain_schema(first.schema)
+    with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
+        probed = list(pool.map(lambda ip: _csv_probe(inp, ip[1], declared, first=ip[0] == 0),
+                               enumerate(inp.files)))
+    files = [(f.piece.uri, f.schema) for f in probed if f.schema is not None]
+    unified = unify_files(inp, files, text=True)
+    if not files and declared and not inp.columns:  # only empty files: the declared columns
+        unified = pa.schema(list(declared.items()))
+    schema = _select(inp, unified, declared, files)
     types = dict(zip(schema.names, schema.types, strict=True))
-    sources: list[Callable[[], Iterator[pa.RecordBatch]]] = [lambda: _pinned_batches(iter(first), inp, inp.files[0])]
-    for piece in inp.files[1:]:
-        sources.append(lambda piece=piece: _pinned_batches(iter(_csv_reader(inp, piece, types)), inp, piece))
+    sources: list[Callable[[], Iterator[pa.RecordBatch]]] = []
+    for f in probed:
+        if f.schema is None:
+            continue
+        if f.reader is not None and f.schema == schema and not inp.columns:
+            reader = f.reader  # the first file, already open and of the right shape: read on
+            sources.append(lambda reader=reader, f=f: _csv_source(inp, f, lambda: reader, types))
+            continue
+        if f.reader is not None:
+            f.reader.close()
+        sources.append(lambda f=f: _csv_source(
+            inp, f, lambda: _csv_reader(inp, f.piece, types, schema.names, len(f.schema)), types))
     return schema, sources
+
+
+def _csv_source(inp: TaskInput, f: _CsvFile, open_reader: Callable[[], Any],
+                types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from _pinned_batches(csv_batches(open_reader(), types), inp, f.piece)
+    except pa.ArrowInvalid as e:  # a value of another type than the first block showed, or a malformed row
+        bad = csv_conversion_error(e, f.schema.names if f.schema is not None else [])
+        if bad is None:
+            raise InputError(f"input {inp.name!r}: cannot read CSV file {f.piece.uri}: {e} (declare the column "
+                             "types in the input's csv.schema)") from None
+        column, type_, value = bad
+        declared = column in (inp.csv.get("schema") or {})
+        how = "is declared" if declared else "was inferred as"
+        fix = "fix the file or the input's csv.schema" if declared else (
+            f"declare its type in the input's csv.schema (e.g. \"{column}\": "
+            f"\"{'float64' if type_ == 'int64' else 'string'}\")")
+        raise InputError(f"input {inp.name!r}: column {column!r} of CSV file {f.piece.uri} {how} {type_}, but a "
+                         f"row holds {value!r}: {fix}") from None
 
 
 def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:

@@ -25,7 +25,7 @@ from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
 from babelmr.worker.exporter import export_partitions
-from babelmr.worker.formats import EXTENSIONS, arrow_schema, read_batches
+from babelmr.worker.formats import EXTENSIONS, arrow_schema, csv_conversion_error, open_output
 from babelmr.worker.importer import import_inputs
 from babelmr.worker.program import run_program, stderr_tail
 
@@ -81,25 +81,44 @@ def _failure(spec: TaskSpec, what: str, stderr_path: str | None) -> str:
     return f"{spec.label}: {what}{shown}"
 
 
+def _unreadable(spec: TaskSpec, output: str, schema: pa.Schema | None, error: Exception) -> str:
+    """What went wrong reading the program's output, and the fix."""
+    name = os.path.basename(output)
+    bad = csv_conversion_error(error, schema.names) if schema is not None else None
+    if bad:
+        column, type_, value = bad
+        if column not in (spec.schema or {}):  # pyarrow infers CSV types from the first block only
+            return (f"column {column!r} of {name} was inferred as {type_} from its first rows, but a later row "
+                    f"holds {value!r}: declare the column's type in the stage's 'schema' "
+                    f"(e.g. \"{column}\": \"{'float64' if type_ == 'int64' else 'string'}\")")
+        return f"column {column!r} of {name} is declared {type_} but a row holds {value!r}: fix the program " \
+               "or the stage's 'schema'"
+    return f"cannot read the program's output {name} as {spec.program_format}: {error} (declare column types " \
+           "with the stage's 'schema')"
+
+
 def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
-    """The program's output as (schema, batches), checked for the key columns."""
+    """The program's output as (schema, batches), checked for the key columns.
+
+    An output that names no column (a 0-byte CSV/JSONL file, a Parquet file without columns) is an empty
+    output of the declared ``schema``, with key columns not declared typed ``null`` (unknown: other tasks'
+    types win). An output that names its columns keeps them, also with 0 rows, and must hold the key.
+    """
     if not os.path.exists(output):
         raise TaskError(_failure(spec, f"the program exited 0 but wrote no output file {os.path.basename(output)} "
                                        "(write it to the path in $MR_OUTPUT)", stderr_path), retryable=False)
-    types = arrow_schema(spec.schema)
-    batches = read_batches(output, spec.program_format, types)
+    types = arrow_schema(spec.schema) or {}
+    schema: pa.Schema | None = None
     try:
+        schema, batches = open_output(output, spec.program_format, types)
         first = next(batches, None)
     except (pa.ArrowInvalid, OSError) as e:
-        raise TaskError(_failure(spec, f"cannot read the program's output {os.path.basename(output)} as "
-                                       f"{spec.program_format}: {e}", stderr_path), retryable=False) from None
-    if first is None:
-        schema = pa.schema(list(types.items())) if types else pa.schema([])
-        if spec.key and not all(k in schema.names for k in spec.key):
-            schema = pa.schema([*schema, *((k, pa.string()) for k in spec.key if k not in schema.names)])
+        raise TaskError(_failure(spec, _unreadable(spec, output, schema, e), stderr_path), retryable=False) from None
+    if schema is None and first is None:
+        schema = pa.schema([*types.items(), *((k, pa.null()) for k in spec.key or [] if k not in types)])
         return schema, iter(())
-    schema = first.schema
-    if types:
+    schema = schema if schema is not None else first.schema
+    if types:  # Parquet output too: declared types are what the stage exports (the exporter casts)
         schema = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in schema])
     missing = [k for k in spec.key or [] if k not in schema.names]
     if missing:
@@ -108,12 +127,14 @@ def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
                         retryable=False)
 
     def all_batches():
+        if first is None:
+            return
         yield first
         try:
             yield from batches
         except pa.ArrowInvalid as e:
-            raise TaskError(_failure(spec, f"cannot read the program's output: {e} (declare column types with "
-                                           "the stage's 'schema')", stderr_path), retryable=False) from None
+            raise TaskError(_failure(spec, _unreadable(spec, output, schema, e), stderr_path),
+                            retryable=False) from None
 
     return schema, all_batches()
 
