@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from babelmr.errors import InputError, TaskError
+from babelmr.schemas import conform_batch, deserialize_schema
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for
 from babelmr.worker import chunkcopy
@@ -82,14 +83,18 @@ class _ParquetSource:
         except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
             raise InputError(f"input {inp.name!r}: cannot read Parquet file {piece.uri}: {e}") from None
         schema = self.file.schema_arrow
-        if inp.columns:
-            missing = [c for c in inp.columns if c not in schema.names]
+        columns = inp.columns
+        if inp.schema and columns:
+            # An earlier stage's file lacking a column of the stage's unified schema: it reads as NULL.
+            columns = [c for c in columns if c in schema.names]
+        if columns:
+            missing = [c for c in columns if c not in schema.names]
             if missing:
                 raise InputError(f"input {inp.name!r}: {piece.uri} has no column(s) {missing}; "
                                  f"it has {schema.names}: fix 'columns' in the job file")
-            schema = pa.schema([schema.field(c) for c in inp.columns])
+            schema = pa.schema([schema.field(c) for c in columns])
         self.schema = schema
-        self.columns = inp.columns
+        self.columns = columns
         if inp.kind == "stage":
             self.row_groups = partition_row_groups(self.file.metadata, inp.partition or 0, piece.uri)
         elif piece.row_groups is not None:
@@ -157,7 +162,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
     """Batches of all sources, read by parallel threads through a bounded queue, cast to ``schema``."""
     if len(sources) == 1:
         for batch in sources[0]():
-            yield batch if batch.schema == schema else batch.cast(schema)
+            yield conform_batch(batch, schema)
         return
     q: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
     stop = threading.Event()
@@ -168,7 +173,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
             for batch in source():
                 if stop.is_set():
                     return
-                q.put(batch if batch.schema == schema else batch.cast(schema))
+                q.put(conform_batch(batch, schema))
         except BaseException as e:  # handed to the consumer, which re-raises it
             q.put(e)
         finally:
@@ -197,6 +202,15 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
 def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
     with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
         opened = list(pool.map(lambda piece: _ParquetSource(inp, piece), inp.files))
+    if inp.schema:  # an earlier stage's files: the coordinator unified their schemas (babelmr.schemas)
+        schema = plain_schema(deserialize_schema(inp.schema))
+        if inp.columns:
+            missing = [c for c in inp.columns if c not in schema.names]
+            if missing:
+                raise InputError(f"input {inp.name!r}: stage {inp.source!r} has no column(s) {missing}; it has "
+                                 f"{schema.names}: fix 'columns' in the job file")
+            schema = pa.schema([schema.field(c) for c in inp.columns])
+        return schema, opened
     with_rows = [s for s in opened if not s.empty] or opened
     try:
         schema = pa.unify_schemas([plain_schema(s.schema) for s in with_rows], promote_options="permissive")
@@ -241,7 +255,7 @@ def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa
 def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
     """Write one input into ``path`` in format ``fmt``; returns rows and bytes written."""
     if not inp.files:
-        schema, sources = pa.schema([]), []
+        schema, sources = plain_schema(deserialize_schema(inp.schema)) if inp.schema else pa.schema([]), []
     elif inp.format == "parquet":
         schema, opened = _open_parquet(inp)
         if fmt == "parquet" and (copied := _copy_parquet(inp, opened, schema, path)):
