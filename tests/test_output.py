@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +20,14 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from babelmr.backends import get_backend
 from babelmr.coordinator.run import run_job
 from babelmr.errors import BabelMRError, OutputError
 from babelmr.job import load_job
-from babelmr.schemas import SchemaConflict
+from babelmr.schemas import SchemaConflict, TaskSchema, conform_batch, unify_stage_schemas
 from babelmr.store import filesystem_for, layout
 from babelmr.store.local import LocalStore
 from conftest import write_job, write_program
@@ -448,3 +451,58 @@ def test_output_options_validate_and_resolve(tmp_path: Path) -> None:
     assert (job.output.uri, job.output.format, job.output.mode) == (str(tmp_path / "r"), "parquet", "error")
     job = load_job(str(path), output="elsewhere", output_format="csv", overwrite=True)
     assert (job.output.uri, job.output.format, job.output.mode) == (os.path.abspath("elsewhere"), "csv", "overwrite")
+
+
+# ---- unification and conformance, property-based against DuckDB ---------------------------------------------
+
+INTS = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
+
+
+@st.composite
+def drifting_tables(draw: st.DrawFn) -> list[pa.Table]:
+    """Tables of one 'stage': each a subset of columns a, b, c in any order, integers of any width, NULLs."""
+    tables = []
+    for _ in range(draw(st.integers(1, 5))):
+        names = draw(st.permutations(["a", "b", "c"]))[: draw(st.integers(1, 3))]
+        rows = draw(st.integers(0, 4))
+        columns = {}
+        for name in names:
+            if name == "c":  # a string column, sometimes all NULL of type null
+                values = draw(st.lists(st.one_of(st.none(), st.text(max_size=3)), min_size=rows, max_size=rows))
+                kind = pa.null() if all(v is None for v in values) and draw(st.booleans()) else pa.string()
+                columns[name] = pa.array(values if kind == pa.string() else [None] * rows, kind)
+            else:
+                kind = draw(st.sampled_from(INTS))
+                values = draw(st.lists(st.one_of(st.none(), st.integers(-100, 100)), min_size=rows, max_size=rows))
+                columns[name] = pa.array(values, kind)
+        tables.append(pa.table(columns))
+    return tables
+
+
+@settings(max_examples=60, deadline=None)
+@given(drifting_tables())
+def test_unified_stage_schema_keeps_every_value(tables: list[pa.Table]) -> None:
+    schemas = [TaskSchema(i, t.schema, t.num_rows) for i, t in enumerate(tables)]
+    unified = unify_stage_schemas("s", schemas)
+    assert set(unified.names) == {n for t in tables for n in t.column_names}
+    conformed = [conform_batch(b, unified) for t in tables for b in t.to_batches()]
+    got = pa.Table.from_batches(conformed, schema=unified).to_pylist() if conformed else []
+    con = duckdb.connect()
+    for i, t in enumerate(tables):
+        con.register(f"t{i}", t)
+    query = " union all by name ".join(f"select * from t{i}" for i in range(len(tables)))
+    want = [dict(zip(con.sql(query).columns, row, strict=True)) for row in con.sql(query).fetchall()]
+    key = lambda r: repr(sorted(r.items()))  # noqa: E731
+    assert sorted(got, key=key) == sorted(({n: r.get(n) for n in unified.names} for r in want), key=key)
+
+
+@pytest.mark.parametrize(("left", "right"), [(pa.string(), pa.int64()), (pa.date32(), pa.timestamp("us")),
+                                             (pa.bool_(), pa.float64()), (pa.binary(), pa.int32())])
+def test_every_lossy_pair_is_refused_by_name(left: pa.DataType, right: pa.DataType) -> None:
+    schemas = [TaskSchema(3, pa.schema([("k", pa.string()), ("x", left)]), 5),
+               TaskSchema(7, pa.schema([("x", right)]), 2)]
+    with pytest.raises(SchemaConflict, match=re.escape(f"'x': {left} in task 3, {right} in task 7") + ".*'schema'"):
+        unify_stage_schemas("st", schemas)
+    # a 0-row task holds no value: it gives way instead of failing the stage
+    schemas[1] = TaskSchema(7, schemas[1].schema, 0)
+    assert unify_stage_schemas("st", schemas).field("x").type == left
