@@ -506,3 +506,16 @@ def test_every_lossy_pair_is_refused_by_name(left: pa.DataType, right: pa.DataTy
     # a 0-row task holds no value: it gives way instead of failing the stage
     schemas[1] = TaskSchema(7, schemas[1].schema, 0)
     assert unify_stage_schemas("st", schemas).field("x").type == left
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_text_outputs_of_drifting_tasks_have_one_header_and_every_row(tmp_path: Path, fmt: str) -> None:
+    """CSV and JSON Lines parts: the same columns in the same order in every part, NULLs kept."""
+    run(drift_job(tmp_path, {"uri": "out", "format": fmt}, map_only=True))
+    parts = sorted((tmp_path / "out").glob(f"part-*.{fmt}"))
+    assert len(parts) == 5
+    reader = "read_csv" if fmt == "csv" else "read_json"
+    got = duckdb.connect().sql(f"select k, v, extra from {reader}('{tmp_path}/out/part-*.{fmt}')").df()
+    assert len(got) == 32 and got["extra"].notna().sum() == 8 and got["v"].notna().sum() == 24
+    if fmt == "csv":
+        assert {p.read_text().splitlines()[0] for p in parts} == {'"k","v","extra"'}

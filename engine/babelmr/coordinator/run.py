@@ -186,16 +186,16 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
                                 f"after {attempts} attempt(s):\n{first.error if first else 'interrupted'}")
             commits = committed_files(store, run_id, stage, len(plan.tasks))
             _clean_uncommitted(store, run_id, stage.name, commits)
+            files = [c["uri"] for c in commits if c.get("file")]
             try:
-                schema = stage_schema(stage.name, commits)
+                schema = stage_schema(stage.name, commits)  # a lossy disagreement between tasks fails here
+                if stage is job.stages[-1]:  # readers see the result as one dataset: one schema in every file
+                    final = final_files(store, run_id, stage.name, commits, schema)
+                    files = [f.uri for f in final]
             except BabelMRError:
                 summary["status"] = "failed"
                 record["stages"].append(summary)
                 raise
-            files = [c["uri"] for c in commits if c.get("file")]
-            if stage is job.stages[-1]:  # readers see the result as one dataset: one schema in every file
-                final = final_files(store, run_id, stage.name, commits, schema)
-                files = [f.uri for f in final]
             store.write_bytes(layout.stage_manifest(run_id, stage.name), json.dumps(
                 {"stage": stage.name, "partitions": stage.partitions, "key": stage.key, "files": files,
                  "schema": schema.to_string(show_schema_metadata=False) if schema is not None else None,

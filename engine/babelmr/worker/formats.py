@@ -107,7 +107,9 @@ def _json_string(column: pa.Array) -> pa.Array:
 def _json_values(column: pa.Array) -> pa.Array:
     """The JSON text of each value: exact numbers (shortest round-trip floats), ISO dates, null."""
     t = column.type
-    if pa.types.is_boolean(t) or pa.types.is_integer(t):
+    if pa.types.is_null(t):  # a column with no value at all (type null): every value is null
+        text = pa.nulls(len(column), pa.string())
+    elif pa.types.is_boolean(t) or pa.types.is_integer(t):
         text = column.cast(pa.string())
     elif pa.types.is_floating(t) or pa.types.is_decimal(t):
         floats = column.cast(pa.float64())
