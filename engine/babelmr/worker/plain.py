@@ -2,8 +2,8 @@
 
 A job with an ``output`` publishes its final stage's committed files as they are (a hard link or an S3
 server-side copy), so the final tasks write the published format directly: Parquet (snappy, row groups of
-at most `ROW_GROUP_ROWS` rows, no babelmr metadata), CSV (header row; NULL is an empty unquoted field, the
-empty string is ``""``) or JSON Lines (``null``), streamed into the store.
+at most `ROW_GROUP_ROWS` rows or about `ROW_GROUP_BYTES`, no babelmr metadata), CSV (header row; NULL is an
+empty unquoted field, the empty string is ``""``) or JSON Lines (``null``), streamed into the store.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from babelmr.worker.formats import open_writer
 
 ROW_GROUP_ROWS = 1 << 20
+ROW_GROUP_BYTES = 64 << 20  # a row group is written once this many bytes are buffered, whatever its rows
 
 
 class _ParquetPlain:
@@ -26,18 +27,20 @@ class _ParquetPlain:
         self._writer = pq.ParquetWriter(stream, schema, compression="snappy")
         self._pending: list[pa.RecordBatch] = []
         self._rows = 0
+        self._bytes = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         # Gather batches into row groups of ROW_GROUP_ROWS: a program's 64 K-row batches would make tiny ones.
         self._pending.append(batch)
         self._rows += batch.num_rows
-        if self._rows >= ROW_GROUP_ROWS:
+        self._bytes += batch.nbytes
+        if self._rows >= ROW_GROUP_ROWS or self._bytes >= ROW_GROUP_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
             self._writer.write_table(pa.Table.from_batches(self._pending), row_group_size=ROW_GROUP_ROWS)
-        self._pending, self._rows = [], 0
+        self._pending, self._rows, self._bytes = [], 0, 0
 
     def close(self) -> None:
         self._flush()
