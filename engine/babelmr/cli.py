@@ -79,15 +79,24 @@ def main() -> None:
               help="docker/lambda emulators: size of each task's /tmp, like Lambda's ephemeral storage.")
 @click.option("--emulators", type=click.IntRange(min=1),
               help="lambda: start this many AWS Lambda emulator containers per image instead of calling AWS.")
+@click.option("--output", "-o", "output", help="Publish the result here (a folder or s3://bucket/prefix/) as "
+              "part-*.<ext> and _SUCCESS; overrides the job's 'output'.")
+@click.option("--output-format", type=click.Choice(["parquet", "csv", "jsonl"]),
+              help="Format of the published result (default: the job's, else parquet).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier babelmr result at the output location.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 def run(job_file: str, backend: str, store: str | None, concurrency: int | None, memory: str,
-        ephemeral_storage: str, emulators: int | None, as_json: bool) -> None:
+        ephemeral_storage: str, emulators: int | None, output: str | None, output_format: str | None,
+        overwrite: bool, as_json: bool) -> None:
     """Validate JOB_FILE, run its stages and print where the result is."""
     from babelmr.backends.containers import ContainerLimits
     from babelmr.coordinator.run import run_job
     from babelmr.report import RichProgress, summary_table
 
-    job = load_job(job_file, store=store)
+    job = load_job(job_file, store=store, output=output, output_format=output_format, overwrite=overwrite)
+    if job.output is None and (output_format or overwrite):
+        raise click.UsageError("--output-format and --overwrite need an output: give --output URI or the job's "
+                               "'output'")
     try:
         limits = ContainerLimits(parse_size(memory), parse_size(ephemeral_storage))
     except ValueError as e:
@@ -97,10 +106,7 @@ def run(job_file: str, backend: str, store: str | None, concurrency: int | None,
             RichProgress(err) as progress:
         record = run_job(job, b, progress=progress)
     err.print(summary_table(record))
-    files = record["output"]["files"]
-    err.print(f"result: {len(files)} Parquet file(s) of stage {record['output']['stage']!r}:")
-    for f in files:
-        err.print(f"  {f}", markup=False, highlight=False)
+    _print_output(err, record["output"])
     err.print(f"run record: babelmr show {record['run_id']} --store {record['store']}", markup=False)
     if as_json:
         click.echo(json.dumps(record, indent=2))
@@ -219,9 +225,19 @@ def show(run_id: str, store: str, as_json: bool) -> None:
     if record.get("error"):
         out.print("[red]error:[/]", record["error"], markup=True, highlight=False)
     if record.get("output"):
-        out.print(f"output of stage {record['output']['stage']!r}:")
-        for f in record["output"]["files"]:
-            out.print(f"  {f}", markup=False, highlight=False)
+        _print_output(out, record["output"])
+
+
+def _print_output(out: Console, output: dict) -> None:
+    """Where a run's result is: the published output location, else the final stage's files in the store."""
+    if output.get("uri"):
+        out.print(f"result: {output['rows']} rows in {len(output['parts'])} {output['format']} part(s) and "
+                  f"_SUCCESS at {output['uri']}", markup=False, highlight=False)
+        return
+    files = output["files"]
+    out.print(f"result: {len(files)} Parquet file(s) of stage {output['stage']!r}:", markup=False)
+    for f in files:
+        out.print(f"  {f}", markup=False, highlight=False)
 
 
 @main.group()

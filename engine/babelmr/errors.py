@@ -57,3 +57,7 @@ class ImageError(BabelMRError):
 
 class JobFailed(BabelMRError):
     """A stage could not complete: a task failed on every attempt."""
+
+
+class OutputError(BabelMRError):
+    """The job's output location cannot be used: not empty, holds files babelmr did not write, unreachable."""

@@ -41,6 +41,7 @@ class TaskInput:
     partition: int | None = None
     csv: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the job's uri or stage name, for messages
+    schema: str | None = None  # kind "stage": the upstream stage's unified Arrow schema (babelmr.schemas)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class TaskSpec:
     job_dir: str = ""  # the job file's folder: what '{job_dir}' in the command means outside an image
     image: str | None = None  # container backends: the image to run
     memory: int | None = None  # container backends: bytes of memory for the task
+    # The final stage of a job with an 'output': write the program's output as one plain file in this format
+    # (no partition index), ready to be published as a part; None: the partitioned Parquet file.
+    output_format: Literal["parquet", "csv", "jsonl"] | None = None
 
     @property
     def label(self) -> str:

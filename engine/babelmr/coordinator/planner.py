@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,6 +21,13 @@ class StageOutput:
     stage: str
     partitions: int
     files: list[str]
+    commits: list[dict] = field(default_factory=list)  # the commit records (rows per partition, schema)
+    schema: str | None = None  # the stage's unified Arrow schema (babelmr.schemas.serialize_schema)
+
+    def partition_rows(self, partition: int) -> int:
+        """Rows of ``partition`` over every committed file (from the commit records)."""
+        return sum(c["partition_rows"][partition] for c in self.commits
+                   if c.get("file") and partition < len(c.get("partition_rows") or []))
 
 
 @dataclass
@@ -28,6 +35,7 @@ class StagePlan:
     stage: Stage
     tasks: list[TaskSpec]
     resolved_inputs: dict[str, list[str]]
+    skipped: list[int] = field(default_factory=list)  # tasks whose inputs are all empty: the program is not run
 
 
 def _footer(uri: str) -> pq.FileMetaData:
@@ -141,10 +149,18 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
     split = next((i for i in stage.external_inputs if not i.broadcast), None)
 
     task_inputs: list[dict[str, TaskInput]] = []
+    skipped: list[int] = []
     if stage.stage_inputs:
         partitions = upstream[stage.stage_inputs[0].stage].partitions
         for p in range(partitions):
             task_inputs.append({i.name: _stage_input(i, upstream[i.stage], p) for i in stage.stage_inputs})
+            # Empty tasks cost nothing: every upstream partition it reads is empty (known from the commit
+            # records) and it reads nothing else, so the program is not started (docs/program-contract.md).
+            if not broadcast and all(upstream[i.stage].commits and upstream[i.stage].partition_rows(p) == 0
+                                     for i in stage.stage_inputs):
+                skipped.append(p)
+        if len(skipped) == partitions:
+            skipped.pop(0)  # all empty: task 0 still runs, on a typed empty input, so the stage has a typed result
     elif split is not None:
         target = stage.split.target_bytes(sum(f.size for f in listed[split.name]), concurrency)
         pieces = _slices(split, listed[split.name], target)
@@ -163,11 +179,13 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
             key=list(stage.key) if stage.key else None, partitions=stage.partitions,
             timeout=stage.timeout, env={**job.env, **stage.env}, job_dir=job.directory,
             image=stage.image, memory=stage.memory,
+            output_format=job.output.format if job.output and stage is job.stages[-1] else None,
         ))
-    return StagePlan(stage, tasks, resolved)
+    return StagePlan(stage, tasks, resolved, skipped)
 
 
 def _stage_input(inp: StageInput, out: StageOutput, partition: int) -> TaskInput:
     return TaskInput(name=inp.name, kind="stage", format="parquet", files=[FileSlice(f) for f in out.files],
-                     columns=list(inp.columns) if inp.columns else None, partition=partition, source=inp.stage)
+                     columns=list(inp.columns) if inp.columns else None, partition=partition, source=inp.stage,
+                     schema=out.schema)
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from babelmr.backends.base import Backend
+from babelmr.coordinator.output import check_target, final_files, publish, stage_schema
 from babelmr.coordinator.planner import StageOutput, StagePlan, plan_stage
 from babelmr.coordinator.records import new_run_id, write_record
-from babelmr.errors import JobFailed
+from babelmr.errors import BabelMRError, JobFailed
 from babelmr.job import Job, Stage
+from babelmr.schemas import serialize_schema
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
@@ -59,7 +61,7 @@ def run_stage(plan: StagePlan, backend: Backend, progress: StageProgress) -> lis
     stage = plan.stage
     stop = threading.Event()
     outcomes: list[TaskOutcome] = []
-    pending = list(plan.tasks)
+    pending = [t for t in plan.tasks if t.task not in set(plan.skipped)]
     running: set[Future] = set()
     pool = ThreadPoolExecutor(max_workers=backend.stage_concurrency(stage), thread_name_prefix=f"stage-{stage.name}")
     try:
@@ -99,6 +101,16 @@ def committed_files(store: Store, run_id: str, stage: Stage, tasks: int) -> list
     return [records[t] for t in range(tasks)]
 
 
+def _commit_skipped(store: Store, run_id: str, plan: StagePlan) -> None:
+    """Commit records for the tasks whose inputs are all empty: no program ran, no file, no rows."""
+    stage = plan.stage
+    for task in plan.skipped:
+        record = {"task": task, "attempt": 0, "file": None, "uri": None, "rows": 0, "bytes": 0,
+                  "partition_rows": [0] * stage.partitions, "skipped": "every input partition is empty",
+                  "committed_at": time.time()}
+        store.put_if_absent(layout.commit_record(run_id, stage.name, task), json.dumps(record).encode())
+
+
 def _clean_uncommitted(store: Store, run_id: str, stage: str, commits: list[dict[str, Any]]) -> None:
     keep = {c["file"] for c in commits}
     store.delete([e.path for e in store.list(layout.data_prefix(run_id, stage)) if e.path not in keep])
@@ -134,6 +146,7 @@ def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float)
     return {
         "name": plan.stage.name,
         "tasks": len(plan.tasks),
+        "skipped_tasks": plan.skipped,
         "attempts": sum(len(o.attempts) for o in outcomes),
         "retries": sum(len(o.attempts) - 1 for o in outcomes),
         "seconds": seconds,
@@ -162,6 +175,8 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
     store = open_store(store_uri or job.store)
     if isinstance(store, S3Store):
         store.check()
+    if job.output:
+        check_target(job.output)  # before the run starts: a refused output costs nothing and leaves no trace
     run_id = run_id or new_run_id(job.name)
     record: dict[str, Any] = {
         "run_id": run_id, "job": job.name, "job_file": job.path, "store": store.uri, "backend": backend.name,
@@ -176,11 +191,12 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             started = time.perf_counter()
             plan = plan_stage(job, stage, run_id, store.uri, upstream, backend.stage_concurrency(stage))
             backend.check_tasks(stage, plan.tasks)
-            progress.stage_started(stage, len(plan.tasks))
+            _commit_skipped(store, run_id, plan)
+            progress.stage_started(stage, len(plan.tasks) - len(plan.skipped))
             outcomes = run_stage(plan, backend, progress)
             summary = _stage_summary(plan, outcomes, time.perf_counter() - started)
             failed = [o for o in outcomes if o.final.status == "error"]
-            if failed or len(outcomes) < len(plan.tasks):
+            if failed or len(outcomes) < len(plan.tasks) - len(plan.skipped):
                 summary["status"] = "failed"
                 record["stages"].append(summary)
                 # the cause, not a task stopped because of it
@@ -188,19 +204,32 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
                 raise JobFailed(_failure_message(stage, (final or failed or [None])[0]))
             commits = committed_files(store, run_id, stage, len(plan.tasks))
             _clean_uncommitted(store, run_id, stage.name, commits)
-            files = [c["uri"] for c in commits]
+            files = [c["uri"] for c in commits if c.get("file")]
+            try:
+                schema = stage_schema(stage.name, commits)  # a lossy disagreement between tasks fails here
+                if stage is job.stages[-1]:  # readers see the result as one dataset: one schema in every file
+                    final = final_files(store, run_id, stage.name, commits, schema)
+                    files = [f.uri for f in final]
+            except BabelMRError:
+                summary["status"] = "failed"
+                record["stages"].append(summary)
+                raise
             store.write_bytes(layout.stage_manifest(run_id, stage.name), json.dumps(
                 {"stage": stage.name, "partitions": stage.partitions, "key": stage.key, "files": files,
+                 "schema": schema.to_string(show_schema_metadata=False) if schema is not None else None,
                  "commits": commits}, indent=2).encode())
-            upstream[stage.name] = StageOutput(stage.name, stage.partitions, files)
+            upstream[stage.name] = StageOutput(stage.name, stage.partitions, files, commits,
+                                               serialize_schema(schema) if schema is not None else None)
             summary.update(status="succeeded", committed=[
                 {"task": c["task"], "attempt": c["attempt"], "uri": c["uri"], "rows": c["rows"],
-                 "bytes": c["bytes"], "counters": c.get("counters", {})} for c in commits])
+                 "bytes": c["bytes"], "counters": c.get("counters", {})} for c in commits if c.get("file")])
             record["stages"].append(summary)
             progress.stage_finished(stage, summary)
             write_record(store, record)
         last = job.stages[-1].name
         record["output"] = {"stage": last, "files": upstream[last].files}
+        if job.output:
+            record["output"].update(publish(job, run_id, final, schema))
         record["status"] = "succeeded"
         return record
     except BaseException as e:

@@ -22,6 +22,7 @@ from babelmr.job.model import (
     ExternalInput,
     Input,
     Job,
+    Output,
     Split,
     Stage,
     StageInput,
@@ -478,8 +479,26 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
     )
 
 
-def load_job(path: str, *, store: str | None = None) -> Job:
-    """Read, validate and resolve a job file; raises `JobFileError` listing every problem."""
+def _output(data: dict[str, Any] | None, job_dir: str, uri: str | None, fmt: str | None,
+            overwrite: bool) -> Output | None:
+    """The job's output, the command line's ``--output``/``--output-format``/``--overwrite`` over the file's."""
+    if data is None and uri is None:
+        return None
+    data = dict(data or {})
+    if uri is not None:  # a command-line path is relative to where the command runs
+        data["uri"] = _resolve_uri(uri, os.getcwd())
+    else:
+        data["uri"] = _resolve_uri(data["uri"], job_dir)
+    return Output(uri=data["uri"], format=fmt or data.get("format", "parquet"),
+                  mode="overwrite" if overwrite else data.get("mode", "error"))
+
+
+def load_job(path: str, *, store: str | None = None, output: str | None = None, output_format: str | None = None,
+             overwrite: bool = False) -> Job:
+    """Read, validate and resolve a job file; raises `JobFileError` listing every problem.
+
+    ``output``, ``output_format`` and ``overwrite`` (the command line's) override the file's ``output``.
+    """
     path = os.path.abspath(path)
     data = _read_json(path)
     problems = validate_job_data(data)
@@ -494,4 +513,5 @@ def load_job(path: str, *, store: str | None = None) -> Job:
         store=_resolve_uri(store_uri, job_dir if store is None else os.getcwd()),
         stages=tuple(_stage(s, job_dir) for s in data["stages"]),
         env=data.get("env", {}),
+        output=_output(data.get("output"), job_dir, output, output_format, overwrite),
     )

@@ -98,6 +98,19 @@ class Stage:
         return [i for i in self.inputs if isinstance(i, StageInput)]
 
 
+OutputFormat = Literal["parquet", "csv", "jsonl"]
+OutputMode = Literal["error", "overwrite"]
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a job publishes its final stage's result, in which format, and what to do with an earlier one."""
+
+    uri: str
+    format: OutputFormat = "parquet"
+    mode: OutputMode = "error"
+
+
 @dataclass(frozen=True)
 class Job:
     """A whole job: its stages in order and where its data goes."""
@@ -108,6 +121,7 @@ class Job:
     store: str
     stages: tuple[Stage, ...]
     env: dict[str, str] = field(default_factory=dict)
+    output: Output | None = None
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)

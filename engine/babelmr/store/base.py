@@ -80,3 +80,16 @@ class Store(ABC):
         with open(local_path, "rb") as src, self.open_output(key) as dst:
             while chunk := src.read(8 << 20):
                 dst.write(chunk)
+
+    def copy(self, source_uri: str, key: str) -> None:
+        """Copy the file at ``source_uri`` (a local path or s3:// URI) to ``key``, streaming.
+
+        Subclasses copy without moving the bytes through this process where they can (hard link,
+        S3 server-side copy); this fallback streams them, for a source on another kind of storage.
+        """
+        from babelmr.store.locations import filesystem_for  # locations imports this module
+
+        fs, path = filesystem_for(source_uri)
+        with fs.open_input_stream(path) as src, self.open_output(key) as dst:
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)

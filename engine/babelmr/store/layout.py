@@ -2,10 +2,17 @@
 
     runs/<run>/run.json                                   the run record
     runs/<run>/stages/<stage>/data/t<task>-a<attempt>-<token>.parquet   an attempt's output
+                                                          (.csv/.jsonl: a final stage writing a job output)
+    runs/<run>/stages/<stage>/conformed/t<task>.<ext>     a final file rewritten to the stage's unified schema
     runs/<run>/stages/<stage>/commits/t<task>.json        the commit record publishing one attempt
     runs/<run>/stages/<stage>/manifest.json               the stage's committed files, once complete
     runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.{stdout,stderr}
     runs/<run>/specs/<stage>/t<task>-a<attempt>.json      task specs too large for an invocation payload
+
+A job's output location (its own folder or prefix, not in the store):
+
+    part-<n>.<ext>                                        the final stage's committed files, numbered
+    _SUCCESS                                              written last: run id, rows, the parts (JSON)
 """
 
 from __future__ import annotations
@@ -29,8 +36,20 @@ def data_prefix(run_id: str, stage: str) -> str:
     return f"{stage_prefix(run_id, stage)}/data"
 
 
-def attempt_data(run_id: str, stage: str, task: int, attempt: int, token: str) -> str:
-    return f"{data_prefix(run_id, stage)}/t{task:05d}-a{attempt}-{token}.parquet"
+def attempt_data(run_id: str, stage: str, task: int, attempt: int, token: str, ext: str = "parquet") -> str:
+    return f"{data_prefix(run_id, stage)}/t{task:05d}-a{attempt}-{token}.{ext}"
+
+
+def conformed_data(run_id: str, stage: str, task: int, ext: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/conformed/t{task:05d}.{ext}"
+
+
+OUTPUT_SUCCESS = "_SUCCESS"
+
+
+def output_part(index: int, ext: str) -> str:
+    """The key of a job output's part ``index``, relative to the output location."""
+    return f"part-{index:05d}.{ext}"
 
 
 def commit_prefix(run_id: str, stage: str) -> str:

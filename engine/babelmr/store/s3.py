@@ -180,3 +180,11 @@ class S3Store(Store):
             if chunk:
                 s3_client().delete_objects(Bucket=self.bucket, Delete={
                     "Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True})
+
+    def copy(self, source_uri: str, key: str) -> None:
+        """S3 to S3: a server-side copy (CopyObject; UploadPartCopy above 5 GB), no bytes through this process."""
+        if not source_uri.startswith("s3://"):
+            return super().copy(source_uri, key)
+        bucket, source_key = split_s3_uri(source_uri)
+        s3_client().copy({"Bucket": bucket, "Key": source_key}, self.bucket, self._key(key))
+        return None

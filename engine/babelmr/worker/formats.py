@@ -163,21 +163,6 @@ def promote(a: pa.DataType, b: pa.DataType, *, text: bool = False) -> pa.DataTyp
     return None
 
 
-def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with the columns of ``schema``, by name: in its order, cast, and NULL where ``batch`` lacks one."""
-    if batch.schema == schema:
-        return batch
-    names = batch.schema.names
-    columns = []
-    for f in schema:
-        if f.name in names:
-            column = batch.column(names.index(f.name))
-            columns.append(column if column.type == f.type else column.cast(f.type))
-        else:
-            columns.append(pa.nulls(batch.num_rows, f.type))
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
 # CSV files, both directions (the program's input and output, external CSV inputs): an empty UNQUOTED field
 # is NULL in a column of any type, a quoted "" is the empty string. pyarrow's CSV writer writes exactly that;
 # its reader by default also reads "NA", "null", "NaN", ... as NULL and "" as an empty string that is never
@@ -299,7 +284,9 @@ def _json_string(column: pa.Array) -> pa.Array:
 def _json_values(column: pa.Array) -> pa.Array:
     """The JSON text of each value: exact numbers (shortest round-trip floats), ISO dates, null."""
     t = column.type
-    if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_decimal(t):
+    if pa.types.is_null(t):  # a column with no value at all (type null): every value is null
+        text = pa.nulls(len(column), pa.string())
+    elif pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_decimal(t):
         text = column.cast(pa.string())
     elif pa.types.is_duration(t):  # a count of the type's unit
         text = column.cast(pa.int64()).cast(pa.string())

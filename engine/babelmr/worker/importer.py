@@ -22,6 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from babelmr.errors import InputChanged, InputError, TaskError
+from babelmr.schemas import conform_batch, deserialize_schema
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for
 from babelmr.store.locations import file_version
@@ -31,7 +32,6 @@ from babelmr.worker.formats import (
     EXTENSIONS,
     READ_BLOCK,
     arrow_schema,
-    conform,
     csv_batches,
     csv_conversion_error,
     open_csv,
@@ -307,7 +307,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
     """Batches of all sources, read by parallel threads through a bounded queue, cast to ``schema``."""
     if len(sources) == 1:
         for batch in sources[0]():
-            yield conform(batch, schema)
+            yield conform_batch(batch, schema)
         return
     q: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
     stop = threading.Event()
@@ -318,7 +318,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
             for batch in source():
                 if stop.is_set():
                     return
-                q.put(conform(batch, schema))
+                q.put(conform_batch(batch, schema))
         except BaseException as e:  # handed to the consumer, which re-raises it
             q.put(e)
         finally:
@@ -347,6 +347,15 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
 def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
     with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
         opened = list(pool.map(lambda piece: _ParquetSource(inp, piece), inp.files))
+    if inp.schema:  # an earlier stage's files: the coordinator unified their schemas (babelmr.schemas)
+        schema = plain_schema(deserialize_schema(inp.schema))
+        if inp.columns:
+            missing = [c for c in inp.columns if c not in schema.names]
+            if missing:
+                raise InputError(f"input {inp.name!r}: stage {inp.source!r} has no column(s) {missing}; it has "
+                                 f"{schema.names}: fix 'columns' in the job file")
+            schema = pa.schema([schema.field(c) for c in inp.columns])
+        return schema, opened
     # files with no rows to read say nothing about the data: their columns do not count unless all are empty
     with_rows = [s for s in opened if not s.empty] or opened
     if inp.columns:
@@ -433,7 +442,7 @@ def _csv_source(inp: TaskInput, f: _CsvFile, open_reader: Callable[[], Any],
 def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
     """Write one input into ``path`` in format ``fmt``; returns rows and bytes written."""
     if not inp.files:
-        schema, sources = pa.schema([]), []
+        schema, sources = plain_schema(deserialize_schema(inp.schema)) if inp.schema else pa.schema([]), []
     elif inp.format == "parquet":
         schema, opened = _open_parquet(inp)
         if fmt == "parquet" and (copied := _copy_parquet(inp, opened, schema, path)):

@@ -21,12 +21,14 @@ import botocore.exceptions
 import pyarrow as pa
 
 from babelmr.errors import BabelMRError, TaskError
+from babelmr.schemas import serialize_schema
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, csv_conversion_error, open_output
 from babelmr.worker.importer import import_inputs
+from babelmr.worker.plain import export_plain
 from babelmr.worker.program import run_program, stderr_tail
 
 JOB_DIR_ENV = "BABELMR_JOB_DIR"  # set in images: where the image keeps the job's folder (COPY . /opt/job)
@@ -192,18 +194,27 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
 
         start = time.perf_counter()
         schema, batches = _output_batches(spec, output, run.stderr_path)
-        key = layout.attempt_data(spec.run_id, spec.stage, spec.task, spec.attempt, secrets.token_hex(4))
+        fmt = spec.output_format or "parquet"
+        key = layout.attempt_data(spec.run_id, spec.stage, spec.task, spec.attempt, secrets.token_hex(4),
+                                  EXTENSIONS[fmt])
         try:
-            index = export_partitions(batches, schema, store.open_output(key), spec.key, spec.partitions)
+            if spec.output_format:  # the final stage of a job with an output: the published file, as it will be
+                rows = export_plain(batches, schema, store.open_output(key), fmt,
+                                    os.path.join(workdir, f"final.{EXTENSIONS[fmt]}"))
+                partition_rows = [rows]
+            else:
+                partition_rows = export_partitions(batches, schema, store.open_output(key), spec.key,
+                                                   spec.partitions)["rows"]
             size = store.filesystem.get_file_info(store.path(key)).size or 0
         except BaseException:
             store.delete([key])
             raise
-        stats.update(export_seconds=time.perf_counter() - start, rows_out=sum(index["rows"]), bytes_out=size)
+        stats.update(export_seconds=time.perf_counter() - start, rows_out=sum(partition_rows), bytes_out=size)
 
         commit = {"task": spec.task, "attempt": spec.attempt, "file": key, "uri": store.uri_for(key),
-                  "rows": sum(index["rows"]), "bytes": size, "partition_rows": index["rows"],
-                  "schema": schema.to_string(show_schema_metadata=False), "committed_at": time.time(),
+                  "rows": sum(partition_rows), "bytes": size, "partition_rows": partition_rows, "format": fmt,
+                  "schema": schema.to_string(show_schema_metadata=False),
+                  "arrow_schema": serialize_schema(schema), "committed_at": time.time(),
                   # the winner's counters must survive its reply being lost (then a duplicate reports instead)
                   "counters": run.counters}
         if not store.put_if_absent(layout.commit_record(spec.run_id, spec.stage, spec.task),
