@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from babelmr.errors import BabelMRError, InputError, TaskError
 from babelmr.spec import TaskResult, TaskSpec
-from babelmr.store import layout, open_store
+from babelmr.store import layout, open_store, requests
 from babelmr.store.base import Store
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, read_batches
@@ -132,10 +132,15 @@ def use_jemalloc() -> None:
             pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
-def execute(spec: TaskSpec, workdir: str) -> TaskResult:
-    """Run the attempt in ``workdir`` (which it may fill) and commit its output to the store."""
+def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -> TaskResult:
+    """Run the attempt in ``workdir`` (which it may fill) and commit its output to the store.
+
+    ``stats`` (filled as the attempt goes) lets a caller report the times of an attempt that failed.
+    """
     use_jemalloc()
-    stats: dict[str, Any] = {"started_at": time.time()}
+    requests.reset()  # one attempt at a time per worker process: its counts are this attempt's
+    stats = {} if stats is None else stats
+    stats.update(started_at=time.time(), memory_bytes=spec.memory, s3_requests={})
     store = open_store(spec.store)
     log_dir = os.path.join(workdir, ".babelmr")
     os.makedirs(log_dir, exist_ok=True)
@@ -149,8 +154,10 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
     output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
 
     run = run_program(program_command(spec), spec.mode, shell=spec.shell, env=program_env(spec, workdir, paths, output),
-                      workdir=workdir, log_dir=log_dir, timeout=spec.timeout, label=spec.label)
-    stats.update(program_seconds=run.seconds, program_peak_rss_bytes=run.peak_rss_bytes, counters=run.counters)
+                      workdir=workdir, log_dir=log_dir, timeout=spec.timeout, label=spec.label,
+                      on_status=_status_writer(store, spec))
+    stats.update(program_seconds=run.seconds, program_peak_rss_bytes=run.peak_rss_bytes, counters=run.counters,
+                 status_line=run.status)
     try:
         if run.timed_out:
             raise TaskError(_failure(spec, f"the program ran longer than the stage's timeout of {spec.timeout:g} s "
@@ -168,6 +175,8 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
         try:
             index = export_partitions(batches, schema, store.open_output(key), spec.key, spec.partitions)
             size = store.filesystem.get_file_info(store.path(key)).size or 0
+            requests.count_upload(size)
+            requests.count("HEAD")  # the size check
         except BaseException:
             store.delete([key])
             raise
@@ -183,10 +192,26 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
         return TaskResult("ok", spec.stage, spec.task, spec.attempt, commit=commit, stats=_finish(stats))
     finally:
         _upload_logs(store, spec, run.stdout_path, run.stderr_path)
+        stats["s3_requests"] = requests.snapshot()
+
+
+def _status_writer(store: Store, spec: TaskSpec):
+    """Publishes the program's latest status line in the store, for progress displays and the dashboard."""
+    key = layout.task_status(spec.run_id, spec.stage, spec.task, spec.attempt)
+    last = {"at": 0.0, "text": None}
+
+    def write(text: str) -> None:
+        # at most one write a second: a chatty program must not turn into a flood of PUTs
+        if text != last["text"] and time.monotonic() - last["at"] >= 1.0:
+            store.write_bytes(key, text.encode())
+            last.update(at=time.monotonic(), text=text)
+
+    return write
 
 
 def _finish(stats: dict[str, Any]) -> dict[str, Any]:
     stats["finished_at"] = time.time()
+    stats["s3_requests"] = requests.snapshot()
     stats["engine_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     stats["memory_pool"] = pa.default_memory_pool().backend_name
     return stats
@@ -196,17 +221,21 @@ def run_task(spec: TaskSpec, workdir: str, *, keep_workdir: bool = False) -> Tas
     """Run one attempt and never raise: errors come back as a ``TaskResult`` with status ``error``."""
     os.makedirs(workdir, exist_ok=True)
     before = set(os.listdir(workdir))
+    stats: dict[str, Any] = {}  # a failed attempt reports how far it got (the timeline shows it)
     try:
-        return execute(spec, workdir)
+        return execute(spec, workdir, stats)
     except TaskError as e:
-        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=str(e), retryable=e.retryable)
+        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=str(e), retryable=e.retryable,
+                          stats=_finish(stats))
     except InputError as e:
-        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: {e}", retryable=False)
+        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: {e}", retryable=False,
+                          stats=_finish(stats))
     except BabelMRError as e:
-        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: {e}")
+        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: {e}",
+                          stats=_finish(stats))
     except Exception as e:
         return TaskResult("error", spec.stage, spec.task, spec.attempt,
-                          error=f"{spec.label}: {type(e).__name__}: {e}")
+                          error=f"{spec.label}: {type(e).__name__}: {e}", stats=_finish(stats))
     finally:
         if not keep_workdir:
             _clean(workdir, before)
