@@ -50,20 +50,20 @@ class LiveRecord(StageProgress):
             self._thread = threading.Thread(target=self._loop, daemon=True, name="live-record")
             self._thread.start()
 
-    def _add(self, result: TaskResult) -> None:
+    def _add(self, result: TaskResult, final: bool) -> None:
         with self._lock:
             running = self.record.get("running_stage")
             if running is not None:
-                running["task_attempts"].append(attempt_entry(result))
+                running["task_attempts"].append({**attempt_entry(result), "final": final})
                 self._dirty = True
 
     def task_finished(self, stage: Stage, result: TaskResult) -> None:
         self.inner.task_finished(stage, result)
-        self._add(result)
+        self._add(result, True)
 
     def task_retrying(self, stage: Stage, result: TaskResult) -> None:
         self.inner.task_retrying(stage, result)
-        self._add(result)
+        self._add(result, False)
 
     def stage_finished(self, stage: Stage, summary: dict[str, Any]) -> None:
         with self._lock:
