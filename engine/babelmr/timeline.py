@@ -90,8 +90,11 @@ def render(record: dict[str, Any], fmt: str = "png") -> bytes:
     """The timeline as PNG or SVG bytes."""
     if fmt not in FORMATS:
         raise BabelMRError(f"timeline format {fmt!r}: use one of {', '.join(FORMATS)}")
+    import matplotlib
+
     buf = io.BytesIO()
-    draw(record).savefig(buf, format=fmt, dpi=110)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: smaller, searchable
+        draw(record).savefig(buf, format=fmt, dpi=110)
     return buf.getvalue()
 
 
