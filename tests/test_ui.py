@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def _job(folder: Path, name: str, env: dict[str, str], concurrency: int | None =
     return write_job(folder, {"name": name, "stages": [stage, reduce]})
 
 
-def _run(job: Path, store: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _run(job: Path, store: Path | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "babelmr", "run", str(job), "--store", str(store), "--json"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
 
@@ -114,9 +115,9 @@ def runs_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
                                    ("slow", {"STEPS": "5", "SLEEP": "0.8"}, 1)):
         write_program(root / name, "prog.py", PROGRAM)
         jobs[name] = _job(root / name, name, env, concurrency)
-    finished = _run(jobs["finished"], store)
+    with ThreadPoolExecutor(2) as pool:  # two runs at once into one store, as users do
+        finished, failed = pool.map(lambda name: _run(jobs[name], store), ["finished", "failing"])
     assert finished.returncode == 0, finished.stderr
-    failed = _run(jobs["failing"], store)
     assert failed.returncode == 1 and "boom" in failed.stderr
     running = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(jobs["slow"]), "--store", str(store)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -260,3 +261,25 @@ def test_browser_finished_run_shows_timeline_and_cost(runs_store: dict[str, Any]
     assert dag["map"].get_attribute("data-done") == "3" and dag["reduce"].get_attribute("data-done") == "2"
     assert "task 0 step 1" in browser.find_element(By.CSS_SELECTOR, "table.tasks[data-stage='map']").text
     _shot(browser, "dashboard-finished-run")
+
+
+@pytest.mark.s3
+def test_dashboard_reads_an_s3_store(tmp_path: Path, s3_prefix: str) -> None:
+    """The same API over a store on the real SeaweedFS S3 server (the AWS settings are in os.environ)."""
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"k": ["a", "b"], "v": [1, 2]}), tmp_path / "data" / "p.parquet")
+    write_program(tmp_path / "job", "prog.py", PROGRAM)
+    job = _job(tmp_path / "job", "ons3", {"STEPS": "1", "FAIL": "7"})
+    done = _run(job, s3_prefix)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    ui, url = _start_ui(s3_prefix)
+    try:
+        runs = _get(url + "/api/runs")["runs"]
+        assert [r["run_id"] for r in runs] == [run_id] and runs[0]["status"] == "succeeded"
+        view = _get(f"{url}/api/runs/{run_id}")
+        assert view["store"] == s3_prefix and view["stages"][0]["task_rows"][0]["status_line"] == "task 0 step 0"
+        assert _get(f"{url}/api/runs/{run_id}/timeline.png")[:4] == b"\x89PNG"
+        assert "reporter:counter:demo,rows,2" in _get(f"{url}/api/runs/{run_id}/logs/map/0/1/stderr").decode()
+    finally:
+        _stop(ui)
