@@ -195,6 +195,7 @@ class CostReport:
         """Plain JSON (the run record's ``cost`` and the dashboard's cost report)."""
         return {"stages": {name: u.to_dict(self.prices) for name, u in self.stages},
                 "total": self.total.to_dict(self.prices), "coordinator_requests": self.coordinator_requests,
+                "coordinator": Usage(requests=dict(self.coordinator_requests)).to_dict(self.prices),
                 "estimate": self.estimate, "memory_mb": sorted(self.memory_mb),
                 "prices": {"region": self.prices.region, "date": self.prices.date, "source": self.prices.source,
                            "architecture": self.prices.architecture},

@@ -116,12 +116,10 @@ function costView(cost) {
     el("table", {}, el("tr", {}, ["stage", "task s", "GB-s", "invocations", "S3 requests", "read", "written",
                                   `dollars (${arch})`].map((h) => el("th", {}, h))),
       Object.entries(cost.stages).map(([n, u]) => row(n, u)),
-      coord ? row("(coordinator)", { task_seconds: 0, gb_seconds: 0, invocations: 0,
-                                     requests: cost.coordinator_requests, bytes_read: 0, bytes_written: 0,
-                                     dollars: { [arch]: { total: 0 } } }) : null,
+      coord && cost.coordinator ? row("(coordinator)", cost.coordinator) : null,
       row("total", cost.total)),
     el("p", { class: "muted" }, `Prices: ${cost.prices.region}, as of ${cost.prices.date} (${cost.prices.source}).`
-       + (coord ? " The coordinator row's requests are priced in the total." : "")));
+       + (coord ? " The coordinator row: the requests of the process that ran the job (plans, records)." : "")));
 }
 
 function logBlock(runId, stage, task, a) {
