@@ -42,3 +42,39 @@ def test_read_status_takes_the_last_line_and_ignores_partial_prefixes(tmp_path: 
     log.write_text("reporter:status:one\nnot reporter:status:two\nreporter:status:  three  \nreporter:statu\n")
     assert read_status(str(log)) == "three"
     assert read_status(str(tmp_path / "missing.log")) is None
+
+
+def test_a_running_stage_forwards_status_lines_to_the_progress_display(tmp_path: Path) -> None:
+    """The coordinator reads the status lines workers publish in the store and keeps them in the record."""
+    import json
+
+    from babelmr.coordinator.live import LiveRecord
+    from babelmr.coordinator.run import StageProgress
+    from babelmr.job.model import Stage
+    from babelmr.spec import TaskResult
+    from babelmr.store import layout, open_store
+
+    class Recorder(StageProgress):
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, int, str]] = []
+
+        def task_status(self, stage: Stage, task: int, text: str) -> None:
+            self.seen.append((stage.name, task, text))
+
+    store = open_store(str(tmp_path / "store"))
+    record = {"run_id": "r-20260101-000000-abcdef", "status": "running", "stages": []}
+    inner = Recorder()
+    live = LiveRecord(inner, store, record)
+    stage = Stage(name="map", inputs=(), command=("true",))
+    live.stage_started(stage, 2)
+    store.write_bytes(layout.task_status(record["run_id"], "map", 0, 1), b"half way")
+    store.write_bytes(layout.task_status(record["run_id"], "map", 1, 1), b"starting")
+    live.task_finished(stage, TaskResult("ok", "map", 1, 1, stats={"status_line": "done"}))
+    live._poll_status()
+    live._write()
+    assert inner.seen == [("map", 0, "half way")]  # task 1 has finished: its status is in its attempt
+    stored = json.loads(store.read_bytes(layout.run_record(record["run_id"])))
+    assert stored["running_stage"]["status_lines"] == {"0": "half way"}
+    assert stored["running_stage"]["tasks"] == 2 and stored["running_stage"]["task_attempts"][0]["final"] is True
+    live.close()
+    assert "running_stage" not in record
