@@ -277,6 +277,10 @@ def policy(job_file: str, store: str | None, account: str, region: str) -> None:
 @click.option("--port", "-p", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any).")
 def ui(store: str, host: str, port: int) -> None:
     """Serve a read-only web dashboard of the runs in a store (local folder or s3://)."""
+    from babelmr.store.s3 import S3Store
     from babelmr.ui import serve
 
-    serve(open_store(store), host, port, lambda url: err.print(f"dashboard of {store} on {url}", markup=False))
+    s = open_store(store)
+    if isinstance(s, S3Store):
+        s.check()  # an unreachable bucket is an error now, not on every page
+    serve(s, host, port, lambda url: err.print(f"dashboard of {s.uri} on {url} (Ctrl-C stops it)", markup=False))

@@ -159,8 +159,15 @@ def run_summary(record: dict[str, Any]) -> dict[str, Any]:
 def create_app(store: Store) -> Starlette:
     """The dashboard of ``store`` as an ASGI app (GET only)."""
 
+    finished: dict[str, dict[str, Any]] = {}  # records of ended runs never change: read each once
+
     def _record(run_id: str) -> dict[str, Any]:
-        return read_record(store, run_id)
+        if run_id in finished:
+            return finished[run_id]
+        record = read_record(store, run_id)
+        if record.get("status") != "running" and record.get("run_id") == run_id:
+            finished[run_id] = record
+        return record
 
     async def index(request: Request) -> Response:
         return FileResponse(os.path.join(STATIC, "index.html"))
