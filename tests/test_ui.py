@@ -203,12 +203,16 @@ def test_browser_running_run_updates_live(runs_store: dict[str, Any], browser: A
     assert first is not None and first < 3, "the run finished its map stage before the page could watch it"
     assert "running" in browser.find_element(By.CSS_SELECTOR, "h1").text
     # the running task's latest status line shows while it runs
-    WebDriverWait(browser, 20).until(lambda d: any(
-        "step" in e.text for e in d.find_elements(By.CSS_SELECTOR, "tr[data-status='running'] td.statusline")))
+    WebDriverWait(browser, 60).until(lambda d: any(
+        "step" in e.text for e in d.find_elements(By.CSS_SELECTOR, "tr[data-status='running'] td.statusline")),
+        message="no running task showed a status line")
     _shot(browser, "dashboard-running-run")
     # the page polls: progress grows without a reload
-    WebDriverWait(browser, 40).until(lambda d: (map_done(d) or 0) > first)
-    WebDriverWait(browser, 60).until(lambda d: "succeeded" in d.find_element(By.CSS_SELECTOR, "h1").text)
+    # generous bounds: on a loaded machine each task of the slow job can take several times its 4 s
+    WebDriverWait(browser, 120).until(lambda d: (map_done(d) or 0) > first,
+                                      message=f"the map stage's progress stayed at {first}/3 on the page")
+    WebDriverWait(browser, 180).until(lambda d: "succeeded" in d.find_element(By.CSS_SELECTOR, "h1").text,
+                                      message="the page never showed the run as succeeded")
     _shot(browser, "dashboard-running-run-finished")
 
 
