@@ -60,7 +60,7 @@ def _job(folder: Path, name: str, env: dict[str, str], concurrency: int | None =
 
 def _run(job: Path, store: Path | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "babelmr", "run", str(job), "--store", str(store), "--json"],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
 def _free_port() -> int:
@@ -112,7 +112,7 @@ def runs_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     store = root / "store"
     jobs = {}
     for name, env, concurrency in (("finished", {"STEPS": "2"}, None), ("failing", {"FAIL": "1"}, None),
-                                   ("slow", {"STEPS": "5", "SLEEP": "0.8"}, 1)):
+                                   ("slow", {"STEPS": "5", "SLEEP": "1.0"}, 1)):
         write_program(root / name, "prog.py", PROGRAM)
         jobs[name] = _job(root / name, name, env, concurrency)
     with ThreadPoolExecutor(2) as pool:  # two runs at once into one store, as users do
