@@ -182,6 +182,7 @@ def _shot(driver: Any, name: str) -> Path:
 
 @pytest.mark.browser
 def test_browser_running_run_updates_live(runs_store: dict[str, Any], browser: Any) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -193,26 +194,30 @@ def test_browser_running_run_updates_live(runs_store: dict[str, Any], browser: A
         time.sleep(0.2)
     assert slow is not None, "the background run never wrote its record"
     browser.get(f"{url}/runs/{slow['run_id']}")
+    stale = (StaleElementReferenceException,)  # elements of a polling page are replaced every 1.5 s
 
     def map_done(d: Any) -> int | None:
-        boxes = d.find_elements(By.CSS_SELECTOR, "#dag g.stage[data-stage='map']")
-        return int(boxes[0].get_attribute("data-done")) if boxes else None
+        # read in one script: the page re-renders while it polls, so a found element can go stale
+        done = d.execute_script("const g = document.querySelector(\"#dag g.stage[data-stage='map']\");"
+                                "return g ? g.getAttribute('data-done') : null")
+        return None if done is None else int(done)
 
     WebDriverWait(browser, 20).until(lambda d: map_done(d) is not None)
     first = map_done(browser)
     assert first is not None and first < 3, "the run finished its map stage before the page could watch it"
-    assert "running" in browser.find_element(By.CSS_SELECTOR, "h1").text
+    assert "running" in browser.execute_script("return document.querySelector('h1').textContent")
     # the running task's latest status line shows while it runs
-    WebDriverWait(browser, 60).until(lambda d: any(
+    WebDriverWait(browser, 60, ignored_exceptions=stale).until(lambda d: any(
         "step" in e.text for e in d.find_elements(By.CSS_SELECTOR, "tr[data-status='running'] td.statusline")),
         message="no running task showed a status line")
     _shot(browser, "dashboard-running-run")
     # the page polls: progress grows without a reload
-    # generous bounds: on a loaded machine each task of the slow job can take several times its 4 s
+    # generous bounds: on a loaded machine each task of the slow job can take several times its 5 s
     WebDriverWait(browser, 120).until(lambda d: (map_done(d) or 0) > first,
                                       message=f"the map stage's progress stayed at {first}/3 on the page")
-    WebDriverWait(browser, 180).until(lambda d: "succeeded" in d.find_element(By.CSS_SELECTOR, "h1").text,
-                                      message="the page never showed the run as succeeded")
+    WebDriverWait(browser, 180).until(
+        lambda d: "succeeded" in d.execute_script("return document.querySelector('h1').textContent"),
+        message="the page never showed the run as succeeded")
     _shot(browser, "dashboard-running-run-finished")
 
 

@@ -33,8 +33,13 @@ async function getJSON(url) {
 
 function poll(fn, ms) { clearTimeout(state.timer); state.timer = setTimeout(fn, ms); }
 
+let lastRuns = null;
 async function showRuns() {
   const data = await getJSON("/api/runs");
+  const live = data.runs.some((r) => r.status === "running");
+  const text = JSON.stringify(data);
+  if (text === lastRuns) { poll(showRuns, live ? 1500 : 5000); return; }  // unchanged: keep the page as it is
+  lastRuns = text;
   document.getElementById("store").textContent = data.store;
   const rows = data.runs.map((r) => el("tr", { "data-run": r.run_id, "data-status": r.status },
     el("td", {}, el("a", { href: `/runs/${encodeURIComponent(r.run_id)}` }, r.run_id)),
@@ -45,7 +50,6 @@ async function showRuns() {
     data.runs.length ? el("table", { id: "runs" },
       el("tr", {}, ["run", "job", "status", "started", "duration", "backend", "stages", "cost"].map((h) => el("th", {}, h))),
       rows) : el("p", { class: "muted" }, "No runs in this store yet."));
-  const live = data.runs.some((r) => r.status === "running");
   document.getElementById("live").textContent = live ? "· live" : "";
   poll(showRuns, live ? 1500 : 5000);
 }
@@ -188,12 +192,19 @@ function render() {
   main.replaceChildren(...parts);
 }
 
+let lastRun = null;
 async function showRun(runId) {
-  try { current = await getJSON(`/api/runs/${encodeURIComponent(runId)}`); }
+  let data;
+  try { data = await getJSON(`/api/runs/${encodeURIComponent(runId)}`); }
   catch (e) { main.replaceChildren(el("p", {}, el("a", { href: "/" }, "← all runs")), el("pre", { class: "error" }, e.message)); return; }
-  const live = current.status === "running";
-  if (live) state.timelineStamp = current.updated_at;  // a running run's timeline grows: reload it
-  render();
+  const live = data.status === "running";
+  const text = JSON.stringify(data);
+  if (text !== lastRun) {  // re-render only when something changed
+    lastRun = text;
+    current = data;
+    if (live) state.timelineStamp = current.updated_at;  // a running run's timeline grows: reload it
+    render();
+  }
   document.getElementById("live").textContent = live ? "· live" : "";
   if (live) poll(() => showRun(runId), 1500);
 }
