@@ -3,6 +3,7 @@
 # Usage: bash tests/run.sh [pytest args...]
 # Tests marked `docker` need a Docker engine: when `docker info` fails, this script installs one
 # (Debian's docker.io, as root) and starts dockerd in the background. `-m "not docker"` skips that.
+# Tests marked `browser` need Debian's chromium and chromium-driver, installed the same way when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test,benchmarks]"
@@ -40,6 +41,27 @@ ensure_docker() {
     echo "tests/run.sh: fix the engine, or skip the Docker tests with -m 'not docker'" >&2
     return 1
 }
+
+ensure_chromium() {
+    # The dashboard's browser tests drive Debian's headless Chromium through its chromedriver (no download at
+    # test time). Installed like the Docker engine: only as root, and only when missing.
+    if command -v chromium >/dev/null 2>&1 && [ -x /usr/bin/chromedriver ]; then
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "tests/run.sh: the browser tests need chromium and chromium-driver (apt-get install them as root);" \
+             "without them they are skipped. Deselect them with -m 'not browser'" >&2
+        return 0
+    fi
+    echo "tests/run.sh: installing chromium and chromium-driver for the browser tests" >&2
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+}
+
+case " $* " in
+    *"not browser"*) ;;  # the caller deselected the browser tests
+    *) ensure_chromium ;;
+esac
 
 case " $* " in
     *"not docker"*) ;;  # the caller deselected the Docker tests

@@ -211,17 +211,27 @@ def runs(store: str) -> None:
 @click.argument("run_id")
 @_store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
-def show(run_id: str, store: str, as_json: bool) -> None:
-    """Show a run: its stages, timings and output files."""
+@click.option("--timeline", type=click.Path(dir_okay=False),
+              help="Also draw the run's timeline (one bar per task attempt) into this .png or .svg file.")
+def show(run_id: str, store: str, as_json: bool, timeline: str | None) -> None:
+    """Show a run: its stages, timings, cost and output files."""
     from babelmr.coordinator.records import read_record
-    from babelmr.report import summary_table
+    from babelmr.cost import run_cost
+    from babelmr.report import cost_table, summary_table
 
     record = read_record(_open_store(store), run_id)
+    if timeline:
+        from babelmr.timeline import save
+
+        err.print(f"timeline: {save(record, timeline)}", markup=False, highlight=False)
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
     out = console()
     out.print(summary_table(record))
+    report = run_cost(record)
+    out.print(cost_table(report))
+    out.print(report.summary(), markup=False, highlight=False)
     if record.get("error"):
         out.print("[red]error:[/]", record["error"], markup=True, highlight=False)
     if record.get("output"):
@@ -311,3 +321,19 @@ def policy(job_file: str, store: str | None, account: str, region: str) -> None:
     job = load_job(job_file, store=store)
     click.echo(json.dumps({"task_role_policy": d.task_policy(job),
                            "coordinator_policy": d.coordinator_policy(job, region, account)}, indent=2))
+
+
+@main.command()
+@_store_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback: only this machine can see the dashboard).")
+@click.option("--port", "-p", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any).")
+def ui(store: str, host: str, port: int) -> None:
+    """Serve a read-only web dashboard of the runs in a store (local folder or s3://)."""
+    from babelmr.store.s3 import S3Store
+    from babelmr.ui import serve
+
+    s = open_store(store)
+    if isinstance(s, S3Store):
+        s.check()  # an unreachable bucket is an error now, not on every page
+    serve(s, host, port, lambda url: err.print(f"dashboard of {s.uri} on {url} (Ctrl-C stops it)", markup=False))

@@ -38,6 +38,7 @@ from babelmr.backends.containers import (
     prepare_local_store,
     stage_mounts,
 )
+from babelmr.cost import lambda_report
 from babelmr.errors import BabelMRError
 from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
@@ -226,12 +227,14 @@ class LambdaBackend(Backend):
             pool.put(endpoint)
         body = response["Payload"].read().decode(errors="replace")
         payload = json.loads(body) if body.startswith("{") else {}
+        log_tail = base64.b64decode(response.get("LogResult", "")).decode(errors="replace")
         if response.get("FunctionError") or "errorMessage" in payload:  # the emulator omits the header
-            log_tail = base64.b64decode(response.get("LogResult", "")).decode(errors="replace")
-            return TaskResult("error", spec.stage, spec.task, spec.attempt,
+            return TaskResult("error", spec.stage, spec.task, spec.attempt, stats=lambda_report(log_tail),
                               error=f"{spec.label}: the Lambda function failed: {body[:2000]}"
                                     + (f"\n--- end of its log ---\n{log_tail}" if log_tail else ""))
-        return TaskResult.from_dict(payload)
+        result = TaskResult.from_dict(payload)
+        result.stats.update(lambda_report(log_tail))  # billed duration and memory size, for the cost report
+        return result
 
     def close(self) -> None:
         """Remove the emulator containers."""

@@ -171,7 +171,12 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
     Raises `JobFailed` when a task fails on every attempt; the record then says which and why.
     ``run_id`` (default: a new one) lets a caller find the record of a run that raised.
     """
-    progress = progress or StageProgress()
+    from babelmr.coordinator.live import LiveRecord
+    from babelmr.cost import load_prices, run_cost, stage_usage
+    from babelmr.store import requests
+
+    prices = load_prices()
+    coordinator_requests = requests.snapshot()
     store = open_store(store_uri or job.store)
     if isinstance(store, S3Store):
         store.check()
@@ -181,9 +186,10 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
     record: dict[str, Any] = {
         "run_id": run_id, "job": job.name, "job_file": job.path, "store": store.uri, "backend": backend.name,
         "status": "running", "started_at": time.time(), "stages": [], "output": None, "error": None,
-        "host": os.uname().nodename,
+        "host": os.uname().nodename, "emulated": bool(getattr(backend, "emulators", None)),
     }
     write_record(store, record)
+    progress = live = LiveRecord(progress or StageProgress(), store, record)
     upstream: dict[str, StageOutput] = {}
     try:
         backend.prepare(job, store, run_id)
@@ -195,6 +201,9 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             progress.stage_started(stage, len(plan.tasks) - len(plan.skipped))
             outcomes = run_stage(plan, backend, progress)
             summary = _stage_summary(plan, outcomes, time.perf_counter() - started)
+            limits = getattr(backend, "limits", None)  # container backends; a local run has no memory size
+            summary["memory_bytes"] = stage.memory or getattr(limits, "memory", None)
+            summary["cost"] = stage_usage(summary, prices).to_dict(prices)
             failed = [o for o in outcomes if o.final.status == "error"]
             if failed or len(outcomes) < len(plan.tasks) - len(plan.skipped):
                 summary["status"] = "failed"
@@ -237,6 +246,10 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
         record["error"] = str(e) or type(e).__name__
         raise
     finally:
+        live.close()
         record["finished_at"] = time.time()
         record["seconds"] = record["finished_at"] - record["started_at"]
+        now = requests.snapshot()
+        record["coordinator_s3_requests"] = {k: now[k] - coordinator_requests.get(k, 0) for k in now}
+        record["cost"] = run_cost(record, prices).to_dict()
         write_record(store, record)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import pyarrow.fs as pafs
+
+from babelmr.store import requests
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,13 @@ class Store(ABC):
 
     def read_bytes(self, key: str) -> bytes:
         """The whole object (for small records; raises FileNotFoundError when absent)."""
+        requests.count("GET")
         with self.filesystem.open_input_stream(self.path(key)) as f:
             return f.read()
 
     def exists(self, key: str) -> bool:
         """Whether the object exists."""
+        requests.count("HEAD")
         return self.filesystem.get_file_info(self.path(key)).type == pafs.FileType.File
 
     def list(self, prefix: str) -> list[FileEntry]:
@@ -67,10 +72,12 @@ class Store(ABC):
             for info in self.filesystem.get_file_info(selector)
             if info.type == pafs.FileType.File
         ]
+        requests.count("LIST", max(1, -(-len(entries) // 1000)))  # S3 lists 1000 keys a page
         return sorted(entries, key=lambda e: e.path)
 
     def delete(self, keys: list[str]) -> None:
         """Remove objects; absent ones are ignored."""
+        requests.count("DELETE", len(keys))
         for key in keys:
             with contextlib.suppress(FileNotFoundError):
                 self.filesystem.delete_file(self.path(key))
@@ -80,6 +87,7 @@ class Store(ABC):
         with open(local_path, "rb") as src, self.open_output(key) as dst:
             while chunk := src.read(8 << 20):
                 dst.write(chunk)
+        requests.count_upload(os.path.getsize(local_path))
 
     def copy(self, source_uri: str, key: str) -> None:
         """Copy the file at ``source_uri`` (a local path or s3:// URI) to ``key``, streaming.

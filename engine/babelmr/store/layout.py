@@ -7,6 +7,7 @@
     runs/<run>/stages/<stage>/commits/t<task>.json        the commit record publishing one attempt
     runs/<run>/stages/<stage>/manifest.json               the stage's committed files, once complete
     runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.{stdout,stderr}
+    runs/<run>/stages/<stage>/status/t<task>-a<attempt>.txt   the latest status line of a running attempt
     runs/<run>/specs/<stage>/t<task>-a<attempt>.json      task specs too large for an invocation payload
 
 A job's output location (its own folder or prefix, not in the store):
@@ -70,3 +71,11 @@ def task_log(run_id: str, stage: str, task: int, attempt: int, stream: str) -> s
 
 def task_spec(run_id: str, stage: str, task: int, attempt: int) -> str:
     return f"{run_prefix(run_id)}/specs/{stage}/t{task:05d}-a{attempt}.json"
+
+
+def status_prefix(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/status"
+
+
+def task_status(run_id: str, stage: str, task: int, attempt: int) -> str:
+    return f"{status_prefix(run_id, stage)}/t{task:05d}-a{attempt}.txt"

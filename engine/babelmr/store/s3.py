@@ -11,6 +11,7 @@ import botocore.exceptions
 import pyarrow.fs as pafs
 
 from babelmr.errors import StoreError
+from babelmr.store import requests
 from babelmr.store.base import Store
 
 
@@ -162,6 +163,7 @@ class S3Store(Store):
             raise StoreError(f"store {self.uri}: bucket {self.bucket!r}: {describe_s3_error(e)}") from None
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        requests.count("PUT")
         try:
             s3_client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
             return True
@@ -172,12 +174,14 @@ class S3Store(Store):
             raise
 
     def write_bytes(self, key: str, data: bytes) -> None:
+        requests.count("PUT")
         s3_client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)  # S3 PUTs are atomic
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
             chunk = keys[start:start + 1000]
             if chunk:
+                requests.count("DELETE")  # one DeleteObjects request per 1000 keys
                 s3_client().delete_objects(Bucket=self.bucket, Delete={
                     "Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True})
 

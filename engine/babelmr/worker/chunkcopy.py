@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from babelmr import __version__
+from babelmr.store import requests
 from babelmr.worker import thrift
 from babelmr.worker.thrift import I16, I32, I64, LIST, STRUCT, Struct
 
@@ -203,6 +204,7 @@ def _split(source: Source, start: int, length: int) -> Iterator[tuple[Source, in
 
 
 def _read(source: Source, offset: int, length: int) -> pa.Buffer:
+    requests.count("GET")  # one ranged read per extent
     buf = source.handle.read_at(length, offset)
     if len(buf) != length:
         raise OSError(f"{source.uri}: short read at byte {offset} ({len(buf)} of {length} bytes)")

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from babelmr.errors import InputChanged, InputError, TaskError
 from babelmr.schemas import conform_batch, deserialize_schema
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
-from babelmr.store import filesystem_for
+from babelmr.store import filesystem_for, requests
 from babelmr.store.locations import file_version
 from babelmr.worker import chunkcopy
 from babelmr.worker.formats import (
@@ -144,6 +144,8 @@ class _ParquetSource:
         try:
             self.handle = fs.open_input_file(path)
             self.file = pq.ParquetFile(self.handle, pre_buffer=True)
+            requests.count("HEAD")  # the open asks for the size
+            requests.count("GET")  # the footer (one read of the file's tail)
         except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
             check_pinned(inp, piece)  # unless it changed since planned: say so
             raise InputError(f"input {inp.name!r}: cannot read Parquet file {piece.uri}: {e}") from None
@@ -170,8 +172,8 @@ class _ParquetSource:
     def empty(self) -> bool:
         return not self.row_groups
 
-    def _runs(self) -> Iterator[list[int]]:
-        """The row groups in runs of about ``PREBUFFER_BYTES`` (of the columns read).
+    def _runs(self) -> Iterator[tuple[list[int], int]]:
+        """The row groups in runs of about ``PREBUFFER_BYTES`` (of the columns read), with their bytes.
 
         Pre-buffering reads all row groups asked for at once: for a whole large file that is the whole file.
         """
@@ -183,12 +185,12 @@ class _ParquetSource:
             cost = sum(rg.column(c).total_compressed_size for c in range(rg.num_columns)
                        if wanted is None or rg.column(c).path_in_schema.split(".")[0] in wanted)
             if run and size + cost > PREBUFFER_BYTES:
-                yield run
+                yield run, size
                 run, size = [], 0
             run.append(g)
             size += cost
         if run:
-            yield run
+            yield run, size
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         if self.row_groups:
@@ -202,7 +204,8 @@ class _ParquetSource:
                 raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
 
     def _decode(self) -> Iterator[pa.RecordBatch]:
-        for run in self._runs():
+        for run, size in self._runs():
+            requests.count_ranged_reads(size)
             yield from self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=run, columns=self.columns)
 
 
@@ -228,6 +231,8 @@ def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] 
                 block: int | None = None):
     """A streaming reader of one CSV file; ``include_columns`` the file lacks come as NULL."""
     check_pinned(inp, piece)
+    requests.count("HEAD")
+    requests.count_ranged_reads(piece.size, READ_BLOCK)  # the stream reads block by block
     fs, path = filesystem_for(piece.uri)
     try:
         return open_csv(lambda: fs.open_input_stream(path, compression="detect"), _csv_read_options(inp, block),

@@ -2,7 +2,8 @@
 
 The engine speaks to the program only through files, environment variables, the exit code and
 stderr. Hadoop Streaming's counter lines (``reporter:counter:GROUP,NAME,AMOUNT``) on stderr are
-collected as task counters.
+collected as task counters; its status lines (``reporter:status:MESSAGE``) set the task's latest status,
+which is watched while the program runs.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from babelmr.errors import TaskError
 
 COUNTER_PREFIX = "reporter:counter:"
+STATUS_PREFIX = "reporter:status:"
+STATUS_CHARS = 500  # a status line is a short message: keep records small
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 TAIL_LINES = 20
 
@@ -34,6 +38,7 @@ class ProgramRun:
     stdout_path: str
     stderr_path: str
     counters: dict[str, int] = field(default_factory=dict)
+    status: str | None = None
 
 
 def program_argv(command: list[str], mode: str | None, shell: bool) -> list[str]:
@@ -48,7 +53,8 @@ def stderr_tail(path: str, lines: int = TAIL_LINES) -> str:
     """The last lines of a log file (without counter lines), for error messages."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            tail = deque((line.rstrip("\n") for line in f if not line.startswith(COUNTER_PREFIX)), maxlen=lines)
+            tail = deque((line.rstrip("\n") for line in f if not line.startswith((COUNTER_PREFIX, STATUS_PREFIX))),
+                         maxlen=lines)
     except FileNotFoundError:
         return ""
     return "\n".join(tail)
@@ -68,7 +74,49 @@ def read_counters(path: str) -> dict[str, int]:
     return counters
 
 
+def read_status(path: str) -> str | None:
+    """The last status line (``reporter:status:MESSAGE``) in a stderr log, if any."""
+    status = None
+    with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith(STATUS_PREFIX):
+                status = line[len(STATUS_PREFIX):].strip()[:STATUS_CHARS]
+    return status
+
+
 SAMPLE_SECONDS = 0.05
+STATUS_SECONDS = 0.5
+
+
+class _StatusWatcher(threading.Thread):
+    """Reads new lines of the program's stderr while it runs and reports each new status line."""
+
+    def __init__(self, path: str, on_status: Callable[[str], None]):
+        super().__init__(daemon=True)
+        self.path, self.on_status = path, on_status
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        with open(self.path, "rb") as f:
+            partial, last = b"", None
+            while True:
+                stopping = self._halt.wait(STATUS_SECONDS)
+                data = partial + f.read()
+                lines = data.split(b"\n")
+                partial = lines.pop()  # an unfinished line waits for its end
+                for line in lines:
+                    if line.startswith(STATUS_PREFIX.encode()):
+                        last = line[len(STATUS_PREFIX):].decode(errors="replace").strip()[:STATUS_CHARS]
+                if last is not None:
+                    with contextlib.suppress(Exception):  # a status is news, never a reason to fail the task
+                        self.on_status(last)
+                    last = None
+                if stopping:
+                    return
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
 
 
 def _session_rss(sid: int) -> int:
@@ -108,8 +156,12 @@ class _PeakSampler(threading.Thread):
 
 
 def run_program(command: list[str], mode: str | None, *, shell: bool, env: dict[str, str], workdir: str,
-                log_dir: str, timeout: float | None, label: str) -> ProgramRun:
-    """Run the program to completion (or until ``timeout``) and report how it went."""
+                log_dir: str, timeout: float | None, label: str,
+                on_status: Callable[[str], None] | None = None) -> ProgramRun:
+    """Run the program to completion (or until ``timeout``) and report how it went.
+
+    ``on_status`` is called (from another thread) with each new status line while the program runs.
+    """
     argv = program_argv(command, mode, shell)
     stdout_path, stderr_path = os.path.join(log_dir, "stdout.log"), os.path.join(log_dir, "stderr.log")
     start = time.perf_counter()
@@ -135,6 +187,9 @@ def run_program(command: list[str], mode: str | None, *, shell: bool, env: dict[
             timer.start()
         sampler = _PeakSampler(proc.pid)
         sampler.start()
+        watcher = _StatusWatcher(stderr_path, on_status) if on_status else None
+        if watcher:
+            watcher.start()
         try:
             _, status, _usage = os.wait4(proc.pid, 0)
         except BaseException:
@@ -143,8 +198,11 @@ def run_program(command: list[str], mode: str | None, *, shell: bool, env: dict[
             raise
         finally:
             peak = sampler.stop()
+            if watcher:
+                watcher.stop()
             if timer:
                 timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
     return ProgramRun(argv, proc.returncode, time.perf_counter() - start, peak,
-                      timed_out.is_set(), stdout_path, stderr_path, read_counters(stderr_path))
+                      timed_out.is_set(), stdout_path, stderr_path, read_counters(stderr_path),
+                      read_status(stderr_path))

@@ -23,7 +23,7 @@ import pyarrow as pa
 from babelmr.errors import BabelMRError, TaskError
 from babelmr.schemas import serialize_schema
 from babelmr.spec import TaskResult, TaskSpec
-from babelmr.store import layout, open_store
+from babelmr.store import layout, open_store, requests
 from babelmr.store.base import Store
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, csv_conversion_error, open_output
@@ -158,10 +158,15 @@ def use_jemalloc() -> None:
             pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
-def execute(spec: TaskSpec, workdir: str) -> TaskResult:
-    """Run the attempt in ``workdir`` (which it may fill) and commit its output to the store."""
+def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -> TaskResult:
+    """Run the attempt in ``workdir`` (which it may fill) and commit its output to the store.
+
+    ``stats`` (filled as the attempt goes) lets a caller report the times of an attempt that failed.
+    """
     use_jemalloc()
-    stats: dict[str, Any] = {"started_at": time.time()}
+    requests.reset()  # one attempt at a time per worker process: its counts are this attempt's
+    stats = {} if stats is None else stats
+    stats.update(started_at=time.time(), memory_bytes=spec.memory, s3_requests={})
     store = open_store(spec.store)
     log_dir = os.path.join(workdir, ".babelmr")
     os.makedirs(log_dir, exist_ok=True)
@@ -175,8 +180,10 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
     output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
 
     run = run_program(program_command(spec), spec.mode, shell=spec.shell, env=program_env(spec, workdir, paths, output),
-                      workdir=workdir, log_dir=log_dir, timeout=spec.timeout, label=spec.label)
-    stats.update(program_seconds=run.seconds, program_peak_rss_bytes=run.peak_rss_bytes, counters=run.counters)
+                      workdir=workdir, log_dir=log_dir, timeout=spec.timeout, label=spec.label,
+                      on_status=_status_writer(store, spec))
+    stats.update(program_seconds=run.seconds, program_peak_rss_bytes=run.peak_rss_bytes, counters=run.counters,
+                 status_line=run.status)
     try:
         if run.timed_out:
             raise TaskError(_failure(spec, f"the program ran longer than the stage's timeout of {spec.timeout:g} s "
@@ -206,6 +213,8 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
                 partition_rows = export_partitions(batches, schema, store.open_output(key), spec.key,
                                                    spec.partitions)["rows"]
             size = store.filesystem.get_file_info(store.path(key)).size or 0
+            requests.count_upload(size)
+            requests.count("HEAD")  # the size check
         except BaseException:
             store.delete([key])
             raise
@@ -224,10 +233,26 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
         return TaskResult("ok", spec.stage, spec.task, spec.attempt, commit=commit, stats=_finish(stats))
     finally:
         _upload_logs(store, spec, run.stdout_path, run.stderr_path)
+        stats["s3_requests"] = requests.snapshot()
+
+
+def _status_writer(store: Store, spec: TaskSpec):
+    """Publishes the program's latest status line in the store, for progress displays and the dashboard."""
+    key = layout.task_status(spec.run_id, spec.stage, spec.task, spec.attempt)
+    last = {"at": 0.0, "text": None}
+
+    def write(text: str) -> None:
+        # at most one write a second: a chatty program must not turn into a flood of PUTs
+        if text != last["text"] and time.monotonic() - last["at"] >= 1.0:
+            store.write_bytes(key, text.encode())
+            last.update(at=time.monotonic(), text=text)
+
+    return write
 
 
 def _finish(stats: dict[str, Any]) -> dict[str, Any]:
     stats["finished_at"] = time.time()
+    stats["s3_requests"] = requests.snapshot()
     stats["engine_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     stats["memory_pool"] = pa.default_memory_pool().backend_name
     return stats
@@ -262,12 +287,14 @@ def run_task(spec: TaskSpec, workdir: str, *, keep_workdir: bool = False) -> Tas
     """
     os.makedirs(workdir, exist_ok=True)
     before = set(os.listdir(workdir))
+    stats: dict[str, Any] = {}  # a failed attempt reports how far it got (the timeline shows it)
     try:
-        return execute(spec, workdir)
+        return execute(spec, workdir, stats)
     except Exception as e:
         cause = str(e) if isinstance(e, BabelMRError) else f"{type(e).__name__}: {e}"
         error = cause if cause.startswith(spec.label) else f"{spec.label}: {cause}"
-        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=error, retryable=retryable(e))
+        return TaskResult("error", spec.stage, spec.task, spec.attempt, error=error, retryable=retryable(e),
+                          stats=_finish(stats))
     finally:
         if not keep_workdir:
             _clean(workdir, before)
