@@ -1,6 +1,11 @@
 """Every key babelmr writes in a store, defined in one place.
 
-    runs/<run>/run.json                                   the run record
+    runs/<run>/run.json                                   the run record (rewritten at start, resume, end)
+    runs/<run>/heartbeat.json                             the coordinator's heartbeat and progress, every few s
+    runs/<run>/fingerprint.json                           the job and its resolved input files, for resume
+    runs/<run>/coordinator.log                            a detached coordinator's output (local stores)
+    runs/<run>/stages/<stage>/record.json                 the stage's entry of the run record, once run
+    runs/<run>/stages/<stage>/plan.json                   the stage's plan: concurrency, a digest per task
     runs/<run>/stages/<stage>/data/t<task>-a<attempt>-<token>.parquet   an attempt's output
     runs/<run>/stages/<stage>/commits/t<task>.json        the commit record publishing one attempt
     runs/<run>/stages/<stage>/manifest.json               the stage's committed files, once complete
@@ -51,3 +56,27 @@ def task_log(run_id: str, stage: str, task: int, attempt: int, stream: str) -> s
 
 def task_spec(run_id: str, stage: str, task: int, attempt: int) -> str:
     return f"{run_prefix(run_id)}/specs/{stage}/t{task:05d}-a{attempt}.json"
+
+
+def heartbeat(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/heartbeat.json"
+
+
+def fingerprint(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/fingerprint.json"
+
+
+def coordinator_log(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/coordinator.log"
+
+
+def stage_record(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/record.json"
+
+
+def stage_plan(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/plan.json"
+
+
+def log_prefix(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/logs"
