@@ -69,8 +69,15 @@ def main() -> None:
 @click.option("--emulators", type=click.IntRange(min=1),
               help="lambda: start this many AWS Lambda emulator containers per image instead of calling AWS.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+@click.option("--resume", "resume_run", metavar="RUN", help="Continue run RUN of this job: skip its finished "
+              "stages and committed tasks (see `babelmr resume`).")
+@click.option("--force", is_flag=True, help="With --resume: continue although the inputs or partitioning changed.")
+@click.option("--detach", is_flag=True, help="Run the coordinator in the background (surviving this terminal), "
+              "print the run id and return; then `babelmr status/logs/wait/stop RUN`.")
+@click.option("--run-id", hidden=True, help="The id of the new run (used by --detach).")
 def run(job_file: str, backend: str, store: str | None, concurrency: int | None, memory: str,
-        ephemeral_storage: str, emulators: int | None, as_json: bool) -> None:
+        ephemeral_storage: str, emulators: int | None, as_json: bool, resume_run: str | None = None,
+        force: bool = False, detach: bool = False, run_id: str | None = None) -> None:
     """Validate JOB_FILE, run its stages and print where the result is."""
     from babelmr.backends.containers import ContainerLimits
     from babelmr.coordinator.run import run_job
@@ -81,10 +88,18 @@ def run(job_file: str, backend: str, store: str | None, concurrency: int | None,
         limits = ContainerLimits(parse_size(memory), parse_size(ephemeral_storage))
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+    if detach:
+        from babelmr.cli_runs import run_detached
+
+        run_detached(job, backend, concurrency, memory, ephemeral_storage, emulators, resume_run, force)
+        return
+    from babelmr.cli_runs import prepare_coordinator
+
+    prepare_coordinator()
     err.print(f"running [bold]{job.name}[/] ({len(job.stages)} stages) on backend {backend}, store {job.store}")
     with get_backend(backend, concurrency=concurrency, limits=limits, emulators=emulators) as b, \
             RichProgress(err) as progress:
-        record = run_job(job, b, progress=progress)
+        record = run_job(job, b, progress=progress, run_id=run_id, resume=resume_run, force=force)
     err.print(summary_table(record))
     files = record["output"]["files"]
     err.print(f"result: {len(files)} Parquet file(s) of stage {record['output']['stage']!r}:")
@@ -181,6 +196,7 @@ def show(run_id: str, store: str, as_json: bool) -> None:
     out.print(summary_table(record))
     if record.get("error"):
         out.print("[red]error:[/]", record["error"], markup=True, highlight=False)
+    cli_runs.show_resumes_and_tolerated(out, record)
     if record.get("output"):
         out.print(f"output of stage {record['output']['stage']!r}:")
         for f in record["output"]["files"]:
@@ -258,3 +274,8 @@ def policy(job_file: str, store: str | None, account: str, region: str) -> None:
     job = load_job(job_file, store=store)
     click.echo(json.dumps({"task_role_policy": d.task_policy(job),
                            "coordinator_policy": d.coordinator_policy(job, region, account)}, indent=2))
+
+
+from babelmr import cli_runs  # noqa: E402 - registers resume, status, wait, logs and stop on `main`
+
+cli_runs.register(main, run)

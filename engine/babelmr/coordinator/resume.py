@@ -268,7 +268,13 @@ class RunBook:
         try:
             summary = json.loads(self.store.read_bytes(layout.stage_record(self.run_id, stage.name)))
         except FileNotFoundError:  # the coordinator died between the manifest and the stage's entry
-            summary = {"name": stage.name, "status": "succeeded", "tasks": len(manifest["files"])}
+            summary = {"name": stage.name, "status": "succeeded", "tasks": len(manifest["files"]), "attempts": 0,
+                       "retries": 0, "seconds": 0.0, "rows_in": 0, "bytes_in": 0,
+                       "rows_out": sum(c["rows"] for c in manifest["commits"]),
+                       "bytes_out": sum(c["bytes"] for c in manifest["commits"]), "import_seconds": 0.0,
+                       "program_seconds": 0.0, "export_seconds": 0.0, "inputs": {}, "task_attempts": [],
+                       "committed": [{k: c.get(k) for k in ("task", "attempt", "uri", "rows", "bytes", "counters")}
+                                     for c in manifest["commits"]]}
         summary["skipped_on_resume"] = True
         self.record["stages"].append(summary)
         return StageOutput(stage.name, manifest["partitions"], manifest["files"])
