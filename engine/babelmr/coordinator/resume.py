@@ -312,6 +312,9 @@ class RunBook:
                 for e in self.store.list(prefix):
                     if m := _ATTEMPT.search("/" + e.path.rsplit("/", 1)[-1]):
                         last[int(m[1])] = max(last[int(m[1])], int(m[2]))
+            with contextlib.suppress(FileNotFoundError):  # the stage failed before: its record lists the attempts
+                for t in json.loads(self.store.read_bytes(layout.stage_record(self.run_id, stage)))["task_attempts"]:
+                    last[t["task"]] = max(last[t["task"]], t["attempt"])
             plan.tasks[:] = [t.with_attempt(last[t.task] + 1) if last[t.task] else t for t in plan.tasks]
         self.store.write_bytes(layout.stage_plan(self.run_id, plan.stage.name),
                                json.dumps({"concurrency": concurrency, "digests": digests}).encode())
