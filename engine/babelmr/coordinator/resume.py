@@ -26,7 +26,7 @@ from babelmr.coordinator.records import read_heartbeat, read_record, resolve_run
 from babelmr.errors import BabelMRError
 from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
-from babelmr.store import filesystem_for, layout, list_input_files
+from babelmr.store import layout, list_input_files
 from babelmr.store.base import Store
 
 HEARTBEAT_SECONDS = float(os.environ.get("BABELMR_HEARTBEAT_SECONDS", "2"))
@@ -57,10 +57,8 @@ def input_files(job: Job) -> dict[str, list[list[Any]]]:
         for inp in stage.external_inputs:
             if inp.uri in files:
                 continue
-            entries = list_input_files(inp.uri)
-            fs, _ = filesystem_for(entries[0].path)
-            infos = fs.get_file_info([filesystem_for(e.path)[1] for e in entries])
-            files[inp.uri] = [[e.path, e.size, i.mtime_ns] for e, i in zip(entries, infos, strict=True)]
+            # the listing carries sizes and modification times (S3: LastModified): no request per file
+            files[inp.uri] = [[e.path, e.size, e.mtime_ns] for e in list_input_files(inp.uri)]
     return files
 
 

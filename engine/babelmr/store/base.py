@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
@@ -15,6 +15,7 @@ class FileEntry:
 
     path: str
     size: int
+    mtime_ns: int | None = field(default=None, compare=False)  # when listed with it (inputs: for fingerprints)
 
 
 class Store(ABC):

@@ -76,4 +76,4 @@ def list_input_files(uri: str) -> list[FileEntry]:
     if not files:
         raise InputError(f"input {uri!r} matches no files: check the path or glob "
                          "(relative paths are relative to the job file's folder)")
-    return sorted((FileEntry(to_uri(fs, i.path), i.size or 0) for i in files), key=lambda e: e.path)
+    return sorted((FileEntry(to_uri(fs, i.path), i.size or 0, i.mtime_ns) for i in files), key=lambda e: e.path)
