@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
+import babelmr as babelmr_api
 from babelmr.cli import main
 from babelmr.store import open_store
 
@@ -81,9 +82,12 @@ def cli(*args: str, check: int | None = 0) -> Result:
     return result
 
 
+CHECKSUM = "select count(*), sum(hash(k, v)), count(k), sum(v) from {source}"
+
+
 def checksum(files: list[str]) -> tuple:
     """Row count and an order-independent checksum of the rows (NULL keys included) by DuckDB."""
-    return duckdb.sql(f"select count(*), sum(hash(k, v)), count(k), sum(v) from read_parquet({files})").fetchall()[0]
+    return duckdb.sql(CHECKSUM.format(source=f"read_parquet({files})")).fetchall()[0]
 
 
 def oracle(folder: Path) -> tuple:
@@ -260,3 +264,48 @@ def test_stop_interrupts_a_detached_run_which_then_resumes(tmp_path: Path) -> No
     rec = record(store, run_id)
     assert rec["status"] == "succeeded" and rec["resumes"][0]["previous_status"] == "interrupted"
     assert checksum(rec["output"]["files"]) == oracle(tmp_path)
+
+
+@pytest.mark.s3
+def test_resume_on_s3_refuses_a_same_size_rewrite_of_an_input_then_resumes_exactly(tmp_path: Path,
+                                                                                  s3_prefix: str) -> None:
+    """Inputs and store on SeaweedFS: a failed run; one input object rewritten with other bytes of the same size is
+    refused (the fingerprint keeps LastModified and the ETag of each object); restored and forced, exact."""
+    from babelmr.store.s3 import s3_filesystem
+
+    job = write_job(tmp_path)
+    fs = s3_filesystem()
+    base = s3_prefix.removeprefix("s3://")
+    originals = {}
+    for p in sorted((tmp_path / "data").glob("*.parquet")):
+        originals[p.name] = p.read_bytes()
+        with fs.open_output_stream(f"{base}/data/{p.name}") as out:
+            out.write(originals[p.name])
+    data = json.loads(job.read_text())
+    data["store"] = f"{s3_prefix}/store"
+    data["stages"][0]["inputs"][0]["uri"] = f"{s3_prefix}/data/*.parquet"
+    data["stages"][0]["command"] = ["sh", "-c", f'[ "$MR_TASK" = 1 ] && exit 3; sh {tmp_path}/prog.sh']
+    job.write_text(json.dumps(data))
+    cli("run", str(job), "-b", "inline", check=1)
+    from babelmr.coordinator.records import list_runs
+
+    (run_id,) = list_runs(open_store(f"{s3_prefix}/store"))
+    fp = json.loads(open_store(f"{s3_prefix}/store").read_bytes(f"runs/{run_id}/fingerprint.json"))
+    (listed,) = fp["inputs"].values()
+    assert len({e[3] for e in listed}) == 4 and all(e[3] for e in listed)  # each object's ETag (multipart: md5-N)
+    fix_command(job)
+    flipped = bytearray(originals["p2.parquet"])
+    flipped[len(flipped) // 2] ^= 0xFF  # same size, other bytes
+    with fs.open_output_stream(f"{base}/data/p2.parquet") as out:
+        out.write(bytes(flipped))
+    refused = cli("resume", run_id, "--store", f"{s3_prefix}/store", check=1)
+    assert "p2.parquet" in refused.stderr and "changed" in refused.stderr
+    with fs.open_output_stream(f"{base}/data/p2.parquet") as out:
+        out.write(originals["p2.parquet"])
+    # restored, the object still has a new LastModified: refused again; forced, the resume reads the original bytes
+    cli("resume", run_id, "--store", f"{s3_prefix}/store", check=1)
+    cli("resume", run_id, "--store", f"{s3_prefix}/store", "--force")
+    run = babelmr_api.open_run(run_id, f"{s3_prefix}/store")
+    assert run.status == "succeeded" and run.record["resumes"][0]["previous_status"] == "failed"
+    result = run.read_table()  # noqa: F841 - DuckDB reads the Arrow table by its name
+    assert duckdb.sql(CHECKSUM.format(source="result")).fetchall()[0] == oracle(tmp_path)

@@ -28,6 +28,7 @@ from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, list_input_files
 from babelmr.store.base import Store
+from babelmr.store.s3 import s3_client, split_s3_uri
 
 HEARTBEAT_SECONDS = float(os.environ.get("BABELMR_HEARTBEAT_SECONDS", "2"))
 STALE_SECONDS = float(os.environ.get("BABELMR_HEARTBEAT_STALE_SECONDS", "20"))
@@ -58,8 +59,27 @@ def input_files(job: Job) -> dict[str, list[list[Any]]]:
             if inp.uri in files:
                 continue
             # the listing carries sizes and modification times (S3: LastModified): no request per file
-            files[inp.uri] = [[e.path, e.size, e.mtime_ns] for e in list_input_files(inp.uri)]
+            entries = list_input_files(inp.uri)
+            etags = _etags([e.path for e in entries])
+            files[inp.uri] = [[e.path, e.size, e.mtime_ns, etags.get(e.path)] for e in entries]
     return files
+
+
+def _etags(uris: list[str]) -> dict[str, str]:
+    """S3 ETags of ``uris`` (one listing of their common prefix): a rewrite within LastModified's one-second
+    resolution, of the same size, still changes it. Empty for local files (their mtimes are in ns)."""
+    if not uris or not uris[0].startswith("s3://"):
+        return {}
+    bucket = split_s3_uri(uris[0])[0]
+    keys = {split_s3_uri(u)[1] for u in uris}
+    found = {}
+    prefix = os.path.commonprefix(list(keys))  # noqa: RUF071 - an S3 prefix is a string prefix, not a path
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        for obj in page.get("Contents", []):
+            if obj["Key"] in keys:
+                found[f"s3://{bucket}/{obj['Key']}"] = obj["ETag"].strip('"')
+    return found
 
 
 def fingerprint(job: Job) -> dict[str, Any]:
@@ -89,7 +109,7 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         now = {f[0]: f[1:] for f in new["inputs"].get(uri, [])}
         gone, added = sorted(set(was) - set(now)), sorted(set(now) - set(was))
         changed = sorted(p for p in set(was) & set(now) if was[p] != now[p])
-        for what, paths in (("deleted", gone), ("added", added), ("changed (size or modification time)", changed)):
+        for what, paths in (("deleted", gone), ("added", added), ("changed (size, modification time or ETag)", changed)):
             if paths:
                 more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
                 changes.append(f"input {uri!r}: {len(paths)} file(s) {what}: {', '.join(paths[:3])}{more}")
