@@ -309,3 +309,26 @@ def test_resume_on_s3_refuses_a_same_size_rewrite_of_an_input_then_resumes_exact
     assert run.status == "succeeded" and run.record["resumes"][0]["previous_status"] == "failed"
     result = run.read_table()  # noqa: F841 - DuckDB reads the Arrow table by its name
     assert duckdb.sql(CHECKSUM.format(source="result")).fetchall()[0] == oracle(tmp_path)
+
+
+@pytest.mark.docker
+def test_run_detach_logs_follow_and_wait_on_docker(base_image, tmp_path: Path) -> None:
+    """`run --detach --backend docker`: `logs --follow` prints each task container's program stderr (the worker
+    in the container copies it to the store), `wait` exits 0, and the result has the input's rows."""
+    write_job(tmp_path, files=2)
+    echo = ["sh", "-c", 'echo "hello from $MR_STAGE task $MR_TASK" >&2; cp in.parquet out.parquet']
+    job = tmp_path / "docker.json"
+    job.write_text(json.dumps({"name": "detached", "store": "store", "stages": [
+        {"name": "map", "command": echo, "inputs": [{"name": "d", "uri": "data/*.parquet"}],
+         "split": {"files_per_task": 1}, "key": ["k"], "partitions": 2},
+        {"name": "reduce", "command": echo, "inputs": [{"name": "p", "stage": "map"}]}]}))
+    run_id = babelmr("run", str(job), "--detach", "--backend", "docker", "-c", "2").stdout.strip()
+    store = tmp_path / "store"
+    follow = babelmr("logs", run_id, "--store", str(store), "--follow", timeout=300)
+    for stage, tasks in (("map", 2), ("reduce", 2)):
+        for t in range(tasks):
+            assert f"==> stage {stage} task {t} attempt 1 stderr <==\nhello from {stage} task {t}\n" in follow.stdout
+    cli("wait", run_id, "--store", str(store))
+    rec = record(store, run_id)
+    assert rec["status"] == "succeeded" and rec["backend"] == "docker"
+    assert checksum(rec["output"]["files"]) == oracle(tmp_path)

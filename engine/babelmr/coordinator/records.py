@@ -1,7 +1,7 @@
 """Run records: what a run did, stored as JSON at ``runs/<run>/run.json`` in the store.
 
 While a run is running, ``run.json`` is written only when the run starts or resumes; each finished
-stage writes its own entry (``stages/<stage>/record.json``) and the heartbeat carries progress, so
+stage writes its own entry (``records/<stage>.json``) and the heartbeat carries progress, so
 the cost of recording a stage does not grow with the stages before it. The final ``run.json``
 (written once, when the run ends) holds every stage. `read_record` gives the same shape either way.
 """

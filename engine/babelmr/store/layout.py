@@ -4,8 +4,8 @@
     runs/<run>/heartbeat.json                             the coordinator's heartbeat and progress, every few s
     runs/<run>/fingerprint.json                           the job and its resolved input files, for resume
     runs/<run>/coordinator.log                            a detached coordinator's output (local stores)
-    runs/<run>/stages/<stage>/record.json                 the stage's entry of the run record, once run
-    runs/<run>/stages/<stage>/plan.json                   the stage's plan: concurrency, a digest per task
+    runs/<run>/records/<stage>.json                       the stage's entry of the run record, once run
+    runs/<run>/plans/<stage>.json                         the stage's plan: concurrency, a digest per task
     runs/<run>/stages/<stage>/data/t<task>-a<attempt>-<token>.parquet   an attempt's output
     runs/<run>/stages/<stage>/commits/t<task>.json        the commit record publishing one attempt
     runs/<run>/stages/<stage>/manifest.json               the stage's committed files, once complete
@@ -70,12 +70,14 @@ def coordinator_log(run_id: str) -> str:
     return f"{run_prefix(run_id)}/coordinator.log"
 
 
+# Not under stages/<stage>/: the coordinator must not create that folder before the stage's tasks (in a
+# container, as another user) create theirs in it.
 def stage_record(run_id: str, stage: str) -> str:
-    return f"{stage_prefix(run_id, stage)}/record.json"
+    return f"{run_prefix(run_id)}/records/{stage}.json"
 
 
 def stage_plan(run_id: str, stage: str) -> str:
-    return f"{stage_prefix(run_id, stage)}/plan.json"
+    return f"{run_prefix(run_id)}/plans/{stage}.json"
 
 
 def log_prefix(run_id: str, stage: str) -> str:
