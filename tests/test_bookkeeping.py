@@ -122,3 +122,25 @@ def test_run_json_is_written_twice_whatever_the_number_of_stages(tmp_path: Path,
     record["status"] = "running"
     real(store, layout.run_record(run.run_id), json.dumps(record).encode())
     assert read_record(store, run.run_id)["stages"] == json.loads(json.dumps(full))
+
+
+def test_the_python_api_resumes_a_failed_run(tmp_path: Path) -> None:
+    """babelmr.resume: a run failed at map task 1 (its program exits 3), the command fixed, resumed exactly;
+    a second resume of the succeeded run raises the typed ResumeRefused with the run attached."""
+    from babelmr.coordinator.resume import ResumeRefused
+    from scripted import oracle
+
+    job = failing_job(tmp_path, "1", None)
+    with pytest.raises(JobFailed) as e:
+        babelmr.run(job, backend="inline")
+    failed = e.value.run
+    data = json.loads(job.read_text())
+    data["stages"][0]["command"] = ["cp", "in.parquet", "out.parquet"]
+    job.write_text(json.dumps(data))
+    run = babelmr.resume(failed.run_id, failed.store, backend="inline")
+    assert run.succeeded and run.run_id == failed.run_id and len(run.record["resumes"]) == 1
+    assert result_rows(run.read_table()) == oracle(tmp_path)
+    assert [c.attempt for c in run.stage("map").committed] == [1, 3, 1]  # task 1: attempts 1, 2 failed before
+    with pytest.raises(ResumeRefused, match="succeeded: nothing to resume") as again:
+        babelmr.resume(failed.run_id, failed.store, backend="inline")
+    assert again.value.run is not None and again.value.run.status == "succeeded"
