@@ -216,4 +216,6 @@ def stop_run(store: Store, run_id: str, timeout: float = 60) -> str:
     except ProcessLookupError:
         return stop_run(store, run_id, timeout)  # it died just now
     _, status = wait_for(store, run_id, poll=0.2, timeout=timeout)
+    if status.coordinator == "dead":  # it had no SIGTERM handler and died without recording: say so now
+        return stop_run(store, run_id, timeout)
     return f"run {run_id} stopped: {status.record['status']} (`babelmr resume {run_id}` continues it)"
