@@ -124,7 +124,8 @@ def test_sigkilled_coordinator_is_resumed_running_only_uncommitted_tasks(tmp_pat
     `resume` runs map tasks 2, 3 and the later stages only, to the rows of a clean run."""
     job = write_job(tmp_path, slow_from=2)
     store = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": ENGINE}
+    (tmp_path / "work").mkdir()  # the killed coordinator's working folders stay here, not in /tmp
+    env = {**os.environ, "PYTHONPATH": ENGINE, "BABELMR_WORKDIR": str(tmp_path / "work")}
     proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "-c", "4"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
