@@ -109,7 +109,8 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         now = {f[0]: f[1:] for f in new["inputs"].get(uri, [])}
         gone, added = sorted(set(was) - set(now)), sorted(set(now) - set(was))
         changed = sorted(p for p in set(was) & set(now) if was[p] != now[p])
-        for what, paths in (("deleted", gone), ("added", added), ("changed (size, modification time or ETag)", changed)):
+        kinds = (("deleted", gone), ("added", added), ("changed (size, modification time or ETag)", changed))
+        for what, paths in kinds:
             if paths:
                 more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
                 changes.append(f"input {uri!r}: {len(paths)} file(s) {what}: {', '.join(paths[:3])}{more}")
@@ -221,15 +222,19 @@ class RunBook:
 
     @classmethod
     def start(cls, store: Store, job: Job, backend: Backend, run_id: str) -> RunBook:
-        """A new run: its record (not yet written) and its fingerprint (written now)."""
+        """A new run: its record (not yet written); `write_fingerprint` follows once the record is."""
         record: dict[str, Any] = {
             "run_id": run_id, "job": job.name, "job_file": job.path, "store": store.uri, "backend": backend.name,
             "status": "running", "started_at": time.time(), "stages": [], "output": None, "error": None,
             "host": os.uname().nodename, "pid": os.getpid(), "stage_names": [s.name for s in job.stages],
             "resumes": [],
         }
-        store.write_bytes(layout.fingerprint(run_id), json.dumps(fingerprint(job)).encode())
         return cls(store, job, record, resuming=False)
+
+    def write_fingerprint(self) -> None:
+        """A new run: record what a resume must find unchanged (lists the inputs: may raise `InputError`)."""
+        if not self.resuming:
+            self.store.write_bytes(layout.fingerprint(self.run_id), json.dumps(fingerprint(self.job)).encode())
 
     @classmethod
     def resume(cls, store: Store, job: Job, backend: Backend, run_id: str, *, force: bool = False) -> RunBook:

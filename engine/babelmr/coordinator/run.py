@@ -165,6 +165,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
     progress = heartbeat  # type: ignore[assignment]  # forwards every event
     upstream: dict[str, StageOutput] = {}
     try:
+        book.write_fingerprint()
         backend.prepare(job, store, run_id)
         for stage in job.stages:
             finished = book.finished_stage(stage)
