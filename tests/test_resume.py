@@ -250,7 +250,7 @@ def test_run_detach_then_logs_follow_and_wait(tmp_path: Path) -> None:
 
 def test_stop_interrupts_a_detached_run_which_then_resumes(tmp_path: Path) -> None:
     """`stop` sends SIGTERM to a live detached coordinator: the record says interrupted, `wait` exits 130,
-    and a resume finishes the run to the clean rows."""
+    and a detached resume finishes the run to the clean rows."""
     job = write_job(tmp_path, files=3, slow_from=1)
     run_id = babelmr("run", str(job), "--detach", "-c", "3").stdout.strip()
     store = tmp_path / "store"
@@ -261,7 +261,8 @@ def test_stop_interrupts_a_detached_run_which_then_resumes(tmp_path: Path) -> No
     assert "interrupted" in stopped.stderr
     (tmp_path / "release").touch()
     cli("wait", run_id, "--store", str(store), check=130)
-    cli("resume", run_id, "--store", str(store))
+    assert babelmr("resume", run_id, "--store", str(store), "--detach").stdout.strip() == run_id
+    cli("wait", run_id, "--store", str(store))
     rec = record(store, run_id)
     assert rec["status"] == "succeeded" and rec["resumes"][0]["previous_status"] == "interrupted"
     assert checksum(rec["output"]["files"]) == oracle(tmp_path)

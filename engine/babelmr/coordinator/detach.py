@@ -59,7 +59,7 @@ def start_detached(store: Store, run_id: str, args: list[str], timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = _raw_record(store, run_id)
-        if record is not None and (record.get("pid") == proc.pid or record.get("status") != "running"):
+        if record is not None and record.get("pid") == proc.pid:  # a resumed run's old record has an old pid
             return log
         if proc.poll() is not None:
             with open(log, "rb") as f:
