@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import babelmr
 from babelmr.cli import main
@@ -144,3 +146,29 @@ def test_the_python_api_resumes_a_failed_run(tmp_path: Path) -> None:
     with pytest.raises(ResumeRefused, match="succeeded: nothing to resume") as again:
         babelmr.resume(failed.run_id, failed.store, backend="inline")
     assert again.value.run is not None and again.value.run.status == "succeeded"
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.integers(1, 4), partitions=st.integers(1, 3), seed=st.integers(0, 10**6), data=st.data())
+def test_resume_after_a_fault_anywhere_runs_only_the_rest_and_is_exact(tmp_path_factory, files: int, partitions: int,
+                                                                       seed: int, data) -> None:
+    """Generated data and a fatal fault injected (ScriptedBackend: the attempt fails without running) in one
+    map or reduce task; the resume runs exactly the tasks without commit records and matches the oracle."""
+    from babelmr.coordinator.run import run_job
+    from babelmr.job import load_job
+    from scripted import ScriptedBackend, commit_records, oracle
+
+    tmp = tmp_path_factory.mktemp("resume")
+    job = load_job(str(make_job(tmp, files=files, partitions=partitions, seed=seed, rows=50)))
+    stage = data.draw(st.sampled_from(["map", "reduce"]))
+    task = data.draw(st.integers(0, (files if stage == "map" else partitions) - 1))
+    with ScriptedBackend({(stage, task, 1): "fatal"}) as first, pytest.raises(JobFailed):
+        run_job(job, first, run_id="r1")
+    done = {s: {c["task"] for c in commit_records(job.store, "r1", s)} for s in ("map", "reduce")}
+    with ScriptedBackend() as second:
+        record = run_job(job, second, resume="r1")
+    ran = {s: sorted(t for s2, t, _ in second.calls if s2 == s) for s in ("map", "reduce")}
+    assert ran["map"] == sorted(set(range(files)) - done["map"])
+    assert ran["reduce"] == sorted(set(range(partitions)) - done["reduce"])
+    assert record["status"] == "succeeded"
+    assert rows_of([Path(f) for f in record["output"]["files"]]) == oracle(tmp)
