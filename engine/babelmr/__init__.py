@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "run": "babelmr.api",
     "open_run": "babelmr.api",
+    "resume": "babelmr.api",
     "load_job": "babelmr.api",
     "Run": "babelmr.api",
     "StageSummary": "babelmr.api",
@@ -36,11 +37,11 @@ _EXPORTS = {
 
 __all__ = [  # spelt out (not built from _EXPORTS) so linters see the names the TYPE_CHECKING block imports
     "BabelMRError", "CommittedFile", "ImageError", "InputError", "JobFailed", "JobFileError", "Run", "StageSummary",
-    "StoreError", "TaskAttempt", "TaskError", "__version__", "load_job", "open_run", "run",
+    "StoreError", "TaskAttempt", "TaskError", "__version__", "load_job", "open_run", "resume", "run",
 ]
 
 if TYPE_CHECKING:  # for type checkers and editors only
-    from babelmr.api import CommittedFile, Run, StageSummary, TaskAttempt, load_job, open_run, run
+    from babelmr.api import CommittedFile, Run, StageSummary, TaskAttempt, load_job, open_run, resume, run
     from babelmr.errors import BabelMRError, ImageError, InputError, JobFailed, JobFileError, StoreError, TaskError
 
 

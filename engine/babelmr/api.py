@@ -31,7 +31,7 @@ from babelmr.spec import PARTITION_INDEX_KEY
 from babelmr.store import filesystem_for, open_store
 from babelmr.units import parse_size
 
-__all__ = ["CommittedFile", "Run", "StageSummary", "TaskAttempt", "load_job", "open_run", "run"]
+__all__ = ["CommittedFile", "Run", "StageSummary", "TaskAttempt", "load_job", "open_run", "resume", "run"]
 
 _STAT_FIELDS = ("task", "attempt", "status", "error")
 
@@ -259,3 +259,25 @@ def _read_back(store: str, run_id: str) -> Run | None:
 def open_run(run_id: str, store: str = ".babelmr") -> Run:
     """The run ``run_id`` (or a unique prefix of it) recorded in ``store``, finished or not."""
     return Run.from_record(read_record(open_store(store), run_id))
+
+
+def resume(run_id: str, store: str = ".babelmr", *, backend: str | Backend | None = None, force: bool = False,
+           concurrency: int | None = None, progress: StageProgress | None = None) -> Run:
+    """Continue a failed, interrupted or killed run (docs/fault-tolerance.md) and return its `Run`.
+
+    Finished stages and committed tasks are not run again; the job file is read from where the run
+    found it. Changed inputs or partitioning raise `ResumeRefused` unless ``force``.
+    """
+    from babelmr.coordinator.records import read_record
+
+    record = read_record(open_store(store), run_id)
+    job = load_job(record["job_file"], store=store)
+    chosen = backend or record["backend"]
+    try:
+        if isinstance(chosen, Backend):
+            return Run.from_record(run_job(job, chosen, progress=progress, resume=record["run_id"], force=force))
+        with get_backend(chosen, concurrency=concurrency) as b:
+            return Run.from_record(run_job(job, b, progress=progress, resume=record["run_id"], force=force))
+    except BabelMRError as e:
+        e.run = _read_back(store, record["run_id"])
+        raise

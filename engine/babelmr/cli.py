@@ -85,9 +85,16 @@ def main() -> None:
               help="Format of the published result (default: the job's, else parquet).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier babelmr result at the output location.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+@click.option("--resume", "resume_run", metavar="RUN", help="Continue run RUN of this job: skip its finished "
+              "stages and committed tasks (see `babelmr resume`).")
+@click.option("--force", is_flag=True, help="With --resume: continue although the inputs or partitioning changed.")
+@click.option("--detach", is_flag=True, help="Run the coordinator in the background (surviving this terminal), "
+              "print the run id and return; then `babelmr status/logs/wait/stop RUN`.")
+@click.option("--run-id", hidden=True, help="The id of the new run (used by --detach).")
 def run(job_file: str, backend: str, store: str | None, concurrency: int | None, memory: str,
         ephemeral_storage: str, emulators: int | None, output: str | None, output_format: str | None,
-        overwrite: bool, as_json: bool) -> None:
+        overwrite: bool, as_json: bool, resume_run: str | None = None, force: bool = False,
+        detach: bool = False, run_id: str | None = None) -> None:
     """Validate JOB_FILE, run its stages and print where the result is."""
     from babelmr.backends.containers import ContainerLimits
     from babelmr.coordinator.run import run_job
@@ -101,10 +108,18 @@ def run(job_file: str, backend: str, store: str | None, concurrency: int | None,
         limits = ContainerLimits(parse_size(memory), parse_size(ephemeral_storage))
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+    if detach:
+        from babelmr.cli_runs import run_detached
+
+        run_detached(job, backend, concurrency, memory, ephemeral_storage, emulators, resume_run, force)
+        return
+    from babelmr.cli_runs import prepare_coordinator
+
+    prepare_coordinator()
     err.print(f"running [bold]{job.name}[/] ({len(job.stages)} stages) on backend {backend}, store {job.store}")
     with get_backend(backend, concurrency=concurrency, limits=limits, emulators=emulators) as b, \
             RichProgress(err) as progress:
-        record = run_job(job, b, progress=progress)
+        record = run_job(job, b, progress=progress, run_id=run_id, resume=resume_run, force=force)
     err.print(summary_table(record))
     _print_output(err, record["output"])
     err.print(f"run record: babelmr show {record['run_id']} --store {record['store']}", markup=False)
@@ -234,6 +249,7 @@ def show(run_id: str, store: str, as_json: bool, timeline: str | None) -> None:
     out.print(report.summary(), markup=False, highlight=False)
     if record.get("error"):
         out.print("[red]error:[/]", record["error"], markup=True, highlight=False)
+    cli_runs.show_resumes_and_tolerated(out, record)
     if record.get("output"):
         _print_output(out, record["output"])
 
@@ -330,10 +346,12 @@ def policy(job_file: str, store: str | None, account: str, region: str) -> None:
 @click.option("--port", "-p", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any).")
 def ui(store: str, host: str, port: int) -> None:
     """Serve a read-only web dashboard of the runs in a store (local folder or s3://)."""
-    from babelmr.store.s3 import S3Store
     from babelmr.ui import serve
 
-    s = open_store(store)
-    if isinstance(s, S3Store):
-        s.check()  # an unreachable bucket is an error now, not on every page
+    s = _open_store(store)  # an unreachable bucket is an error now, not on every page
     serve(s, host, port, lambda url: err.print(f"dashboard of {s.uri} on {url} (Ctrl-C stops it)", markup=False))
+
+
+from babelmr import cli_runs  # noqa: E402 - registers resume, status, wait, logs and stop on `main`
+
+cli_runs.register(main, run)

@@ -18,6 +18,7 @@ from babelmr.backends.containers import (
     docker_client,
     prepare_local_store,
 )
+from babelmr.bounded import MAX_LOG, TAIL_READ, bounded
 from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
@@ -89,14 +90,14 @@ class DockerBackend(Backend):
             stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
             stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
             self._store.write_bytes(layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, "container"),
-                                    (stdout + stderr).encode())
+                                    (stdout + stderr).encode()[-MAX_LOG:])
             result = parse_result(stdout)
             if result is not None:
                 return TaskResult.from_dict(result)
             container.reload()
             oom = container.attrs.get("State", {}).get("OOMKilled", False)
             why = "it ran out of memory: give the stage more 'memory'" if oom else "it printed no result"
-            tail = "\n".join(stderr.splitlines()[-TAIL_LINES:])
+            tail = bounded("\n".join(stderr[-TAIL_READ:].splitlines()[-TAIL_LINES:]))
             return TaskResult("error", spec.stage, spec.task, spec.attempt,
                               error=f"{spec.label}: the container exited with code {status.get('StatusCode')}: "
                                     f"{why}\n--- last lines of the container's stderr ---\n{tail}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -12,12 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from babelmr.backends.base import Backend
+from babelmr.bounded import bounded
 from babelmr.coordinator.output import check_target, final_files, publish, stage_schema
 from babelmr.coordinator.planner import StageOutput, StagePlan, plan_stage
 from babelmr.coordinator.records import new_run_id, write_record
+from babelmr.coordinator.resume import RunBook, tolerated_failures
 from babelmr.errors import BabelMRError, JobFailed
 from babelmr.job import Job, Stage
-from babelmr.schemas import serialize_schema
+from babelmr.schemas import deserialize_schema, serialize_schema
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
@@ -38,6 +39,7 @@ class StageProgress:
     """Receives stage and task events; the CLI draws progress bars from them."""
 
     def stage_started(self, stage: Stage, tasks: int) -> None: ...
+    def task_started(self, stage: Stage, spec: TaskSpec) -> None: ...
     def task_finished(self, stage: Stage, result: TaskResult) -> None: ...
     def task_retrying(self, stage: Stage, result: TaskResult) -> None: ...
     def stage_finished(self, stage: Stage, summary: dict[str, Any]) -> None: ...
@@ -47,27 +49,32 @@ def _run_attempts(backend: Backend, spec: TaskSpec, retries: int, stop: threadin
                   on_retry: Callable[[TaskResult], None]) -> TaskOutcome:
     """Attempts of one task until one commits, retries run out, or the error will not go away."""
     outcome = TaskOutcome(spec)
-    for attempt in range(1, retries + 2):
+    first = spec.attempt  # 1, or on resume the attempt after the task's earlier ones
+    for attempt in range(first, first + retries + 1):
         result = backend.run_task(spec.with_attempt(attempt))
         outcome.attempts.append(result)
-        if result.status != "error" or not result.retryable or attempt == retries + 1 or stop.is_set():
+        if result.status != "error" or not result.retryable or attempt == first + retries or stop.is_set():
             break
         on_retry(result)
     return outcome
 
 
-def run_stage(plan: StagePlan, backend: Backend, progress: StageProgress) -> list[TaskOutcome]:
-    """Run every task of a stage with bounded concurrency; on a task's final failure start no new tasks."""
+def run_stage(plan: StagePlan, backend: Backend, progress: StageProgress, *, skip: set[int] | None = None,
+              tolerated: int = 0) -> list[TaskOutcome]:
+    """Run the tasks of a stage (but ``skip``) with bounded concurrency; once more than ``tolerated`` tasks
+    failed for good, start no new tasks."""
     stage = plan.stage
     stop = threading.Event()
     outcomes: list[TaskOutcome] = []
-    pending = [t for t in plan.tasks if t.task not in set(plan.skipped)]
+    pending = [t for t in plan.tasks if t.task not in (skip or set())]
+    failures = 0
     running: set[Future] = set()
     pool = ThreadPoolExecutor(max_workers=backend.stage_concurrency(stage), thread_name_prefix=f"stage-{stage.name}")
     try:
         while pending or running:
             while pending and len(running) < backend.stage_concurrency(stage) and not stop.is_set():
                 spec = pending.pop(0)
+                progress.task_started(stage, spec)
                 running.add(pool.submit(_run_attempts, backend, spec, stage.retries, stop,
                                         lambda r: progress.task_retrying(stage, r)))
             if not running:
@@ -78,7 +85,9 @@ def run_stage(plan: StagePlan, backend: Backend, progress: StageProgress) -> lis
                 outcomes.append(outcome)
                 progress.task_finished(stage, outcome.final)
                 if outcome.final.status == "error":
-                    stop.set()
+                    failures += 1
+                    if failures > tolerated:
+                        stop.set()
     except BaseException:
         # Ctrl-C or a bug: do not wait for running tasks here; the backend's close() stops them.
         stop.set()
@@ -88,17 +97,18 @@ def run_stage(plan: StagePlan, backend: Backend, progress: StageProgress) -> lis
     return sorted(outcomes, key=lambda o: o.spec.task)
 
 
-def committed_files(store: Store, run_id: str, stage: Stage, tasks: int) -> list[dict[str, Any]]:
+def committed_files(store: Store, run_id: str, stage: Stage, tasks: int,
+                    tolerated: set[int] | None = None) -> list[dict[str, Any]]:
     """The commit records of a stage, read from the store (the source of truth, not the replies)."""
     records = {}
     for entry in store.list(layout.commit_prefix(run_id, stage.name)):
         record = json.loads(store.read_bytes(entry.path))
         records[record["task"]] = record
-    missing = [t for t in range(tasks) if t not in records]
+    missing = [t for t in range(tasks) if t not in records and t not in (tolerated or set())]
     if missing:
         raise JobFailed(f"stage {stage.name!r}: tasks {missing} have no commit record although they reported "
                         "success: the store lost writes?")
-    return [records[t] for t in range(tasks)]
+    return [records[t] for t in range(tasks) if t in records]
 
 
 def _commit_skipped(store: Store, run_id: str, plan: StagePlan) -> None:
@@ -136,7 +146,7 @@ def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float)
     tasks = []
     for o in outcomes:
         for r in o.attempts:
-            tasks.append({"task": r.task, "attempt": r.attempt, "status": r.status, "error": r.error,
+            tasks.append({"task": r.task, "attempt": r.attempt, "status": r.status, "error": bounded(r.error),
                           **({"retryable": r.retryable} if r.status == "error" else {}), **r.stats})
     ok = [o.final.stats for o in outcomes if o.final.status != "error"]
 
@@ -165,11 +175,13 @@ def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float)
 
 
 def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None,
-            store_uri: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+            store_uri: str | None = None, run_id: str | None = None, resume: str | None = None,
+            force: bool = False) -> dict[str, Any]:
     """Run every stage of ``job`` in order; returns the run record (also written to the store).
 
     Raises `JobFailed` when a task fails on every attempt; the record then says which and why.
-    ``run_id`` (default: a new one) lets a caller find the record of a run that raised.
+    ``run_id`` (default: a new one) lets a caller find the record of a run that raised. ``resume``
+    continues that run instead (coordinator/resume.py); ``force`` accepts changed inputs then.
     """
     from babelmr.coordinator.live import LiveRecord
     from babelmr.cost import load_prices, run_cost, stage_usage
@@ -182,36 +194,50 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
         store.check()
     if job.output:
         check_target(job.output)  # before the run starts: a refused output costs nothing and leaves no trace
-    run_id = run_id or new_run_id(job.name)
-    record: dict[str, Any] = {
-        "run_id": run_id, "job": job.name, "job_file": job.path, "store": store.uri, "backend": backend.name,
-        "status": "running", "started_at": time.time(), "stages": [], "output": None, "error": None,
-        "host": os.uname().nodename, "emulated": bool(getattr(backend, "emulators", None)),
-    }
+    book = (RunBook.resume(store, job, backend, resume, force=force) if resume
+            else RunBook.start(store, job, backend, run_id or new_run_id(job.name)))
+    run_id, record = book.run_id, book.record
+    record["emulated"] = bool(getattr(backend, "emulators", None))
     write_record(store, record)
-    progress = live = LiveRecord(progress or StageProgress(), store, record)
+    heartbeat = book.heartbeat(progress or StageProgress())
+    progress = live = LiveRecord(heartbeat, store, record)  # type: ignore[arg-type]  # forwards every event
+    final: list = []
+    schema = None
     upstream: dict[str, StageOutput] = {}
     try:
+        book.write_fingerprint()
         backend.prepare(job, store, run_id)
         for stage in job.stages:
+            finished = book.finished_stage(stage)
+            if finished is not None:
+                upstream[stage.name] = finished
+                if stage is job.stages[-1] and finished.schema is not None:  # resumed after the last stage
+                    schema = deserialize_schema(finished.schema)
+                    final = final_files(store, run_id, stage.name, finished.commits, schema)
+                continue
             started = time.perf_counter()
-            plan = plan_stage(job, stage, run_id, store.uri, upstream, backend.stage_concurrency(stage))
+            concurrency = book.plan_concurrency(stage, backend.stage_concurrency(stage))
+            plan = plan_stage(job, stage, run_id, store.uri, upstream, concurrency)
             backend.check_tasks(stage, plan.tasks)
+            skip = book.prepare_stage(plan, concurrency)
             _commit_skipped(store, run_id, plan)
-            progress.stage_started(stage, len(plan.tasks) - len(plan.skipped))
-            outcomes = run_stage(plan, backend, progress)
+            skip |= set(plan.skipped)
+            progress.stage_started(stage, len(plan.tasks) - len(skip))
+            outcomes = run_stage(plan, backend, progress, skip=skip, tolerated=stage.tolerated(len(plan.tasks)))
             summary = _stage_summary(plan, outcomes, time.perf_counter() - started)
             limits = getattr(backend, "limits", None)  # container backends; a local run has no memory size
             summary["memory_bytes"] = stage.memory or getattr(limits, "memory", None)
             summary["cost"] = stage_usage(summary, prices).to_dict(prices)
             failed = [o for o in outcomes if o.final.status == "error"]
-            if failed or len(outcomes) < len(plan.tasks) - len(plan.skipped):
+            forgiven = tolerated_failures(store, plan, failed) if failed else []
+            if forgiven is None or len(outcomes) + len(skip) < len(plan.tasks):
                 summary["status"] = "failed"
                 record["stages"].append(summary)
+                book.stage_finished(summary, skip)
                 # the cause, not a task stopped because of it
-                final = [o for o in failed if not o.final.retryable or o.final.attempt > stage.retries]
-                raise JobFailed(_failure_message(stage, (final or failed or [None])[0]))
-            commits = committed_files(store, run_id, stage, len(plan.tasks))
+                causes = [o for o in failed if not o.final.retryable or o.final.attempt > stage.retries]
+                raise JobFailed(_failure_message(stage, (causes or failed or [None])[0]))
+            commits = committed_files(store, run_id, stage, len(plan.tasks), {f["task"] for f in forgiven})
             _clean_uncommitted(store, run_id, stage.name, commits)
             files = [c["uri"] for c in commits if c.get("file")]
             try:
@@ -226,15 +252,20 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             store.write_bytes(layout.stage_manifest(run_id, stage.name), json.dumps(
                 {"stage": stage.name, "partitions": stage.partitions, "key": stage.key, "files": files,
                  "schema": schema.to_string(show_schema_metadata=False) if schema is not None else None,
-                 "commits": commits}, indent=2).encode())
+                 "arrow_schema": serialize_schema(schema) if schema is not None else None,
+                 "commits": commits, "failed_tasks": [f["task"] for f in forgiven]}, indent=2).encode())
             upstream[stage.name] = StageOutput(stage.name, stage.partitions, files, commits,
                                                serialize_schema(schema) if schema is not None else None)
             summary.update(status="succeeded", committed=[
                 {"task": c["task"], "attempt": c["attempt"], "uri": c["uri"], "rows": c["rows"],
                  "bytes": c["bytes"], "counters": c.get("counters", {})} for c in commits if c.get("file")])
+            if skip:  # tasks committed before the resume count too: the commit records are the truth
+                summary.update(rows_out=sum(c["rows"] for c in commits), bytes_out=sum(c["bytes"] for c in commits))
+            if forgiven:
+                summary["tolerated_failures"] = forgiven
             record["stages"].append(summary)
             progress.stage_finished(stage, summary)
-            write_record(store, record)
+            book.stage_finished(summary, skip)
         last = job.stages[-1].name
         record["output"] = {"stage": last, "files": upstream[last].files}
         if job.output:
@@ -243,10 +274,11 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
         return record
     except BaseException as e:
         record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        record["error"] = str(e) or type(e).__name__
+        record["error"] = bounded(str(e) or type(e).__name__)
         raise
     finally:
         live.close()
+        heartbeat.stop()
         record["finished_at"] = time.time()
         record["seconds"] = record["finished_at"] - record["started_at"]
         now = requests.snapshot()

@@ -476,6 +476,7 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
         concurrency=d.get("concurrency"),
         memory=parse_size(d["memory"]) if "memory" in d else None,
         env=d.get("env", {}),
+        tolerated_failures=d.get("tolerated_failures", 0),
     )
 
 

@@ -88,6 +88,13 @@ class Stage:
     concurrency: int | None = None
     memory: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    tolerated_failures: int | str = 0  # a count, or a percentage of the stage's tasks ("10%")
+
+    def tolerated(self, tasks: int) -> int:
+        """How many of ``tasks`` may fail for good while the stage still succeeds (a percentage rounds down)."""
+        if isinstance(self.tolerated_failures, str):
+            return int(tasks * float(self.tolerated_failures.rstrip("%")) / 100)
+        return self.tolerated_failures
 
     @property
     def external_inputs(self) -> list[ExternalInput]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
@@ -20,6 +20,7 @@ class FileEntry:
     path: str
     size: int
     version: str | None = None
+    mtime_ns: int | None = field(default=None, compare=False)  # when listed with it (inputs: for fingerprints)
 
 
 class Store(ABC):

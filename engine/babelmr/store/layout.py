@@ -1,6 +1,11 @@
 """Every key babelmr writes in a store, defined in one place.
 
-    runs/<run>/run.json                                   the run record
+    runs/<run>/run.json                                   the run record (rewritten at start, resume, end)
+    runs/<run>/heartbeat.json                             the coordinator's heartbeat and progress, every few s
+    runs/<run>/fingerprint.json                           the job and its resolved input files, for resume
+    runs/<run>/coordinator.log                            a detached coordinator's output (local stores)
+    runs/<run>/records/<stage>.json                       the stage's entry of the run record, once run
+    runs/<run>/plans/<stage>.json                         the stage's plan: concurrency, a digest per task
     runs/<run>/stages/<stage>/data/t<task>-a<attempt>-<token>.parquet   an attempt's output
                                                           (.csv/.jsonl: a final stage writing a job output)
     runs/<run>/stages/<stage>/conformed/t<task>.<ext>     a final file rewritten to the stage's unified schema
@@ -79,3 +84,29 @@ def status_prefix(run_id: str, stage: str) -> str:
 
 def task_status(run_id: str, stage: str, task: int, attempt: int) -> str:
     return f"{status_prefix(run_id, stage)}/t{task:05d}-a{attempt}.txt"
+
+
+def heartbeat(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/heartbeat.json"
+
+
+def fingerprint(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/fingerprint.json"
+
+
+def coordinator_log(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/coordinator.log"
+
+
+# Not under stages/<stage>/: the coordinator must not create that folder before the stage's tasks (in a
+# container, as another user) create theirs in it.
+def stage_record(run_id: str, stage: str) -> str:
+    return f"{run_prefix(run_id)}/records/{stage}.json"
+
+
+def stage_plan(run_id: str, stage: str) -> str:
+    return f"{run_prefix(run_id)}/plans/{stage}.json"
+
+
+def log_prefix(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/logs"

@@ -72,7 +72,7 @@ def _local_entry(path: str) -> FileEntry | None:
         st = os.stat(path)
     except FileNotFoundError:  # deleted while listed
         return None
-    return FileEntry(path, st.st_size, local_version(st))
+    return FileEntry(path, st.st_size, local_version(st), st.st_mtime_ns)
 
 
 def _list_local(path: str) -> list[FileEntry]:

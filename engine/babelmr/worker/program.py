@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from babelmr.bounded import cut_line, read_tail
 from babelmr.errors import TaskError
 
 COUNTER_PREFIX = "reporter:counter:"
@@ -50,21 +51,43 @@ def program_argv(command: list[str], mode: str | None, shell: bool) -> list[str]
 
 
 def stderr_tail(path: str, lines: int = TAIL_LINES) -> str:
-    """The last lines of a log file (without counter lines), for error messages."""
+    """The last lines of a log file (without counter lines), each cut to a bounded length, for error messages.
+
+    Reads only the end of the file: a program that printed 100 MB (or one 30 MB line) costs no more.
+    """
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            tail = deque((line.rstrip("\n") for line in f if not line.startswith((COUNTER_PREFIX, STATUS_PREFIX))),
-                         maxlen=lines)
+        data, skipped = read_tail(path)
     except FileNotFoundError:
         return ""
-    return "\n".join(tail)
+    text = data.decode("utf-8", errors="replace").split("\n")
+    if text and text[-1] == "":
+        text.pop()
+    first_cut = skipped > 0 and bool(text)
+    kept: deque[str] = deque(maxlen=lines)
+    for i, line in enumerate(text):
+        if line.startswith((COUNTER_PREFIX, STATUS_PREFIX)):
+            continue
+        if i == 0 and first_cut:
+            line = f"[... babelmr cut {skipped} bytes before this ...] {line}"
+        kept.append(cut_line(line))
+    return "\n".join(kept)
+
+
+def _lines(f, limit: int = 64 * 1024):
+    """Lines of a text file, each at most ``limit`` characters (the rest of a longer line is skipped)."""
+    while line := f.readline(limit):
+        if len(line) == limit and not line.endswith("\n"):
+            while (rest := f.readline(limit)) and not rest.endswith("\n"):
+                pass
+            continue  # a very long line is no counter line
+        yield line
 
 
 def read_counters(path: str) -> dict[str, int]:
-    """Sum the Hadoop-Streaming-style counter lines in a stderr log."""
+    """Sum the Hadoop-Streaming-style counter lines in a stderr log (streaming: long lines cost no memory)."""
     counters: dict[str, int] = {}
     with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
+        for line in _lines(f):
             if line.startswith(COUNTER_PREFIX):
                 try:
                     group, name, amount = line[len(COUNTER_PREFIX):].strip().rsplit(",", 2)

@@ -20,6 +20,7 @@ from typing import Any
 import botocore.exceptions
 import pyarrow as pa
 
+from babelmr.bounded import log_for_store
 from babelmr.errors import BabelMRError, TaskError
 from babelmr.schemas import serialize_schema
 from babelmr.spec import TaskResult, TaskSpec
@@ -144,7 +145,9 @@ def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
 def _upload_logs(store: Store, spec: TaskSpec, stdout_path: str, stderr_path: str) -> None:
     for stream, path in (("stdout", stdout_path), ("stderr", stderr_path)):
         if os.path.exists(path) and os.path.getsize(path):
-            store.upload_file(path, layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, stream))
+            # a bounded tail: a program that printed gigabytes must not cost the store (or `logs`) as much
+            store.write_bytes(layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, stream),
+                              log_for_store(path))
 
 
 def use_jemalloc() -> None:

@@ -1,0 +1,377 @@
+"""Resume a run: fingerprints, stage plans, skipping finished stages and committed tasks, the heartbeat.
+
+A run's store holds what makes a restart cheap: a stage with a manifest is finished; in the stage
+that was running, a task with a commit record is done. `RunBook` is what `run_job` asks about a
+run, new or resumed. A resume is refused when the inputs or the partitioning changed since the run
+started (its result would mix two datasets) unless forced; a changed program command is allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from typing import Any
+
+from babelmr.backends.base import Backend
+from babelmr.bounded import bounded
+from babelmr.coordinator.planner import StageOutput, StagePlan
+from babelmr.coordinator.records import read_heartbeat, read_record, resolve_run_id, write_stage_record
+from babelmr.errors import BabelMRError
+from babelmr.job import Job, Stage
+from babelmr.spec import TaskResult, TaskSpec
+from babelmr.store import layout, list_input_files
+from babelmr.store.base import Store
+from babelmr.store.s3 import s3_client, split_s3_uri
+
+HEARTBEAT_SECONDS = float(os.environ.get("BABELMR_HEARTBEAT_SECONDS", "2"))
+STALE_SECONDS = float(os.environ.get("BABELMR_HEARTBEAT_STALE_SECONDS", "20"))
+_ATTEMPT = re.compile(r"/t(\d+)-a(\d+)[-.]")
+
+
+class ResumeRefused(BabelMRError):
+    """A run cannot be resumed: it succeeded, it is still running, or its inputs changed."""
+
+
+def _input_definition(inp: Any) -> dict[str, Any]:
+    d = asdict(inp)
+    d["kind"] = type(inp).__name__
+    return d
+
+
+def job_structure(job: Job) -> list[dict[str, Any]]:
+    """What of the job a resume must not change: stages, their inputs, split, key and partitions (not commands)."""
+    return [{"name": s.name, "inputs": [_input_definition(i) for i in s.inputs], "split": asdict(s.split),
+             "key": list(s.key) if s.key else None, "partitions": s.partitions} for s in job.stages]
+
+
+def input_files(job: Job) -> dict[str, list[list[Any]]]:
+    """Every external input URI of the job and its files: [uri, size, mtime in ns] each."""
+    files: dict[str, list[list[Any]]] = {}
+    for stage in job.stages:
+        for inp in stage.external_inputs:
+            if inp.uri in files:
+                continue
+            # the listing carries sizes and modification times (S3: LastModified): no request per file
+            entries = list_input_files(inp.uri)
+            etags = _etags([e.path for e in entries])
+            files[inp.uri] = [[e.path, e.size, e.mtime_ns, etags.get(e.path)] for e in entries]
+    return files
+
+
+def _etags(uris: list[str]) -> dict[str, str]:
+    """S3 ETags of ``uris`` (one listing of their common prefix): a rewrite within LastModified's one-second
+    resolution, of the same size, still changes it. Empty for local files (their mtimes are in ns)."""
+    if not uris or not uris[0].startswith("s3://"):
+        return {}
+    bucket = split_s3_uri(uris[0])[0]
+    keys = {split_s3_uri(u)[1] for u in uris}
+    found = {}
+    prefix = os.path.commonprefix(list(keys))  # noqa: RUF071 - an S3 prefix is a string prefix, not a path
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        for obj in page.get("Contents", []):
+            if obj["Key"] in keys:
+                found[f"s3://{bucket}/{obj['Key']}"] = obj["ETag"].strip('"')
+    return found
+
+
+def fingerprint(job: Job) -> dict[str, Any]:
+    """The job file's digest, its structure and its resolved input files (names, sizes, mtimes)."""
+    with open(job.path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return {"job_file": job.path, "job_sha256": digest, "structure": job_structure(job), "inputs": input_files(job)}
+
+
+def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What changed between two fingerprints that a resume must not silently accept."""
+    changes = []
+    old_stages = {s["name"]: s for s in old["structure"]}
+    new_names = [s["name"] for s in new["structure"]]
+    if list(old_stages) != new_names:
+        changes.append(f"the stages changed: {list(old_stages)} -> {new_names}")
+    for s in new["structure"]:
+        before = old_stages.get(s["name"])
+        if before is None:
+            continue
+        for field in ("inputs", "split", "key", "partitions"):
+            if before[field] != s[field]:
+                changes.append(f"stage {s['name']!r}: '{field}' changed: {json.dumps(before[field])[:200]} -> "
+                               f"{json.dumps(s[field])[:200]}")
+    for uri in sorted(set(old["inputs"]) | set(new["inputs"])):
+        was = {f[0]: f[1:] for f in old["inputs"].get(uri, [])}
+        now = {f[0]: f[1:] for f in new["inputs"].get(uri, [])}
+        gone, added = sorted(set(was) - set(now)), sorted(set(now) - set(was))
+        changed = sorted(p for p in set(was) & set(now) if was[p] != now[p])
+        kinds = (("deleted", gone), ("added", added), ("changed (size, modification time or ETag)", changed))
+        for what, paths in kinds:
+            if paths:
+                more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+                changes.append(f"input {uri!r}: {len(paths)} file(s) {what}: {', '.join(paths[:3])}{more}")
+    return changes
+
+
+def _digest(spec: TaskSpec) -> str:
+    """What a task reads and how its output is partitioned: equal digests, interchangeable commits."""
+    data = {"inputs": [asdict(i) for i in spec.inputs], "key": spec.key, "partitions": spec.partitions}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def coordinator_state(record: dict[str, Any], heartbeat: dict[str, Any] | None, now: float | None = None) -> str:
+    """``alive``, ``dead`` or ``ended`` for a run's coordinator, from its record and heartbeat."""
+    if record.get("status") != "running":
+        return "ended"
+    now = now or time.time()
+    beat = (heartbeat or {}).get("updated_at") or record.get("updated_at") or 0
+    if (heartbeat or {}).get("pid", record.get("pid")) and record.get("host") == os.uname().nodename \
+            and not pid_alive((heartbeat or {}).get("pid", record.get("pid"))):
+        return "dead"
+    return "dead" if now - beat > STALE_SECONDS else "alive"
+
+
+class Heartbeat:
+    """Forwards stage events to the caller's progress and writes ``heartbeat.json`` every few seconds.
+
+    A coordinator that died stops beating: `status` shows a stale heartbeat and `resume` may take over.
+    """
+
+    def __init__(self, store: Store, record: dict[str, Any], inner: Any):
+        self.store, self.record, self.inner = store, record, inner
+        self.state: dict[str, Any] = {"stage": None, "tasks": 0, "done": 0, "failed": 0, "running": set(),
+                                      "retries": 0}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+
+    def start(self) -> Heartbeat:
+        self.write()
+        self._thread.start()
+        return self
+
+    def write(self, **extra: Any) -> None:
+        with self._lock:
+            beat = {**self.state, "running": sorted(self.state["running"])}
+        beat.update(run_id=self.record["run_id"], pid=os.getpid(), host=os.uname().nodename,
+                    updated_at=time.time(), interval=HEARTBEAT_SECONDS, **extra)
+        with contextlib.suppress(Exception):  # a missed beat is no reason to fail the run
+            self.store.write_bytes(layout.heartbeat(self.record["run_id"]), json.dumps(beat).encode())
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self.write()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.write(ended=True)
+
+    # StageProgress events
+    def stage_started(self, stage: Stage, tasks: int) -> None:
+        with self._lock:
+            self.state.update(stage=stage.name, tasks=tasks, done=0, failed=0, running=set(), retries=0)
+        self.inner.stage_started(stage, tasks)
+
+    def task_started(self, stage: Stage, spec: TaskSpec) -> None:
+        with self._lock:
+            self.state["running"].add(spec.task)
+        if hasattr(self.inner, "task_started"):
+            self.inner.task_started(stage, spec)
+
+    def task_finished(self, stage: Stage, result: TaskResult) -> None:
+        with self._lock:
+            self.state["running"].discard(result.task)
+            self.state["done" if result.status != "error" else "failed"] += 1
+        self.inner.task_finished(stage, result)
+
+    def task_retrying(self, stage: Stage, result: TaskResult) -> None:
+        with self._lock:
+            self.state["retries"] += 1
+        self.inner.task_retrying(stage, result)
+
+    def stage_finished(self, stage: Stage, summary: dict[str, Any]) -> None:
+        self.inner.stage_finished(stage, summary)
+
+    def __getattr__(self, name: str) -> Any:  # events added to StageProgress later reach the caller too
+        return getattr(self.inner, name)
+
+
+class RunBook:
+    """What the coordinator knows of a run beyond this process: its record, fingerprint, finished work."""
+
+    def __init__(self, store: Store, job: Job, record: dict[str, Any], resuming: bool):
+        self.store, self.job, self.record, self.resuming = store, job, record, resuming
+        self.run_id: str = record["run_id"]
+
+    @classmethod
+    def start(cls, store: Store, job: Job, backend: Backend, run_id: str) -> RunBook:
+        """A new run: its record (not yet written); `write_fingerprint` follows once the record is."""
+        record: dict[str, Any] = {
+            "run_id": run_id, "job": job.name, "job_file": job.path, "store": store.uri, "backend": backend.name,
+            "status": "running", "started_at": time.time(), "stages": [], "output": None, "error": None,
+            "host": os.uname().nodename, "pid": os.getpid(), "stage_names": [s.name for s in job.stages],
+            "resumes": [],
+        }
+        return cls(store, job, record, resuming=False)
+
+    def write_fingerprint(self) -> None:
+        """A new run: record what a resume must find unchanged (lists the inputs: may raise `InputError`)."""
+        if not self.resuming:
+            self.store.write_bytes(layout.fingerprint(self.run_id), json.dumps(fingerprint(self.job)).encode())
+
+    @classmethod
+    def resume(cls, store: Store, job: Job, backend: Backend, run_id: str, *, force: bool = False) -> RunBook:
+        """Take over run ``run_id``; raises `ResumeRefused` when that would be wrong."""
+        run_id = resolve_run_id(store, run_id)
+        record = read_record(store, run_id)
+        how = f"`babelmr run {job.path}` starts a new run"
+        if record["status"] == "succeeded":
+            raise ResumeRefused(f"run {run_id} succeeded: nothing to resume ({how})")
+        state = coordinator_state(record, read_heartbeat(store, run_id))
+        if state == "alive":
+            raise ResumeRefused(f"run {run_id} is still running (pid {record.get('pid')} on {record.get('host')}, "
+                                f"heartbeat fresh): `babelmr stop {run_id}` first, or `babelmr wait {run_id}`")
+        if record["job"] != job.name:
+            raise ResumeRefused(f"run {run_id} is a run of job {record['job']!r}, not of {job.name!r} ({job.path})")
+        try:
+            old = json.loads(store.read_bytes(layout.fingerprint(run_id)))
+        except FileNotFoundError:
+            raise ResumeRefused(f"run {run_id} has no fingerprint (it was started by an older babelmr): "
+                                f"it cannot be resumed safely; {how}") from None
+        new = fingerprint(job)
+        changes = fingerprint_changes(old, new)
+        if changes and not force:
+            listed = "\n".join(f"  - {c}" for c in changes)
+            raise ResumeRefused(f"run {run_id} cannot be resumed: its inputs or partitioning changed since it "
+                                f"started:\n{listed}\nits finished stages would not match the rest. {how}; or "
+                                f"`babelmr resume {run_id} --force` keeps the finished work anyway")
+        previous = record["status"] if state == "ended" else "running (coordinator died)"
+        record["resumes"] = [*record.get("resumes", []), {
+            "at": time.time(), "previous_status": previous, "previous_error": bounded(record.get("error"), 2000),
+            "host": os.uname().nodename, "pid": os.getpid(), "backend": backend.name, "forced": bool(changes),
+            "changes": changes[:50], "command_changed": old.get("job_sha256") != new["job_sha256"] and not changes,
+        }]
+        record.update(status="running", error=None, output=None, stages=[], host=os.uname().nodename,
+                      pid=os.getpid(), backend=backend.name, stage_names=[s.name for s in job.stages])
+        for k in ("finished_at", "seconds"):
+            record.pop(k, None)
+        if changes:  # forced: the new fingerprint is what later resumes compare with
+            store.write_bytes(layout.fingerprint(run_id), json.dumps(new).encode())
+        return cls(store, job, record, resuming=True)
+
+    def heartbeat(self, progress: Any) -> Heartbeat:
+        """A started heartbeat that forwards events to ``progress``."""
+        return Heartbeat(self.store, self.record, progress).start()
+
+    def finished_stage(self, stage: Stage) -> StageOutput | None:
+        """When resuming: the output of ``stage`` if its manifest exists (its entry joins the record)."""
+        if not self.resuming:
+            return None
+        try:
+            manifest = json.loads(self.store.read_bytes(layout.stage_manifest(self.run_id, stage.name)))
+        except FileNotFoundError:
+            return None
+        try:
+            summary = json.loads(self.store.read_bytes(layout.stage_record(self.run_id, stage.name)))
+        except FileNotFoundError:  # the coordinator died between the manifest and the stage's entry
+            summary = {"name": stage.name, "status": "succeeded", "tasks": len(manifest["files"]), "attempts": 0,
+                       "retries": 0, "seconds": 0.0, "rows_in": 0, "bytes_in": 0,
+                       "rows_out": sum(c["rows"] for c in manifest["commits"]),
+                       "bytes_out": sum(c["bytes"] for c in manifest["commits"]), "import_seconds": 0.0,
+                       "program_seconds": 0.0, "export_seconds": 0.0, "inputs": {}, "task_attempts": [],
+                       "committed": [{k: c.get(k) for k in ("task", "attempt", "uri", "rows", "bytes", "counters")}
+                                     for c in manifest["commits"]]}
+        summary["skipped_on_resume"] = True
+        self.record["stages"].append(summary)
+        return StageOutput(stage.name, manifest["partitions"], manifest["files"], manifest.get("commits", []),
+                           manifest.get("arrow_schema"))
+
+    def plan_concurrency(self, stage: Stage, default: int) -> int:
+        """The concurrency the stage was first planned with (the default split depends on it)."""
+        if self.resuming:
+            with contextlib.suppress(FileNotFoundError):
+                return json.loads(self.store.read_bytes(layout.stage_plan(self.run_id, stage.name)))["concurrency"]
+        return default
+
+    def prepare_stage(self, plan: StagePlan, concurrency: int) -> set[int]:
+        """Record the stage's plan; when resuming, the tasks already committed for this very plan (to skip).
+
+        A commit record of a task whose inputs differ from the new plan's (possible only with --force) is
+        removed with its file, so that task runs again. Attempts continue the numbering of earlier ones.
+        """
+        digests = [_digest(t) for t in plan.tasks]
+        skip: set[int] = set()
+        if self.resuming:
+            stage = plan.stage.name
+            try:
+                old = json.loads(self.store.read_bytes(layout.stage_plan(self.run_id, stage)))["digests"]
+            except FileNotFoundError:
+                old = []
+            for entry in self.store.list(layout.commit_prefix(self.run_id, stage)):
+                commit = json.loads(self.store.read_bytes(entry.path))
+                t = commit["task"]
+                if t < len(digests) and t < len(old) and old[t] == digests[t]:
+                    skip.add(t)
+                else:
+                    self.store.delete([p for p in (entry.path, commit.get("file")) if p])
+            last: dict[int, int] = defaultdict(int)
+            for prefix in (layout.log_prefix(self.run_id, stage), layout.data_prefix(self.run_id, stage)):
+                for e in self.store.list(prefix):
+                    if m := _ATTEMPT.search("/" + e.path.rsplit("/", 1)[-1]):
+                        last[int(m[1])] = max(last[int(m[1])], int(m[2]))
+            with contextlib.suppress(FileNotFoundError):  # the stage failed before: its record lists the attempts
+                for t in json.loads(self.store.read_bytes(layout.stage_record(self.run_id, stage)))["task_attempts"]:
+                    last[t["task"]] = max(last[t["task"]], t["attempt"])
+            plan.tasks[:] = [t.with_attempt(last[t.task] + 1) if last[t.task] else t for t in plan.tasks]
+        self.store.write_bytes(layout.stage_plan(self.run_id, plan.stage.name),
+                               json.dumps({"concurrency": concurrency, "digests": digests}).encode())
+        return skip
+
+    def stage_finished(self, summary: dict[str, Any], skipped: set[int]) -> None:
+        """Write the stage's entry of the run record on its own (not the whole record)."""
+        if skipped:
+            summary["resumed_tasks"] = sorted(skipped)
+        write_stage_record(self.store, self.run_id, summary)
+
+
+def tolerated_failures(store: Store, plan: StagePlan, failed: list[Any]) -> list[dict[str, Any]] | None:
+    """The failed tasks a stage tolerates (none published), or None when they are more than it allows.
+
+    A failed task whose commit record exists (its reply was lost) is no failure: its output is published.
+    """
+    allowed = plan.stage.tolerated(len(plan.tasks))
+    if not allowed:  # off (the default): any final failure fails the stage, as before
+        return None
+    run_id, stage = plan.tasks[0].run_id, plan.stage.name
+    lost = [o for o in failed if not store.exists(layout.commit_record(run_id, stage, o.final.task))]
+    if len(lost) > allowed:
+        return None
+    listed = []
+    for o in lost:
+        inputs = []
+        for i in o.spec.inputs:
+            if i.kind == "stage":
+                inputs.append(f"partition {i.partition} of stage {i.source!r}")
+            else:
+                inputs.extend(f.uri + (f" row groups {f.row_groups}" if f.row_groups is not None else "")
+                              for f in i.files)
+        listed.append({"task": o.final.task, "attempts": len(o.attempts), "inputs": inputs,
+                       "error": bounded(o.final.error, 4000)})
+    return listed
