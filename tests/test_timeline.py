@@ -31,7 +31,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     folder = tmp_path_factory.mktemp("timeline")
     (folder / "data").mkdir()
     for i in range(2):
-        pq.write_table(pa.table({"k": ["a", "b"], "v": [i, i]}), folder / "data" / f"p{i}.parquet")
+        keys = list("abcdefgh")  # enough keys that both partitions have rows (an empty one is not run)
+        pq.write_table(pa.table({"k": keys, "v": [i] * len(keys)}), folder / "data" / f"p{i}.parquet")
     job = write_job(folder, {"name": "tl", "stages": [
         {"name": "first", "command": [sys.executable, "-c", PROGRAM], "inputs": [{"name": "d", "uri": "data"}],
          "split": {"files_per_task": 1}, "key": ["k"], "partitions": 2, "retries": 1},

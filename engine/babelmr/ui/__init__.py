@@ -68,11 +68,14 @@ def _task_rows(stage: dict[str, Any], tasks: int, logs: dict[tuple[int, int], li
     by_task: dict[int, list[dict[str, Any]]] = {}
     for a in stage.get("task_attempts") or []:
         by_task.setdefault(int(a.get("task", 0)), []).append(a)
+    skipped = {int(t) for t in [*(stage.get("skipped_tasks") or []), *(stage.get("resumed_tasks") or [])]}
     rows = []
     for task in range(max(tasks, max(by_task, default=-1) + 1)):
         attempts = sorted(by_task.get(task, []), key=lambda a: a.get("attempt", 0))
         last = attempts[-1] if attempts else {}
-        if not attempts and not stage.get("running_stage"):
+        if not attempts and task in skipped:
+            status = "skipped"  # empty input partitions (the program was not started), or committed before a resume
+        elif not attempts and not stage.get("running_stage"):
             status = "not run"  # the stage stopped (a task failed) before this task started
         elif not attempts:  # a running stage: running when it has published a status line
             status = "running" if str(task) in status_lines else "waiting"
@@ -115,7 +118,7 @@ def run_view(store: Store, record: dict[str, Any]) -> dict[str, Any]:
                 logs.setdefault((int(m[1]), int(m[2])), []).append(m[3])
         tasks = int(stage.get("tasks") or 0)
         rows = _task_rows(stage, tasks, logs, stage.get("status_lines") or {})
-        done = sum(1 for r in rows if r["status"] in ("ok", "duplicate"))
+        done = sum(1 for r in rows if r["status"] in ("ok", "duplicate", "skipped"))
         stages.append({"name": name, "status": stage.get("status", "?"), "tasks": tasks, "done": done,
                        "failed": sum(1 for r in rows if r["status"] == "error"),
                        "retries": sum(max(0, r["attempts"] - 1) for r in rows),
