@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from babelmr.errors import InputError
+from babelmr.job.model import resolve_sort
 from babelmr.worker import sort as sorting
 
 TYPES = {
@@ -97,18 +98,18 @@ def test_many_runs_merged_in_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(sorting, "OUTPUT_ROWS", 5)
     table = pa.table({"k": pa.array([(i * 7919) % 101 for i in range(400)], pa.int64()),
                       "s": pa.array([str(i % 13) if i % 17 else None for i in range(400)])})
-    sort = sorting.resolve([{"column": "s", "order": "desc"}], ["k"])
+    sort = resolve_sort([{"column": "s", "order": "desc"}], ["k"])
     got = _run(table, sort, tmp_path, 1)
     want = _duckdb(table, sort)
     assert got.select(["k", "s"]).to_pylist() == want.select(["k", "s"]).to_pylist()
 
 
 def test_resolve_puts_the_key_first() -> None:
-    assert sorting.resolve(["ts", {"column": "k", "order": "desc"}], ["k"]) == [
+    assert resolve_sort(["ts", {"column": "k", "order": "desc"}], ["k"]) == [
         {"column": "k", "order": "desc", "nulls": "last"}, {"column": "ts", "order": "asc", "nulls": "last"}]
-    assert sorting.resolve([{"column": "ts", "order": "desc"}], ["a", "b"])[:2] == [
+    assert resolve_sort([{"column": "ts", "order": "desc"}], ["a", "b"])[:2] == [
         {"column": "a", "order": "asc", "nulls": "last"}, {"column": "b", "order": "asc", "nulls": "last"}]
-    assert sorting.resolve(None, ["k"]) is None
+    assert resolve_sort(None, ["k"]) is None
 
 
 def test_missing_or_unordered_column_is_an_input_error(tmp_path: Path) -> None:

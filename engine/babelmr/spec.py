@@ -15,11 +15,17 @@ PARTITION_INDEX_KEY = b"babelmr.partitions"
 
 @dataclass(frozen=True)
 class FileSlice:
-    """A file (local path or s3:// URI) and, for Parquet, the row groups to read (None: all)."""
+    """A file (local path or s3:// URI) and, for Parquet, the row groups to read (None: all).
+
+    For CSV, ``start``/``end`` cut a byte range of the file (``end`` None: the whole file); the lines read
+    are those that start after ``start``'s first line break (at 0: from the first line) up to the line
+    that crosses ``end`` (see worker/csvsplit.py)."""
 
     uri: str
     row_groups: list[int] | None = None
     size: int = 0
+    start: int = 0
+    end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class TaskInput:
     partition: int | None = None
     csv: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the job's uri or stage name, for messages
+    sort: list[dict[str, str]] | None = None  # {"column", "order", "nulls"} each: sort before the program
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class TaskSpec:
     job_dir: str = ""  # the job file's folder: what '{job_dir}' in the command means outside an image
     image: str | None = None  # container backends: the image to run
     memory: int | None = None  # container backends: bytes of memory for the task
+    combiner: list[str] | None = None  # run on the program's output before it is partitioned (MR_MODE=combine)
 
     @property
     def label(self) -> str:

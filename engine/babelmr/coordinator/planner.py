@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from babelmr.errors import InputError
 from babelmr.job import ExternalInput, Job, Stage, StageInput
+from babelmr.job.model import resolve_sort
 from babelmr.spec import FileSlice, TaskInput, TaskSpec
 from babelmr.store import FileEntry, filesystem_for, list_input_files
 
@@ -150,16 +151,26 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
 
     tasks = []
     for t, own in enumerate(task_inputs):
-        inputs = [own.get(i.name) or broadcast[i.name] for i in stage.inputs]
+        inputs = _with_sort(job, stage, [own.get(i.name) or broadcast[i.name] for i in stage.inputs])
         tasks.append(TaskSpec(
             run_id=run_id, job=job.name, stage=stage.name, task=t, attempt=1, store=store_uri, inputs=inputs,
             command=list(stage.command) if stage.command else None, mode=stage.mode, shell=stage.shell,
             program_format=stage.program_format, schema=stage.schema,
             key=list(stage.key) if stage.key else None, partitions=stage.partitions,
             timeout=stage.timeout, env={**job.env, **stage.env}, job_dir=job.directory,
-            image=stage.image, memory=stage.memory,
+            image=stage.image, memory=stage.memory, combiner=list(stage.combiner) if stage.combiner else None,
         ))
     return StagePlan(stage, tasks, resolved)
+
+
+def _with_sort(job: Job, stage: Stage, inputs: list[TaskInput]) -> list[TaskInput]:
+    """The stage's ``sort`` on each input that is not broadcast, after the key of the stage it reads."""
+    if not stage.sort:
+        return inputs
+    keys = {i.name: job.stage(i.stage).key for i in stage.stage_inputs}
+    broadcast = {i.name for i in stage.external_inputs if i.broadcast}
+    return [t if t.name in broadcast else replace(t, sort=resolve_sort(stage.sort, keys.get(t.name)))
+            for t in inputs]
 
 
 def _stage_input(inp: StageInput, out: StageOutput, partition: int) -> TaskInput:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from babelmr.errors import InputError, TaskError
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for
-from babelmr.worker import chunkcopy
+from babelmr.worker import chunkcopy, sort
 from babelmr.worker.formats import BATCH_ROWS, EXTENSIONS, READ_BLOCK, arrow_schema, open_writer, plain_schema
 
 READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))  # files opened, byte ranges copied at once
@@ -244,7 +244,7 @@ def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
         schema, sources = pa.schema([]), []
     elif inp.format == "parquet":
         schema, opened = _open_parquet(inp)
-        if fmt == "parquet" and (copied := _copy_parquet(inp, opened, schema, path)):
+        if fmt == "parquet" and not inp.sort and (copied := _copy_parquet(inp, opened, schema, path)):
             return copied
         sources = [s.batches for s in opened if not s.empty]
     else:
@@ -253,7 +253,11 @@ def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
     writer = open_writer(path, fmt, schema)
     try:
         if sources:
-            for batch in _pump(sources, schema):
+            batches = _pump(sources, schema)
+            if inp.sort:  # sorted runs spill beside the input file
+                batches = sort.sort_batches(batches, schema, inp.sort, os.path.dirname(path) or ".",
+                                            f"input {inp.name!r} from {inp.source}")
+            for batch in batches:
                 rows += batch.num_rows
                 writer.write(batch)
     except pa.ArrowInvalid as e:

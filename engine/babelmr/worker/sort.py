@@ -22,7 +22,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,19 +37,6 @@ KEY = "__babelmr_sort_key"
 _NOT_NULL = 1  # NULL marker bytes: NULLS FIRST < value < NULLS LAST
 _NULL_LAST, _NULL_FIRST = 2, 0
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # runs are read once: lz4 halves the disk at little CPU
-
-
-def resolve(entries: list[Any] | None, key: list[str] | None) -> list[dict[str, str]] | None:
-    """The effective sort of an input: the key columns first (ascending unless ``entries`` says otherwise),
-    then the other entries in order; each entry as ``{"column", "order", "nulls"}``."""
-    if not entries:
-        return None
-    given: dict[str, dict[str, str]] = {}
-    for entry in entries:
-        e = {"column": entry} if isinstance(entry, str) else dict(entry)
-        given[e["column"]] = {"column": e["column"], "order": e.get("order", "asc"), "nulls": e.get("nulls", "last")}
-    leading = [given.pop(k, {"column": k, "order": "asc", "nulls": "last"}) for k in key or []]
-    return leading + list(given.values())
 
 
 def check_columns(sort: list[dict[str, str]], schema: pa.Schema, what: str) -> None:
@@ -276,7 +262,7 @@ def sort_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, sort: lis
     Runs are spilled to a fresh folder under ``spill_dir``, removed when the generator ends.
     """
     check_columns(sort, schema, what)
-    limit = run_bytes or RUN_BYTES
+    limit = run_bytes or int(os.environ.get("BABELMR_SORT_RUN_BYTES", RUN_BYTES))  # read per call: tests set it
     folder = None
     runs: list[str] = []
     held: list[pa.RecordBatch] = []

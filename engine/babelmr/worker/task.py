@@ -23,6 +23,7 @@ from babelmr.errors import BabelMRError, InputError, TaskError
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
+from babelmr.worker.combine import run_combiner
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, read_batches
 from babelmr.worker.importer import import_inputs
@@ -164,6 +165,8 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
 
         start = time.perf_counter()
         schema, batches = _output_batches(spec, output, run.stderr_path)
+        if spec.combiner:  # the whole output, sorted by key, through the combiner (worker/combine.py)
+            schema, batches = run_combiner(spec, workdir, schema, batches, store, stats)
         key = layout.attempt_data(spec.run_id, spec.stage, spec.task, spec.attempt, secrets.token_hex(4))
         try:
             index = export_partitions(batches, schema, store.open_output(key), spec.key, spec.partitions)
