@@ -63,7 +63,7 @@ def _slices(inp: ExternalInput, files: list[FileEntry], bytes_per_task: int | No
     uris = [f.path for f in files]
     row_groups = list(inp.row_groups) if inp.row_groups is not None else None
     if inp.format != "parquet":
-        pieces = [[FileSlice(u, None, f.size)] for u, f in zip(uris, files, strict=True)]
+        pieces = [[r] for u, f in zip(uris, files, strict=True) for r in _byte_ranges(inp, u, f.size, bytes_per_task)]
     else:
         metas = _footers(uris) if (bytes_per_task or row_groups) else [_footer(uris[0])]
         for uri, meta in zip(uris, metas, strict=False):
@@ -81,6 +81,23 @@ def _slices(inp: ExternalInput, files: list[FileEntry], bytes_per_task: int | No
     return pieces
 
 
+def _compressed(uri: str) -> bool:
+    """Whether Arrow would decompress the file (by its extension)."""
+    try:
+        return pa.Codec.detect(uri) is not None
+    except (TypeError, ValueError):  # pyarrow raises instead of returning None for a plain file
+        return False
+
+
+def _byte_ranges(inp: ExternalInput, uri: str, size: int, bytes_per_task: int | None) -> list[FileSlice]:
+    """A CSV/text file as byte ranges of ``bytes_per_task`` (read by worker/csvsplit.py, Hadoop's rule), or
+    whole: when it is no larger, compressed, or its quoted values may hold line breaks."""
+    if not bytes_per_task or size <= bytes_per_task or inp.csv.newlines_in_values or _compressed(uri):
+        return [FileSlice(uri, None, size)]
+    return [FileSlice(uri, None, min(size, s + bytes_per_task) - s, s, min(size, s + bytes_per_task))
+            for s in range(0, size, bytes_per_task)]
+
+
 def _pack(pieces: list[list[FileSlice]], files_per_task: int | None,
           bytes_per_task: int | None) -> list[list[FileSlice]]:
     """Group pieces into tasks; adjacent row groups of one file merge into one slice."""
@@ -94,7 +111,10 @@ def _pack(pieces: list[list[FileSlice]], files_per_task: int | None,
             tasks.append([])
             size = 0
         current = tasks[-1]
-        if current and current[-1].uri == piece.uri:
+        if current and current[-1].uri == piece.uri and piece.end is not None and current[-1].end == piece.start:
+            last = current[-1]  # adjacent byte ranges of one file: one range
+            current[-1] = FileSlice(last.uri, None, last.size + piece.size, last.start, piece.end)
+        elif current and current[-1].uri == piece.uri and piece.end is None:
             last = current[-1]
             groups = (last.row_groups or []) + (piece.row_groups or [])
             current[-1] = FileSlice(last.uri, groups, last.size + piece.size)
@@ -109,7 +129,7 @@ def _external(inp: ExternalInput, slices: list[FileSlice]) -> TaskInput:
                      columns=list(inp.columns) if inp.columns else None, source=inp.uri,
                      csv={"delimiter": inp.csv.delimiter, "header": inp.csv.header,
                           "column_names": list(inp.csv.column_names) if inp.csv.column_names else None,
-                          "schema": inp.csv.schema})
+                          "schema": inp.csv.schema, "newlines_in_values": inp.csv.newlines_in_values})
 
 
 def _whole(inp: ExternalInput, files: list[FileEntry]) -> list[FileSlice]:

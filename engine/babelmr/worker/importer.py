@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from babelmr.errors import InputError, TaskError
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for
-from babelmr.worker import chunkcopy, sort
+from babelmr.worker import chunkcopy, csvsplit, sort
 from babelmr.worker.formats import BATCH_ROWS, EXTENSIONS, READ_BLOCK, arrow_schema, open_writer, plain_schema
 
 READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))  # files opened, byte ranges copied at once
@@ -136,13 +136,13 @@ class _ParquetSource:
                 raise TaskError(f"input {self.name!r}: reading Parquet file {self.uri} failed: {e}") from None
 
 
-def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None):
+def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None, stream=None):
     fs, path = filesystem_for(piece.uri)
     opts = inp.csv
     names = opts.get("column_names")
     try:
         return pacsv.open_csv(
-            fs.open_input_stream(path, compression="detect"),
+            stream if stream is not None else fs.open_input_stream(path, compression="detect"),
             read_options=pacsv.ReadOptions(block_size=READ_BLOCK, column_names=names,
                                            skip_rows=1 if names and opts.get("header", True) else 0,
                                            autogenerate_column_names=not opts.get("header", True) and not names),
@@ -229,12 +229,18 @@ def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schem
 
 def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa.RecordBatch]]]]:
     declared = arrow_schema(inp.csv.get("schema"))
-    first = _csv_reader(inp, inp.files[0], declared)
+    # byte ranges (worker/csvsplit.py) are opened now; ranges where no line starts are left out
+    header = inp.csv.get("header", True)
+    opened = [(p, csvsplit.open_range(p, header, f"input {inp.name!r}") if p.end is not None else None)
+              for p in inp.files]
+    pieces = [(p, s) for p, s in opened if p.end is None or s is not None] or [
+        (inp.files[0], csvsplit.open_range(inp.files[0], header, f"input {inp.name!r}", rows=False))]
+    first = _csv_reader(inp, pieces[0][0], declared, pieces[0][1])
     schema = plain_schema(first.schema)
     types = dict(zip(schema.names, schema.types, strict=True))
     sources: list[Callable[[], Iterator[pa.RecordBatch]]] = [lambda: iter(first)]
-    for piece in inp.files[1:]:
-        sources.append(lambda piece=piece: iter(_csv_reader(inp, piece, types)))
+    for piece, stream in pieces[1:]:
+        sources.append(lambda piece=piece, stream=stream: iter(_csv_reader(inp, piece, types, stream)))
     return schema, sources
 
 
