@@ -159,17 +159,39 @@ def sort_key(batch: pa.RecordBatch | pa.Table, sort: list[dict[str, str]]) -> pa
 
 # ------------------------------------------------------------------------------------------- sorting
 
-def _sorted_table(batches: list[pa.RecordBatch], schema: pa.Schema, sort: list[dict[str, str]]) -> pa.Table:
-    """The batches as one table sorted by ``sort``, with the key column appended."""
-    keys = [sort_key(b, sort) for b in batches]
-    table = pa.Table.from_batches(batches, schema=schema).append_column(KEY, pa.chunked_array(keys, pa.binary()))
-    return table.take(pc.sort_indices(table[KEY]))
+def _sorted_run(batches: list[pa.RecordBatch], schema: pa.Schema,
+                sort: list[dict[str, str]]) -> tuple[pa.Table, pa.Array, int]:
+    """The batches as one contiguous table with the key column appended, the order that sorts it, and rows
+    per batch of about ``MERGE_BATCH_BYTES`` (each run is read back one such batch at a time).
+
+    ``batches`` is emptied. Taking from a table of many chunks would concatenate them at every take, so the
+    columns are made contiguous first, one at a time, each freeing its chunks: memory grows by one column.
+    """
+    keys = pa.chunked_array([sort_key(b, sort) for b in batches], pa.binary())
+    chunked = pa.Table.from_batches(batches, schema=schema).append_column(KEY, keys)
+    nbytes = chunked.nbytes
+    batches.clear()
+    del keys
+    columns = dict(zip(chunked.column_names, chunked.columns, strict=True))
+    del chunked
+    table = pa.table({name: columns.pop(name).combine_chunks() for name in list(columns)})
+    rows = max(1024, int(table.num_rows * MERGE_BATCH_BYTES / max(1, nbytes)))
+    return table, pc.sort_indices(table[KEY]), rows
 
 
-def _write_run(table: pa.Table, path: str) -> None:
-    rows = max(1024, int(table.num_rows * MERGE_BATCH_BYTES / max(1, table.nbytes)))
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema, options=IPC_OPTIONS) as writer:
-        writer.write_table(table, max_chunksize=rows)
+def _sorted_batches(batches: list[pa.RecordBatch], schema: pa.Schema,
+                    sort: list[dict[str, str]]) -> Iterator[pa.RecordBatch]:
+    """The batches sorted, taken a slice of the order at a time: the sorted copy is never whole in memory."""
+    table, order, rows = _sorted_run(batches, schema, sort)
+    for start in range(0, len(order), rows):
+        yield from table.take(order.slice(start, rows)).to_batches()
+
+
+def _write_run(batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: str) -> None:
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema.append(pa.field(KEY, pa.binary())),
+                                                        options=IPC_OPTIONS) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
 
 
 class _Run:
@@ -276,18 +298,21 @@ def sort_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, sort: lis
             if size >= limit:
                 folder = folder or tempfile.mkdtemp(prefix="sort-", dir=spill_dir)
                 runs.append(os.path.join(folder, f"run-{len(runs):06d}.arrow"))
-                _write_run(_sorted_table(held, schema, sort), runs[-1])
+                _write_run(_sorted_batches(held, schema, sort), schema, runs[-1])
                 held, size = [], 0
+                pa.default_memory_pool().release_unused()
         if not runs:  # it all fit in one run: no disk
             if held:
-                table = _sorted_table(held, schema, sort).drop_columns([KEY])
+                table, order, _ = _sorted_run(held, schema, sort)
                 del held
-                yield from table.to_batches(max_chunksize=OUTPUT_ROWS)
+                for start in range(0, len(order), OUTPUT_ROWS):
+                    yield from table.take(order.slice(start, OUTPUT_ROWS)).drop_columns([KEY]).to_batches()
             return
         if held:
             runs.append(os.path.join(folder, f"run-{len(runs):06d}.arrow"))  # type: ignore[arg-type]
-            _write_run(_sorted_table(held, schema, sort), runs[-1])
+            _write_run(_sorted_batches(held, schema, sort), schema, runs[-1])
             held = []
+            pa.default_memory_pool().release_unused()
         runs = _reduce_runs(runs, folder)  # type: ignore[arg-type]
         for batch in _merge(runs):
             yield batch.drop_columns([KEY])
