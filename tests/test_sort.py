@@ -96,8 +96,9 @@ def test_many_runs_merged_in_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """More runs than the fan-in: runs are merged into fewer runs first, the order is still DuckDB's."""
     monkeypatch.setattr(sorting, "MAX_FANIN", 3)
     monkeypatch.setattr(sorting, "OUTPUT_ROWS", 5)
+    schema = pa.schema([pa.field("k", pa.int64(), nullable=False), ("s", pa.string())])  # as tpchgen writes
     table = pa.table({"k": pa.array([(i * 7919) % 101 for i in range(400)], pa.int64()),
-                      "s": pa.array([str(i % 13) if i % 17 else None for i in range(400)])})
+                      "s": pa.array([str(i % 13) if i % 17 else None for i in range(400)])}, schema=schema)
     sort = resolve_sort([{"column": "s", "order": "desc"}], ["k"])
     got = _run(table, sort, tmp_path, 1)
     want = _duckdb(table, sort)

@@ -276,3 +276,24 @@ def test_a_job_with_problems_does_not_load(tmp_path: Path) -> None:
                                                          "inputs": [{"name": "d", "uri": "data"}]}]})
     with pytest.raises(JobFileError, match=r"\$\.stages\[0\]\.combiner"):
         load_job(str(path))
+
+
+def test_the_plan_sorts_split_inputs_key_first_and_leaves_broadcast_inputs(tmp_path: Path) -> None:
+    from babelmr.coordinator.planner import StageOutput, plan_stage
+
+    _data(tmp_path / "data")
+    path = write_job(tmp_path, {"name": "plan", "stages": [
+        {"name": "map", "command": "x", "inputs": [{"name": "d", "uri": "data"}], "key": ["k"], "partitions": 2},
+        {"name": "reduce", "command": "x", "sort": [{"column": "ts", "order": "desc"}], "combiner": "c",
+         "key": ["k"], "inputs": [{"name": "p", "stage": "map"},
+                                  {"name": "b", "uri": "data", "broadcast": True}]}]})
+    job = load_job(str(path))
+    plan = plan_stage(job, job.stages[1], "r", str(tmp_path / "store"),
+                      {"map": StageOutput("map", 2, [str(tmp_path / "data" / "p0.parquet")])})
+    assert len(plan.tasks) == 2
+    for task in plan.tasks:
+        split, broadcast = task.inputs
+        assert split.sort == [{"column": "k", "order": "asc", "nulls": "last"},
+                              {"column": "ts", "order": "desc", "nulls": "last"}]
+        assert broadcast.sort is None
+        assert task.combiner == ["c"]

@@ -169,12 +169,12 @@ def _sorted_run(batches: list[pa.RecordBatch], schema: pa.Schema,
     """
     keys = pa.chunked_array([sort_key(b, sort) for b in batches], pa.binary())
     chunked = pa.Table.from_batches(batches, schema=schema).append_column(KEY, keys)
-    nbytes = chunked.nbytes
+    nbytes, full = chunked.nbytes, chunked.schema
     batches.clear()
     del keys
-    columns = dict(zip(chunked.column_names, chunked.columns, strict=True))
+    columns = chunked.columns
     del chunked
-    table = pa.table({name: columns.pop(name).combine_chunks() for name in list(columns)})
+    table = pa.Table.from_arrays([columns.pop(0).combine_chunks() for _ in range(len(columns))], schema=full)
     rows = max(1024, int(table.num_rows * MERGE_BATCH_BYTES / max(1, nbytes)))
     return table, pc.sort_indices(table[KEY]), rows
 
