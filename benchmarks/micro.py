@@ -527,7 +527,7 @@ def bench_sort_rss(data: Lineitem, work: Path, reps: int, smoke: bool) -> list[d
         "partition_arrow_bytes": arrow_bytes, "partition_files": n_files, "rows": stats[0]["rows_in"],
         "import_method": "decode", "import_seconds": statistics.median(s["import_seconds"] for s in stats),
         "export_seconds": statistics.median(s["export_seconds"] for s in stats), "program": " ".join(NOOP_COMMAND),
-        "definition": "as above, with the input sorted before the program runs: sorted runs of 64 MB spilled to "
+        "definition": "as above, with the input sorted before the program runs: sorted runs of 48 MB spilled to "
                       "the task's disk as Arrow IPC (lz4), then a k-way merge into the program's input file",
         "target": f"<= {TARGET_PEAK_RSS_MB:g} MB", "meets_target": median <= TARGET_PEAK_RSS_MB}]
 

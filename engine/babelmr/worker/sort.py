@@ -29,9 +29,9 @@ import pyarrow.compute as pc
 
 from babelmr.errors import InputError
 
-RUN_BYTES = int(os.environ.get("BABELMR_SORT_RUN_BYTES", 64 << 20))  # Arrow bytes sorted in memory at once
+RUN_BYTES = int(os.environ.get("BABELMR_SORT_RUN_BYTES", 48 << 20))  # Arrow bytes sorted in memory at once
 MERGE_BATCH_BYTES = int(os.environ.get("BABELMR_SORT_MERGE_BATCH_BYTES", 1 << 20))  # per run while merging
-MAX_FANIN = int(os.environ.get("BABELMR_SORT_MAX_FANIN", 64))  # runs merged at once
+MAX_FANIN = int(os.environ.get("BABELMR_SORT_MAX_FANIN", 128))  # runs merged at once (a 6 GB input: one pass)
 OUTPUT_ROWS = 64 * 1024  # rows of the batches emitted
 KEY = "__babelmr_sort_key"
 _NOT_NULL = 1  # NULL marker bytes: NULLS FIRST < value < NULLS LAST
@@ -237,13 +237,13 @@ class _Run:
 def _merge(paths: list[str]) -> Iterator[pa.RecordBatch]:
     """The rows of sorted runs in order (key column included), in batches of about ``OUTPUT_ROWS``."""
     runs = [run for run in (_Run(p) for p in paths) if run.batch is not None]
-    heap = [(run.last, i, run.batch.num_rows, 0) for i, run in enumerate(runs)]  # type: ignore[union-attr]
+    heap = [(run.last, i, 0) for i, run in enumerate(runs)]  # (last key of its batch, run, generation)
     loads = [0] * len(runs)  # an entry is stale once its run loaded another batch
     heapq.heapify(heap)
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     while heap:
-        bound, b, _, generation = heap[0]
+        bound, b, generation = heap[0]
         if generation != loads[b] or runs[b].batch is None:
             heapq.heappop(heap)
             continue
@@ -257,7 +257,7 @@ def _merge(paths: list[str]) -> Iterator[pa.RecordBatch]:
                 if run.pos >= run.batch.num_rows:
                     loads[i] += 1
                     if run.load():
-                        heapq.heappush(heap, (run.last, i, run.batch.num_rows, loads[i]))
+                        heapq.heappush(heap, (run.last, i, loads[i]))
         if len(pieces) == 1:
             merged = pieces
         else:
