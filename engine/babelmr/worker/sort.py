@@ -55,9 +55,9 @@ def _orderable(t: pa.DataType) -> bool:
     if pa.types.is_dictionary(t):
         return _orderable(t.value_type)
     return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t)
-            or pa.types.is_temporal(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
-            or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string_view(t)
-            or pa.types.is_binary_view(t) or pa.types.is_null(t))
+            or (pa.types.is_temporal(t) and not pa.types.is_interval(t)) or pa.types.is_string(t)
+            or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+            or pa.types.is_string_view(t) or pa.types.is_binary_view(t) or pa.types.is_null(t))
 
 
 # ------------------------------------------------------------------------------------------ sort keys
