@@ -20,13 +20,17 @@ class FileSlice:
     ``size`` is the bytes this slice reads (for splitting). An external input's file is pinned at plan time:
     ``file_size`` and ``version`` (S3 ETag, or a local file's ``mtime_ns:inode``) are what the planner saw, and
     the worker refuses another version. None: not pinned (stage outputs, which babelmr never rewrites).
-    """
+    For CSV, ``start``/``end`` cut a byte range of the file (``end`` None: the whole file); the lines read
+    are those that start after ``start``'s first line break (at 0: from the first line) up to the line
+    that crosses ``end`` (see worker/csvsplit.py)."""
 
     uri: str
     row_groups: list[int] | None = None
     size: int = 0
     file_size: int | None = None
     version: str | None = None
+    start: int = 0
+    end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class TaskInput:
     csv: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the job's uri or stage name, for messages
     schema: str | None = None  # kind "stage": the upstream stage's unified Arrow schema (babelmr.schemas)
+    sort: list[dict[str, str]] | None = None  # {"column", "order", "nulls"} each: sort before the program
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class TaskSpec:
     # The final stage of a job with an 'output': write the program's output as one plain file in this format
     # (no partition index), ready to be published as a part; None: the partitioned Parquet file.
     output_format: Literal["parquet", "csv", "jsonl"] | None = None
+    combiner: list[str] | None = None  # run on the program's output before it is partitioned (MR_MODE=combine)
 
     @property
     def label(self) -> str:

@@ -1,8 +1,10 @@
 """Word count on babelmr.
 
-map:    reads lines of text (CSV column `line`) and writes how often each word occurs in them;
-reduce: gets every partial count of its words and writes the totals.
-Both read and write CSV with the columns `word,count`.
+map:     reads lines of text (CSV column `line`) in chunks of WORDCOUNT_CHUNK_LINES lines (constant memory)
+         and writes how often each word occurs in each chunk;
+combine: (the map stage's combiner) adds up the map's counts per word, so a word leaves a map task once;
+reduce:  gets every partial count of its words and writes the totals.
+All read and write CSV with the columns `word,count`.
 """
 
 import os
@@ -12,6 +14,7 @@ import pandas as pd
 
 INPUT = os.environ.get("MR_INPUT", "in.csv")
 OUTPUT = os.environ.get("MR_OUTPUT", "out.csv")
+CHUNK_LINES = int(os.environ.get("WORDCOUNT_CHUNK_LINES", "10000"))
 
 
 def read_csv(**kwargs) -> pd.DataFrame:
@@ -19,10 +22,12 @@ def read_csv(**kwargs) -> pd.DataFrame:
     return pd.read_csv(INPUT, keep_default_na=False, **kwargs)
 
 
-def map_lines() -> pd.DataFrame:
-    lines = read_csv(usecols=["line"], dtype=str)["line"]
-    words = lines.str.lower().str.findall(r"[a-z]+").explode().dropna()
-    return words.value_counts().rename_axis("word").reset_index(name="count")
+def map_lines() -> None:
+    with open(OUTPUT, "w") as out:
+        out.write("word,count\n")
+        for chunk in read_csv(usecols=["line"], dtype=str, chunksize=CHUNK_LINES):
+            words = chunk["line"].str.lower().str.findall(r"[a-z]+").explode().dropna()
+            words.value_counts().rename_axis("word").reset_index(name="count").to_csv(out, index=False, header=False)
 
 
 def reduce_counts() -> pd.DataFrame:
@@ -31,7 +36,9 @@ def reduce_counts() -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    steps = {"map": map_lines, "reduce": reduce_counts}
+    steps = {"map": map_lines, "combine": reduce_counts, "reduce": reduce_counts}
     if len(sys.argv) != 2 or sys.argv[1] not in steps:
         sys.exit(f"usage: {sys.argv[0]} {'|'.join(steps)}")
-    steps[sys.argv[1]]().to_csv(OUTPUT, index=False)
+    result = steps[sys.argv[1]]()
+    if result is not None:
+        result.to_csv(OUTPUT, index=False)

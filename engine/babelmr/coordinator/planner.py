@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from babelmr.errors import InputError
 from babelmr.job import ExternalInput, Job, Stage, StageInput
+from babelmr.job.model import resolve_sort
 from babelmr.spec import FileSlice, TaskInput, TaskSpec
 from babelmr.store import FileEntry, filesystem_for, list_input_files
 
@@ -75,7 +76,7 @@ def _slices(inp: ExternalInput, files: list[FileEntry], bytes_per_task: int | No
     uris = [f.path for f in files]
     row_groups = list(inp.row_groups) if inp.row_groups is not None else None
     if inp.format != "parquet":
-        pieces = [[_pinned(f, None, f.size)] for f in files]
+        pieces = [[r] for f in files for r in _byte_ranges(inp, f, bytes_per_task)]
     else:
         metas = _footers(uris) if (bytes_per_task or row_groups) else [_footer(uris[0])]
         for uri, meta in zip(uris, metas, strict=False):
@@ -93,6 +94,25 @@ def _slices(inp: ExternalInput, files: list[FileEntry], bytes_per_task: int | No
     return pieces
 
 
+def _compressed(uri: str) -> bool:
+    """Whether Arrow would decompress the file (by its extension)."""
+    try:
+        return pa.Codec.detect(uri) is not None
+    except (TypeError, ValueError):  # pyarrow raises instead of returning None for a plain file
+        return False
+
+
+def _byte_ranges(inp: ExternalInput, f: FileEntry, bytes_per_task: int | None) -> list[FileSlice]:
+    """A CSV/text file as byte ranges of ``bytes_per_task`` (read by worker/csvsplit.py, Hadoop's rule), or
+    whole: when it is no larger, compressed, or its quoted values may hold line breaks. Every range is pinned
+    to the version listed."""
+    whole = _pinned(f, None, f.size)
+    if not bytes_per_task or f.size <= bytes_per_task or inp.csv.newlines_in_values or _compressed(f.path):
+        return [whole]
+    return [replace(whole, size=min(f.size, s + bytes_per_task) - s, start=s, end=min(f.size, s + bytes_per_task))
+            for s in range(0, f.size, bytes_per_task)]
+
+
 def _pack(pieces: list[list[FileSlice]], files_per_task: int | None,
           bytes_per_task: int | None) -> list[list[FileSlice]]:
     """Group pieces into tasks; adjacent row groups of one file merge into one slice."""
@@ -106,7 +126,10 @@ def _pack(pieces: list[list[FileSlice]], files_per_task: int | None,
             tasks.append([])
             size = 0
         current = tasks[-1]
-        if current and current[-1].uri == piece.uri:
+        if current and current[-1].uri == piece.uri and piece.end is not None and current[-1].end == piece.start:
+            last = current[-1]  # adjacent byte ranges of one file: one range
+            current[-1] = replace(last, size=last.size + piece.size, end=piece.end)
+        elif current and current[-1].uri == piece.uri and piece.end is None:
             last = current[-1]
             groups = (last.row_groups or []) + (piece.row_groups or [])
             current[-1] = replace(last, row_groups=groups, size=last.size + piece.size)
@@ -121,7 +144,7 @@ def _external(inp: ExternalInput, slices: list[FileSlice]) -> TaskInput:
                      columns=list(inp.columns) if inp.columns else None, source=inp.uri,
                      csv={"delimiter": inp.csv.delimiter, "header": inp.csv.header,
                           "column_names": list(inp.csv.column_names) if inp.csv.column_names else None,
-                          "schema": inp.csv.schema})
+                          "schema": inp.csv.schema, "newlines_in_values": inp.csv.newlines_in_values})
 
 
 def _whole(inp: ExternalInput, files: list[FileEntry]) -> list[FileSlice]:
@@ -171,7 +194,7 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
 
     tasks = []
     for t, own in enumerate(task_inputs):
-        inputs = [own.get(i.name) or broadcast[i.name] for i in stage.inputs]
+        inputs = _with_sort(job, stage, [own.get(i.name) or broadcast[i.name] for i in stage.inputs])
         tasks.append(TaskSpec(
             run_id=run_id, job=job.name, stage=stage.name, task=t, attempt=1, store=store_uri, inputs=inputs,
             command=list(stage.command) if stage.command else None, mode=stage.mode, shell=stage.shell,
@@ -180,8 +203,19 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
             timeout=stage.timeout, env={**job.env, **stage.env}, job_dir=job.directory,
             image=stage.image, memory=stage.memory,
             output_format=job.output.format if job.output and stage is job.stages[-1] else None,
+            combiner=list(stage.combiner) if stage.combiner else None,
         ))
     return StagePlan(stage, tasks, resolved, skipped)
+
+
+def _with_sort(job: Job, stage: Stage, inputs: list[TaskInput]) -> list[TaskInput]:
+    """The stage's ``sort`` on each input that is not broadcast, after the key of the stage it reads."""
+    if not stage.sort:
+        return inputs
+    keys = {i.name: job.stage(i.stage).key for i in stage.stage_inputs}
+    broadcast = {i.name for i in stage.external_inputs if i.broadcast}
+    return [t if t.name in broadcast else replace(t, sort=resolve_sort(stage.sort, keys.get(t.name)))
+            for t in inputs]
 
 
 def _stage_input(inp: StageInput, out: StageOutput, partition: int) -> TaskInput:

@@ -153,6 +153,10 @@ def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float)
     def total(k: str) -> float:
         return sum(s.get(k, 0) for s in ok)
 
+    combined = {}
+    if any("combine_rows_in" in s for s in ok):  # rows the combiners got and gave (worker/combine.py)
+        combined = {"combine_rows_in": int(total("combine_rows_in")),
+                    "combine_rows_out": int(total("combine_rows_out")), "combine_seconds": total("combine_seconds")}
     return {
         "name": plan.stage.name,
         "tasks": len(plan.tasks),
@@ -170,6 +174,7 @@ def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float)
         "engine_peak_rss_bytes": max((s.get("engine_peak_rss_bytes", 0) for s in ok), default=0),
         "program_peak_rss_bytes": max((s.get("program_peak_rss_bytes", 0) for s in ok), default=0),
         "inputs": plan.resolved_inputs,
+        **combined,
         "task_attempts": tasks,
     }
 

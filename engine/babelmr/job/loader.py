@@ -335,6 +335,7 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
         if stage.get("split") is not None and not split_inputs:
             problems.append((f"{at}.split", "'split' applies to a stage's external input that is not broadcast; "
                              "this stage has none: remove it"))
+        problems += _sort_problems(stage, at, seen, split_inputs)
         if name is not None:
             seen[name] = stage
     return problems
@@ -362,6 +363,47 @@ def _type_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                     except ValueError as e:
                         found.append((f"{at}.{column}", str(e)))
     return found
+
+
+def _sort_problems(stage: dict[str, Any], at: str, seen: dict[str, dict[str, Any]],
+                   split_inputs: list[str]) -> list[tuple[str, str]]:
+    """A combiner needs a key; sort columns must be in the inputs that are sorted, where the job lists them."""
+    problems: list[tuple[str, str]] = []
+    if stage.get("combiner") is not None and not stage.get("key"):
+        problems.append((f"{at}.combiner", "a combiner runs on the program's output before it is partitioned by "
+                         "key: give the stage a 'key' or remove 'combiner'"))
+    sort = stage.get("sort")
+    if not isinstance(sort, list):
+        return problems
+    names = [c for c in (e if isinstance(e, str) else e.get("column") for e in sort if isinstance(e, (str, dict)))
+             if isinstance(c, str)]
+    for j, column in enumerate(names):
+        if names.index(column) != j:
+            problems.append((f"{at}.sort[{j}]", f"column {column!r} is listed twice: list each column once"))
+    listed = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
+    inputs = [i for i in listed if isinstance(i, dict)]
+    if not split_inputs and not any("stage" in i for i in inputs):
+        problems.append((f"{at}.sort", "'sort' sorts the stage's input that is split into tasks (or the stages it "
+                         "reads); this stage has only broadcast inputs: remove it"))
+    for j, inp in enumerate(listed):
+        if not isinstance(inp, dict) or inp.get("broadcast"):
+            continue
+        ref, csv = inp.get("stage"), inp.get("csv")
+        upstream = seen.get(ref) if isinstance(ref, str) else None
+        key = upstream.get("key") if isinstance(upstream, dict) else None
+        key = [k for k in key if isinstance(k, str)] if isinstance(key, list) else []
+        known = inp.get("columns") or (csv.get("column_names") if isinstance(csv, dict) else None)
+        if not isinstance(known, list) or not all(isinstance(c, str) for c in known):
+            continue  # not knowable here (or refused by the schema): checked when the task's input is read
+        for column in key:
+            if column not in known:
+                problems.append((f"{at}.inputs[{j}].columns", f"'sort' puts the key column {column!r} of stage "
+                                 f"{inp['stage']!r} first, but this input's columns omit it: add it"))
+        for k, column in enumerate(names):
+            if column not in known and column not in key:
+                problems.append((f"{at}.sort[{k}]", f"input {inp.get('name')!r} has no column {column!r} "
+                                 f"(its columns: {', '.join(known)}): fix the sort or the input's columns"))
+    return problems
 
 
 def validate_job_data(data: Any) -> list[str]:
@@ -450,6 +492,7 @@ def _input(d: dict[str, Any], job_dir: str) -> Input:
             header=csv.get("header", True),
             column_names=tuple(csv["column_names"]) if "column_names" in csv else None,
             schema=csv.get("schema"),
+            newlines_in_values=csv.get("newlines_in_values", False),
         ),
     )
 
@@ -477,6 +520,8 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
         memory=parse_size(d["memory"]) if "memory" in d else None,
         env=d.get("env", {}),
         tolerated_failures=d.get("tolerated_failures", 0),
+        sort=tuple(d["sort"]) if "sort" in d else None,
+        combiner=_command(d.get("combiner"), d.get("shell", False)),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +22,7 @@ class CsvOptions:
     header: bool = True
     column_names: tuple[str, ...] | None = None
     schema: dict[str, str] | None = None
+    newlines_in_values: bool = False  # quoted values may hold line breaks: the file is not split by bytes
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Stage:
     memory: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     tolerated_failures: int | str = 0  # a count, or a percentage of the stage's tasks ("10%")
+    sort: tuple[str | dict[str, str], ...] | None = None  # as the job says; the planner puts the key first
+    combiner: tuple[str, ...] | None = None
 
     def tolerated(self, tasks: int) -> int:
         """How many of ``tasks`` may fail for good while the stage still succeeds (a percentage rounds down)."""
@@ -132,3 +136,17 @@ class Job:
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
+
+
+def resolve_sort(entries: Sequence[str | dict[str, str]] | None,
+                 key: Sequence[str] | None) -> list[dict[str, str]] | None:
+    """The effective sort of an input: the key columns first (ascending unless ``entries`` says otherwise),
+    then the other entries in order; each entry as ``{"column", "order", "nulls"}``."""
+    if not entries:
+        return None
+    given: dict[str, dict[str, str]] = {}
+    for entry in entries:
+        e = {"column": entry} if isinstance(entry, str) else dict(entry)
+        given[e["column"]] = {"column": e["column"], "order": e.get("order", "asc"), "nulls": e.get("nulls", "last")}
+    leading = [given.pop(k, {"column": k, "order": "asc", "nulls": "last"}) for k in key or []]
+    return leading + list(given.values())

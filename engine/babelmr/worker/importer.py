@@ -26,7 +26,7 @@ from babelmr.schemas import conform_batch, deserialize_schema
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for, requests
 from babelmr.store.locations import file_version
-from babelmr.worker import chunkcopy
+from babelmr.worker import chunkcopy, csvsplit, sort
 from babelmr.worker.formats import (
     BATCH_ROWS,
     EXTENSIONS,
@@ -226,6 +226,17 @@ def _csv_read_options(inp: TaskInput, block: int | None = None) -> pacsv.ReadOpt
                              autogenerate_column_names=not opts.get("header", True) and not names)
 
 
+def _csv_opener(inp: TaskInput, piece: FileSlice) -> Callable[[], Any]:
+    """How to open one CSV file, or one byte range of a large one (worker/csvsplit.py: Hadoop's rule, the
+    file's header line first); a range in which no line starts reads as the header alone (no rows)."""
+    if piece.end is None and not piece.start:
+        fs, path = filesystem_for(piece.uri)
+        return lambda: fs.open_input_stream(path, compression="detect")
+    header, what = inp.csv.get("header", True), f"input {inp.name!r}"
+    return lambda: (csvsplit.open_range(piece, header, what)
+                    or csvsplit.open_range(piece, header, what, rows=False))
+
+
 def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None,
                 include_columns: list[str] | None = None, file_columns: int | None = None,
                 block: int | None = None):
@@ -233,9 +244,8 @@ def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] 
     check_pinned(inp, piece)
     requests.count("HEAD")
     requests.count_ranged_reads(piece.size, READ_BLOCK)  # the stream reads block by block
-    fs, path = filesystem_for(piece.uri)
     try:
-        return open_csv(lambda: fs.open_input_stream(path, compression="detect"), _csv_read_options(inp, block),
+        return open_csv(_csv_opener(inp, piece), _csv_read_options(inp, block),
                         inp.csv.get("delimiter", ","), types, include_columns, file_columns)
     except (pa.ArrowInvalid, pa.ArrowKeyError, FileNotFoundError) as e:  # bad data, missing column or file
         check_pinned(inp, piece)  # unless it changed since planned: say so
@@ -450,7 +460,7 @@ def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
         schema, sources = plain_schema(deserialize_schema(inp.schema)) if inp.schema else pa.schema([]), []
     elif inp.format == "parquet":
         schema, opened = _open_parquet(inp)
-        if fmt == "parquet" and (copied := _copy_parquet(inp, opened, schema, path)):
+        if fmt == "parquet" and not inp.sort and (copied := _copy_parquet(inp, opened, schema, path)):
             return copied
         sources = [s.batches for s in opened if not s.empty]
     else:
@@ -459,7 +469,11 @@ def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
     writer = open_writer(path, fmt, schema)
     try:
         if sources:
-            for batch in _pump(sources, schema):
+            batches = _pump(sources, schema)
+            if inp.sort:  # sorted runs spill beside the input file
+                batches = sort.sort_batches(batches, schema, inp.sort, os.path.dirname(path) or ".",
+                                            f"input {inp.name!r} from {inp.source}")
+            for batch in batches:
                 rows += batch.num_rows
                 writer.write(batch)
     except pa.ArrowInvalid as e:

@@ -26,6 +26,7 @@ from babelmr.schemas import serialize_schema
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store, requests
 from babelmr.store.base import Store
+from babelmr.worker.combine import run_combiner
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, csv_conversion_error, open_output
 from babelmr.worker.importer import import_inputs
@@ -204,6 +205,8 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
 
         start = time.perf_counter()
         schema, batches = _output_batches(spec, output, run.stderr_path)
+        if spec.combiner:  # the whole output, sorted by key, through the combiner (worker/combine.py)
+            schema, batches = run_combiner(spec, workdir, schema, batches, store, stats)
         fmt = spec.output_format or "parquet"
         key = layout.attempt_data(spec.run_id, spec.stage, spec.task, spec.attempt, secrets.token_hex(4),
                                   EXTENSIONS[fmt])
