@@ -88,10 +88,10 @@ def test_integral_floats_and_decimals_hash_like_integers() -> None:
     assert ids(pa.array([decimal.Decimal(v) for v in values], pa.decimal128(38, 0))) == expected
 
 
-def test_non_integral_floats_and_decimals_agree_with_each_other() -> None:
-    assert ids(pa.array([1.5, -0.25, 2.75])) == ids(pa.array(
-        [decimal.Decimal("1.50"), decimal.Decimal("-0.25"), decimal.Decimal("2.75")], pa.decimal128(10, 2)))
-    assert ids(pa.array([1.5], pa.float32())) == ids(pa.array([1.5], pa.float64()))
+def test_non_integral_floats_agree_across_widths_and_decimals_across_scales() -> None:
+    assert ids(pa.array([1.5, -0.25], pa.float32())) == ids(pa.array([1.5, -0.25], pa.float64()))
+    expected = ids(pa.array([decimal.Decimal("1.5"), decimal.Decimal("-0.25")], pa.decimal128(10, 2)))
+    assert ids(pa.array([decimal.Decimal("1.500"), decimal.Decimal("-0.250")], pa.decimal256(40, 3))) == expected
     # 1.5 is not 1 or 2
     assert column_hash(pa.array([1.5])).tolist() != column_hash(pa.array([1])).tolist()
     assert column_hash(pa.array([1.5])).tolist() != column_hash(pa.array([2])).tolist()

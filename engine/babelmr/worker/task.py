@@ -26,6 +26,7 @@ from babelmr.store.base import Store
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, read_batches
 from babelmr.worker.importer import import_inputs
+from babelmr.worker.partition import UnsupportedKeyError
 from babelmr.worker.program import run_program, stderr_tail
 
 JOB_DIR_ENV = "BABELMR_JOB_DIR"  # set in images: where the image keeps the job's folder (COPY . /opt/job)
@@ -168,6 +169,9 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
         try:
             index = export_partitions(batches, schema, store.open_output(key), spec.key, spec.partitions)
             size = store.filesystem.get_file_info(store.path(key)).size or 0
+        except UnsupportedKeyError as e:  # the same output fails every attempt the same way
+            store.delete([key])
+            raise TaskError(_failure(spec, f"{e}", run.stderr_path), retryable=False) from None
         except BaseException:
             store.delete([key])
             raise
