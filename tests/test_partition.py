@@ -515,6 +515,12 @@ EVERY_TYPE = [
 def test_every_key_type_is_accepted(column: pa.Array) -> None:
     got = partition_ids(batch(k=column), ["k"], 7)
     assert len(got) == len(column) and ((got >= 0) & (got < 7)).all()
+    assert column_hash(column.slice(0, 0)).tolist() == []
+
+
+@pytest.mark.parametrize("arrow_type", [pa.decimal32(5, 2), pa.decimal128(5, 2), pa.decimal256(50, 2)], ids=str)
+def test_an_empty_decimal_array_without_buffers_hashes(arrow_type: pa.DataType) -> None:
+    assert column_hash(pa.Array.from_buffers(arrow_type, 0, [None, None])).tolist() == []
 
 
 @pytest.mark.parametrize("column", [

@@ -150,6 +150,8 @@ def _decimal_hash(column: pa.Array) -> np.ndarray:
     other value as its sign, unscaled magnitude and exponent once trailing decimal zeros are removed.
     Magnitudes of 64 bits are done in uint64 arithmetic; wider ones in 32-bit limbs.
     """
+    if not len(column):  # may have no data buffer at all
+        return np.empty(0, np.uint64)
     negative, words = _decimal_magnitude(column)
     scale = column.type.scale
     hashed = np.empty(len(column), np.uint64)
