@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
+import re
+import struct
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from babelmr.worker.partition import column_hash, partition_ids, split_by_partition
+from babelmr.spec import TaskSpec
+from babelmr.worker.partition import (
+    _NULL_HASH as NULL_HASH,
+)
+from babelmr.worker.partition import (
+    DISTINCT_SAMPLE,
+    UnsupportedKeyError,
+    column_hash,
+    partition_ids,
+    split_by_partition,
+)
+from babelmr.worker.task import run_task
 
 INTS = [0, 1, 2, 3, 42, -7, 10**12]
 STRINGS = ["", "a", "apple", "banana", "Zürich", "x" * 50, "42"]
@@ -88,10 +107,10 @@ def test_integral_floats_and_decimals_hash_like_integers() -> None:
     assert ids(pa.array([decimal.Decimal(v) for v in values], pa.decimal128(38, 0))) == expected
 
 
-def test_non_integral_floats_and_decimals_agree_with_each_other() -> None:
-    assert ids(pa.array([1.5, -0.25, 2.75])) == ids(pa.array(
-        [decimal.Decimal("1.50"), decimal.Decimal("-0.25"), decimal.Decimal("2.75")], pa.decimal128(10, 2)))
-    assert ids(pa.array([1.5], pa.float32())) == ids(pa.array([1.5], pa.float64()))
+def test_non_integral_floats_agree_across_widths_and_decimals_across_scales() -> None:
+    assert ids(pa.array([1.5, -0.25], pa.float32())) == ids(pa.array([1.5, -0.25], pa.float64()))
+    expected = ids(pa.array([decimal.Decimal("1.5"), decimal.Decimal("-0.25")], pa.decimal128(10, 2)))
+    assert ids(pa.array([decimal.Decimal("1.500"), decimal.Decimal("-0.250")], pa.decimal256(40, 3))) == expected
     # 1.5 is not 1 or 2
     assert column_hash(pa.array([1.5])).tolist() != column_hash(pa.array([1])).tolist()
     assert column_hash(pa.array([1.5])).tolist() != column_hash(pa.array([2])).tolist()
@@ -272,3 +291,332 @@ def test_one_and_two_byte_values_hash_as_by_siphash(width: int) -> None:
     flags = pa.array(["Y", "N", "A", "R"] * 100)
     assert (column_hash(flags) == pd.util.hash_array(np.array(flags.to_pylist(), dtype=object),
                                                      categorize=False)).all()
+
+
+# -- SQL GROUP BY equality (docs/partitioning.md) ----------------------------------------------------------------
+
+PARTITION_COUNTS = st.integers(2, 64)
+NAN_BITS = st.one_of(st.just(0x7FF8000000000000), st.just(0xFFF8000000000000),
+                     st.integers(1, 2**52 - 1).map(lambda m: 0x7FF0000000000000 | m),
+                     st.integers(1, 2**52 - 1).map(lambda m: 0xFFF0000000000000 | m))
+UNITS = ("s", "ms", "us", "ns")
+NANOS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+settings_ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def same_partition(columns: list[pa.Array], partitions: int) -> None:
+    """Every column (of equal values, row by row) puts each row in the same partition as the first column."""
+    first = ids(columns[0], partitions)
+    for column in columns[1:]:
+        assert ids(column, partitions) == first, column.type
+
+
+@settings_
+@given(st.lists(NAN_BITS, min_size=1, max_size=20), PARTITION_COUNTS)
+def test_every_nan_is_one_group(bits: list[int], partitions: int) -> None:
+    nans = np.array(bits, np.uint64).view(np.float64)
+    float32 = np.array([b >> 32 for b in bits], np.uint32).view(np.float32)  # float32 NaNs, payloads kept
+    assert np.isnan(nans).all() and np.isnan(float32).all()
+    canonical = pa.array([float("nan")] * len(bits))
+    same_partition([canonical, pa.array(nans), pa.array(float32), pa.array(nans.astype(np.float16))], partitions)
+
+
+@settings_
+@given(st.lists(st.sampled_from([0.0, -0.0]), min_size=1, max_size=10), PARTITION_COUNTS)
+def test_minus_zero_is_zero(zeros: list[float], partitions: int) -> None:
+    same_partition([pa.array([0] * len(zeros)), pa.array(zeros), pa.array(zeros, pa.float32()),
+                    pa.array([decimal.Decimal("-0.00")] * len(zeros), pa.decimal128(5, 2))], partitions)
+
+
+@st.composite
+def instants(draw: st.DrawFn) -> tuple[int, int]:
+    """(seconds, nanoseconds) of an instant that timestamp[ns] can hold, often a round one."""
+    ns = draw(st.integers(-(2**63) + 1, 2**63 - 1))
+    unit = draw(st.sampled_from([1, 1000, 10**6, 10**9]))
+    ns = ns // unit * unit if ns >= 0 else -(-ns // unit * unit)  # toward zero: stays in range
+    return divmod(ns, 10**9)
+
+
+@settings_
+@given(st.lists(instants(), min_size=1, max_size=20), st.sampled_from([None, "UTC", "Europe/Paris"]),
+       PARTITION_COUNTS)
+def test_the_same_instant_in_every_unit_is_one_group(moments: list[tuple[int, int]], tz: str | None,
+                                                     partitions: int) -> None:
+    nanos = [s * 10**9 + n for s, n in moments]
+    columns = [pa.array(nanos, pa.timestamp("ns", tz))]
+    for unit in UNITS[:-1]:  # coarser units, where every instant of the list is a whole number of units
+        if all(n % NANOS[unit] == 0 for n in nanos):
+            columns.append(pa.array([n // NANOS[unit] for n in nanos], pa.timestamp(unit, tz)))
+            columns.append(pa.array([n // NANOS[unit] for n in nanos], pa.timestamp(unit)))
+    same_partition(columns, partitions)
+    durations = [pa.array(nanos, pa.duration("ns"))] + [
+        pa.array([n // NANOS[u] for n in nanos], pa.duration(u)) for u in UNITS[:-1]
+        if all(n % NANOS[u] == 0 for n in nanos)]
+    same_partition(durations, partitions)
+
+
+@settings_
+@given(st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=20))
+def test_timestamps_keep_their_full_precision(nanos: list[int]) -> None:
+    """Sub-microsecond timestamps hash (they failed: 'Casting from timestamp to timestamp would lose data')."""
+    column = pa.array(nanos, pa.timestamp("ns"))
+    hashed = column_hash(column).tolist()
+    assert hashed == [reference_instant(*divmod(n, 10**9)) for n in nanos]
+    assert column_hash(pa.array([n + 1 for n in nanos], pa.timestamp("ns"))).tolist() != hashed
+
+
+@settings_
+@given(st.lists(st.integers(0, 86_400 * 10**9 - 1), min_size=1, max_size=20), PARTITION_COUNTS)
+def test_the_same_time_of_day_in_every_unit_is_one_group(nanos: list[int], partitions: int) -> None:
+    columns = [pa.array(nanos, pa.time64("ns"))]
+    if all(n % 1000 == 0 for n in nanos):
+        columns.append(pa.array([n // 1000 for n in nanos], pa.time64("us")))
+    for unit in ("ms", "s"):
+        if all(n % NANOS[unit] == 0 for n in nanos):
+            columns.append(pa.array([n // NANOS[unit] for n in nanos], pa.time32(unit)))
+    same_partition(columns, partitions)
+
+
+@settings_
+@given(st.lists(st.integers(-(10**17), 10**17), min_size=1, max_size=20), st.integers(0, 8), PARTITION_COUNTS)
+def test_the_same_decimal_at_every_scale_and_width_is_one_group(unscaled: list[int], scale: int,
+                                                                partitions: int) -> None:
+    values = [decimal.Decimal(u).scaleb(-scale) for u in unscaled]
+    columns = [pa.array(values, pa.decimal128(38, scale))]
+    for extra in (1, 3, 12):  # trailing zeros: 1.5 == 1.50 == 1.500000000000
+        columns.append(pa.array(values, pa.decimal128(38, scale + extra)))
+        columns.append(pa.array(values, pa.decimal256(76, scale + extra)))
+    columns.append(pa.array(values, pa.decimal256(60, scale + 30)))  # magnitudes beyond 64 bits
+    if all(abs(u) < 10**17 for u in unscaled):
+        columns.append(pa.array(values, pa.decimal64(18, scale)))
+    if all(abs(u) < 10**8 for u in unscaled):
+        columns.append(pa.array(values, pa.decimal32(9, scale)))
+    same_partition(columns, partitions)
+
+
+@settings_
+@given(st.lists(st.integers(-(2**63), 2**64 - 1), min_size=1, max_size=20), PARTITION_COUNTS)
+def test_integers_integral_floats_and_decimals_are_one_group(values: list[int], partitions: int) -> None:
+    columns = [pa.array([decimal.Decimal(v) for v in values], pa.decimal128(38, 0)),
+               pa.array([decimal.Decimal(v) for v in values], pa.decimal256(40, 4)),
+               pa.array([decimal.Decimal(v) for v in values], pa.decimal128(38, 0)).cast(pa.decimal128(38, 3))]
+    if all(v < 2**63 for v in values):
+        columns.append(pa.array(values, pa.int64()))
+    if all(v >= 0 for v in values):
+        columns.append(pa.array(values, pa.uint64()))
+    if all(abs(v) < 2**53 for v in values):
+        columns.append(pa.array([float(v) for v in values], pa.float64()))
+    if all(abs(v) < 2**31 for v in values):
+        columns.append(pa.array(values, pa.int32()))
+    same_partition(columns, partitions)
+    exact = [float(v) for v in values if float(v) == v and float(v) < 2**64]  # big floats that are integers
+    if exact:
+        same_partition([pa.array(exact), pa.array([decimal.Decimal(int(f)) for f in exact], pa.decimal128(38, 0))],
+                       partitions)
+
+
+TEXT = st.lists(st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["", "a", "Zürich", "ab"])),
+                min_size=1, max_size=30)
+
+
+@settings_
+@given(TEXT, PARTITION_COUNTS)
+def test_dictionary_view_and_large_strings_are_their_plain_value(values: list[str | None], partitions: int) -> None:
+    plain = pa.array(values, pa.string())
+    raw = [None if v is None else v.encode() for v in values]
+    same_partition([plain, plain.dictionary_encode(), pa.array(values, pa.large_string()),
+                    pa.array(values, pa.string_view()), pa.array(raw, pa.binary()), pa.array(raw, pa.large_binary()),
+                    pa.array(raw, pa.binary_view()), pa.array(raw, pa.binary()).dictionary_encode(),
+                    pa.array(values, pa.large_string()).dictionary_encode(), pc.run_end_encode(plain)], partitions)
+    long = pa.array(values * (DISTINCT_SAMPLE // len(values) + 2), pa.string())  # the sampled dictionary path
+    assert ids(long, partitions)[:len(values)] == ids(plain, partitions)
+
+
+@settings_
+@given(st.lists(st.one_of(st.none(), st.binary(min_size=3, max_size=3)), min_size=1, max_size=30), PARTITION_COUNTS)
+def test_fixed_size_binary_is_its_bytes(values: list[bytes | None], partitions: int) -> None:
+    same_partition([pa.array(values, pa.binary()), pa.array(values, pa.binary(3)),
+                    pa.array(values, pa.binary(3)).dictionary_encode()], partitions)
+
+
+@settings_
+@given(st.lists(st.one_of(st.none(), st.integers(-100, 100)), min_size=1, max_size=30), PARTITION_COUNTS)
+def test_dictionaries_of_numbers_are_their_plain_value(values: list[int | None], partitions: int) -> None:
+    plain = pa.array(values, pa.int64())
+    same_partition([plain, plain.dictionary_encode(), pa.array(values, pa.int16()).dictionary_encode(),
+                    pa.array(values, pa.float64()).dictionary_encode()], partitions)
+
+
+@settings_
+@given(st.lists(st.tuples(st.one_of(st.none(), st.integers(-5, 5)), st.one_of(st.none(), st.sampled_from(["", "x"])),
+                          st.one_of(st.none(), st.sampled_from([0.0, -0.0, float("nan"), 1.5]))),
+                min_size=1, max_size=40), PARTITION_COUNTS)
+def test_multi_column_keys_with_nulls_group_like_sql(rows: list[tuple], partitions: int) -> None:
+    a, b, c = (list(column) for column in zip(*rows, strict=True))
+    plain = partition_ids(batch(a=pa.array(a, pa.int64()), b=pa.array(b, pa.string()), c=pa.array(c, pa.float64())),
+                          ["a", "b", "c"], partitions)
+    other = partition_ids(batch(a=pa.array(a, pa.int8()), b=pa.array(b, pa.large_string()).dictionary_encode(),
+                                c=pa.array(c, pa.float32())), ["a", "b", "c"], partitions)
+    assert other.tolist() == plain.tolist()
+    groups: dict[tuple, set[int]] = {}
+    for row, p in zip(rows, plain.tolist(), strict=True):
+        a_, b_, c_ = row
+        canonical = (a_, b_, "nan" if c_ is not None and c_ != c_ else (0.0 if c_ == 0 else c_))
+        groups.setdefault(canonical, set()).add(p)
+    assert all(len(ps) == 1 for ps in groups.values()), groups
+
+
+@pytest.mark.parametrize("column", [
+    pa.array([None, None], pa.int64()), pa.array([None, None], pa.string()), pa.array([None, None], pa.null()),
+    pa.array([None, None], pa.bool_()), pa.array([None, None], pa.float32()), pa.array([None], pa.decimal256(50, 3)),
+    pa.array([None], pa.time64("ns")), pa.array([None], pa.timestamp("ns", "UTC")), pa.array([None], pa.binary(4)),
+    pa.array([None], pa.date64()), pa.array([None], pa.duration("s")),
+    pa.array([None, None], pa.dictionary(pa.int8(), pa.string())),  # an empty dictionary: every index null
+    pa.DictionaryArray.from_arrays(pa.array([0, 1]), pa.array([None, None], pa.string())),  # null dictionary values
+], ids=str)
+def test_null_is_one_constant_in_every_type(column: pa.Array) -> None:
+    assert column_hash(column).tolist() == [int(NULL_HASH)] * len(column)
+
+
+def test_null_is_not_empty_zero_or_false() -> None:
+    """Deterministic: these values' hashes are not the NULL constant, so NULL is a group of its own."""
+    for value in (pa.array([""]), pa.array([b""]), pa.array([0]), pa.array([False]), pa.array([0.0]),
+                  pa.array([decimal.Decimal(0)], pa.decimal128(3, 1)), pa.array([0], pa.timestamp("ns")),
+                  pa.array([0], pa.time32("s")), pa.array([dt.date(1970, 1, 1)])):
+        assert column_hash(value).tolist() != [int(NULL_HASH)], value.type
+
+
+def test_an_all_null_key_column_is_partitioned() -> None:
+    """A program writing only NULLs gives a column of type null ('cannot partition by a column of type null')."""
+    rows = batch(k=pa.array([None] * 5, pa.null()), v=[1, 2, 3, 4, 5])
+    parts = split_by_partition(rows, ["k"], 16)
+    assert len(parts) == 1 and parts[0][1].num_rows == 5
+    assert parts[0][0] == ids(pa.array([None], pa.string()), 16)[0]  # the partition of NULL of any type
+
+
+EVERY_TYPE = [
+    pa.array([1, None], pa.int8()), pa.array([1], pa.uint64()), pa.array([1.5], pa.float16()),
+    pa.array([1.5], pa.float32()), pa.array([True, None]), pa.array([None], pa.null()),
+    pa.array([decimal.Decimal("1.5")], pa.decimal32(5, 2)), pa.array([decimal.Decimal("1.5")], pa.decimal64(5, 2)),
+    pa.array([decimal.Decimal("1.5")], pa.decimal128(5, 2)), pa.array([decimal.Decimal("1.5")], pa.decimal256(50, 2)),
+    pa.array([decimal.Decimal("1500")], pa.decimal128(5, -2)),
+    pa.array([dt.date(2024, 1, 1)], pa.date32()), pa.array([dt.date(2024, 1, 1)], pa.date64()),
+    *(pa.array([1], pa.timestamp(u)) for u in UNITS), pa.array([1], pa.timestamp("ns", "Asia/Tokyo")),
+    pa.array([1], pa.time32("s")), pa.array([1], pa.time32("ms")), pa.array([1], pa.time64("us")),
+    pa.array([1], pa.time64("ns")), *(pa.array([1], pa.duration(u)) for u in UNITS),
+    pa.array(["a"]), pa.array(["a"], pa.large_string()), pa.array(["a"], pa.string_view()),
+    pa.array([b"a"]), pa.array([b"a"], pa.large_binary()), pa.array([b"a"], pa.binary_view()),
+    pa.array([b"ab"], pa.binary(2)), pa.array(["a"]).dictionary_encode(), pa.array([1.5]).dictionary_encode(),
+    pa.array([b"0123456789abcdef"], pa.uuid()) if hasattr(pa, "uuid") else pa.array([b"x"]),
+]
+
+
+@pytest.mark.parametrize("column", EVERY_TYPE, ids=lambda c: str(c.type))
+def test_every_key_type_is_accepted(column: pa.Array) -> None:
+    got = partition_ids(batch(k=column), ["k"], 7)
+    assert len(got) == len(column) and ((got >= 0) & (got < 7)).all()
+    assert column_hash(column.slice(0, 0)).tolist() == []
+
+
+@pytest.mark.parametrize("arrow_type", [pa.decimal32(5, 2), pa.decimal128(5, 2), pa.decimal256(50, 2)], ids=str)
+def test_an_empty_decimal_array_without_buffers_hashes(arrow_type: pa.DataType) -> None:
+    assert column_hash(pa.Array.from_buffers(arrow_type, 0, [None, None])).tolist() == []
+
+
+@pytest.mark.parametrize("column", [
+    pa.array([[1]]), pa.array([{"a": 1}]), pa.array([[("k", 1)]], pa.map_(pa.string(), pa.int64())),
+    pa.array([pa.MonthDayNano([1, 2, 3])], pa.month_day_nano_interval()),
+], ids=lambda c: str(c.type))
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_unsupported_key_types_name_the_column_and_type(column: pa.Array, partitions: int) -> None:
+    with pytest.raises(UnsupportedKeyError, match=r"key column 'k'.*" + re.escape(str(column.type))):
+        split_by_partition(batch(k=column, v=[1]), ["k"], partitions)
+
+
+def test_an_unsupported_key_fails_the_task_without_retries(tmp_path: Path) -> None:
+    program = ("import os, pyarrow as pa, pyarrow.parquet as pq; "
+               "pq.write_table(pa.table({'k': [[1], [2]], 'v': [1, 2]}), os.environ['MR_OUTPUT'])")
+    spec = TaskSpec(run_id="r", job="j", stage="s", task=0, attempt=1, store=str(tmp_path / "store"), inputs=[],
+                    command=[sys.executable, "-c", program], key=["k"], partitions=4)
+    result = run_task(spec, str(tmp_path / "work"))
+    assert result.status == "error" and not result.retryable
+    assert "key column 'k'" in result.error and "type list<" in result.error
+
+
+# -- the contract in pure Python (docs/partitioning.md) --------------------------------------------------------
+
+
+MASK = 2**64 - 1
+
+
+def reference_mix(x: int) -> int:
+    x &= MASK
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & MASK
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
+
+
+def reference_int(v: int) -> int:
+    return reference_mix(v & MASK)
+
+
+def reference_float(f: float) -> int:
+    if math.isfinite(f) and f == int(f) and -(2**63) <= int(f) < 2**64:
+        return reference_int(int(f))
+    bits = 0x7FF8000000000000 if math.isnan(f) else struct.unpack("<Q", struct.pack("<d", f))[0]
+    return reference_mix(bits ^ 0x5555)
+
+
+def reference_decimal(d: decimal.Decimal) -> int:
+    if d == d.to_integral_value() and -(2**63) <= d < 2**64:
+        return reference_int(int(d))
+    sign, digits, exponent = d.as_tuple()
+    magnitude = int("".join(map(str, digits)))
+    while magnitude % 10 == 0:
+        magnitude, exponent = magnitude // 10, exponent + 1
+    h = reference_mix(reference_mix((exponent & MASK) ^ 0xD3C1A7E5B9F20461) ^ sign)
+    for j in range(4):
+        h = reference_mix(h * 31 + ((magnitude >> (64 * j)) & MASK))
+    return h
+
+
+def reference_instant(seconds: int, nanos: int) -> int:
+    micros = seconds * 10**6 + nanos // 1000
+    if nanos % 1000 == 0 and -(2**63) <= micros < 2**63:
+        return reference_int(micros)
+    return reference_mix(reference_mix((seconds & MASK) ^ 0x7E3A0C3D5E2B1F49) + nanos)
+
+
+@settings_
+@given(st.lists(st.one_of(st.floats(), st.floats(width=32), st.integers(-(2**70), 2**70).map(float),
+                          st.sampled_from([2.0**63, -(2.0**63), 2.0**64, 2.0**64 - 2048, -0.0])), min_size=1))
+def test_floats_follow_the_documented_rule(values: list[float]) -> None:
+    assert column_hash(pa.array(values, pa.float64())).tolist() == [reference_float(v) for v in values]
+
+
+DECIMAL_TYPES = [pa.decimal32(9, 3), pa.decimal64(18, 0), pa.decimal128(38, 10), pa.decimal128(38, 38),
+                 pa.decimal128(20, -4), pa.decimal256(76, 0), pa.decimal256(76, 40), pa.decimal256(60, -10)]
+
+
+@settings_
+@given(st.sampled_from(DECIMAL_TYPES), st.data())
+def test_decimals_follow_the_documented_rule(arrow_type: pa.DataType, data: st.DataObject) -> None:
+    limit = 10**arrow_type.precision - 1
+    unscaled = data.draw(st.lists(st.one_of(
+        st.integers(-limit, limit), st.integers(-1000, 1000),
+        st.tuples(st.integers(-999, 999), st.integers(0, arrow_type.precision - 3)).map(lambda t: t[0] * 10**t[1])),
+        min_size=1, max_size=30))
+    with decimal.localcontext(decimal.Context(prec=100)):
+        values = [decimal.Decimal(u).scaleb(-arrow_type.scale) for u in unscaled]
+        expected = [reference_decimal(v) for v in values]
+    assert column_hash(pa.array(values, arrow_type)).tolist() == expected
+
+
+@settings_
+@given(st.sampled_from(UNITS), st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=30))
+def test_timestamps_follow_the_documented_rule(unit: str, values: list[int]) -> None:
+    expected = [reference_instant(*divmod(v * NANOS[unit], 10**9)) for v in values]
+    assert column_hash(pa.array(values, pa.timestamp(unit))).tolist() == expected
+    assert column_hash(pa.array(values, pa.duration(unit))).tolist() == expected

@@ -30,6 +30,7 @@ from babelmr.worker.combine import run_combiner
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, csv_conversion_error, open_output
 from babelmr.worker.importer import import_inputs
+from babelmr.worker.partition import UnsupportedKeyError
 from babelmr.worker.plain import export_plain
 from babelmr.worker.program import run_program, stderr_tail
 
@@ -221,6 +222,9 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
             size = store.filesystem.get_file_info(store.path(key)).size or 0
             requests.count_upload(size)
             requests.count("HEAD")  # the size check
+        except UnsupportedKeyError as e:  # the same output fails every attempt the same way
+            store.delete([key])
+            raise TaskError(_failure(spec, f"{e}", run.stderr_path), retryable=False) from None
         except BaseException:
             store.delete([key])
             raise
