@@ -66,6 +66,7 @@ class TaskSpec:
     job_dir: str = ""  # the job file's folder: what '{job_dir}' in the command means outside an image
     image: str | None = None  # container backends: the image to run
     memory: int | None = None  # container backends: bytes of memory for the task
+    warm: bool = False  # run through the worker's warm program (worker/warm.py) instead of starting one
 
     @property
     def label(self) -> str:

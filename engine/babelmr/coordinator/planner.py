@@ -162,7 +162,7 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
             program_format=stage.program_format, schema=stage.schema,
             key=list(stage.key) if stage.key else None, partitions=stage.partitions,
             timeout=stage.timeout, env={**job.env, **stage.env}, job_dir=job.directory,
-            image=stage.image, memory=stage.memory,
+            image=stage.image, memory=stage.memory, warm=stage.warm,
         ))
     return StagePlan(stage, tasks, resolved)
 

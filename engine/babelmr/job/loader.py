@@ -450,6 +450,7 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
         concurrency=d.get("concurrency"),
         memory=parse_size(d["memory"]) if "memory" in d else None,
         env=d.get("env", {}),
+        warm=d.get("warm", False),
     )
 
 

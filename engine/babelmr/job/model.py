@@ -88,6 +88,7 @@ class Stage:
     concurrency: int | None = None
     memory: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    warm: bool = False
 
     @property
     def external_inputs(self) -> list[ExternalInput]:

@@ -34,6 +34,8 @@ class ProgramRun:
     stdout_path: str
     stderr_path: str
     counters: dict[str, int] = field(default_factory=dict)
+    failure: str | None = None  # a warm program's protocol error or error answer (worker/warm.py)
+    retryable: bool = True
 
 
 def program_argv(command: list[str], mode: str | None, shell: bool) -> list[str]:

@@ -28,6 +28,7 @@ from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, read_batches
 from babelmr.worker.importer import import_inputs
 from babelmr.worker.program import run_program, stderr_tail
+from babelmr.worker.warm import run_warm
 
 JOB_DIR_ENV = "BABELMR_JOB_DIR"  # set in images: where the image keeps the job's folder (COPY . /opt/job)
 
@@ -151,13 +152,16 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
     paths = {i.name: i.path for i in imported}
     output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
 
-    run = run_program(program_command(spec), spec.mode, shell=spec.shell, env=program_env(spec, workdir, paths, output),
-                      workdir=workdir, log_dir=log_dir, timeout=spec.timeout, label=spec.label)
+    runner = run_warm if spec.warm else run_program  # warm: one program per worker serves many tasks
+    run = runner(program_command(spec), spec.mode, shell=spec.shell, env=program_env(spec, workdir, paths, output),
+                 workdir=workdir, log_dir=log_dir, timeout=spec.timeout, label=spec.label)
     stats.update(program_seconds=run.seconds, program_peak_rss_bytes=run.peak_rss_bytes, counters=run.counters)
     try:
         if run.timed_out:
             raise TaskError(_failure(spec, f"the program ran longer than the stage's timeout of {spec.timeout:g} s "
                                            "and was killed", run.stderr_path))
+        if run.failure:
+            raise TaskError(_failure(spec, run.failure, run.stderr_path), retryable=run.retryable)
         if run.exit_code != 0:
             for i in imported:  # copied Parquet was never decoded: was a corrupt input the cause?
                 i.check_copied()
