@@ -202,3 +202,40 @@ def test_a_job_with_a_warm_stage_runs_on_the_local_backend(tmp_path: Path) -> No
     logs = sorted((tmp_path / "store").rglob("*.stdout"))
     pids = {p.read_text().split()[3] for p in logs}
     assert len(logs) == 4 and 1 <= len(pids) <= 2
+
+
+EXAMPLE_DATA = {
+    "wordcount": lambda m, d: m.prepare(str(d), mb=0.3, files=2, seed=5),
+    "tpch-q1": lambda m, d: m.prepare(str(d), sf=0.01, parts=2),
+    "bigbench-q1": lambda m, d: m.prepare(str(d), rows=50_000, files=2, row_groups=2, seed=3),
+}
+
+
+def example_inputs(example: str, data: Path) -> dict[str, str]:
+    """The inputs of an example's job pointed at ``data``."""
+    return {"wordcount": {"text": f"{data}/*.csv"},
+            "tpch-q1": {"lineitem": f"{data}/lineitem/*.parquet"},
+            "bigbench-q1": {"store_sales": f"{data}/store_sales/*.parquet", "item": f"{data}/item/*.parquet"},
+            }[example]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", list(EXAMPLE_DATA))
+def test_the_python_examples_give_the_same_answer_warm_and_cold(example: str, tmp_path: Path) -> None:
+    from examples import example_module, fetch, job_for_data, run_cli
+
+    data = tmp_path / "data"
+    EXAMPLE_DATA[example](example_module("examples-python", example, "prepare"), data)
+    env = {"Q1_MIN_COUNT": "3"} if example == "bigbench-q1" else None
+    results = {}
+    for mode in ("cold", "warm"):
+        job = job_for_data("examples-python", example, tmp_path / mode, example_inputs(example, data), env=env,
+                           warm=mode == "warm")
+        record = run_cli(str(job), "--store", str(tmp_path / "store"), "--concurrency", "2")
+        files = fetch(record["output"]["files"], tmp_path / mode / "result")
+        check = example_module("examples-python", example, "check")
+        check.compare(files, str(data), 3) if example == "bigbench-q1" else check.compare(files, str(data))
+        results[mode] = pa.concat_tables([pq.read_table(f) for f in files])
+        key = results[mode].column_names[:2]
+        results[mode] = results[mode].sort_by([(k, "ascending") for k in key])
+    assert results["warm"].equals(results["cold"])
