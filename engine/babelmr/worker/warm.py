@@ -30,7 +30,7 @@ import time
 from multiprocessing import util as mp_util
 
 from babelmr.errors import TaskError
-from babelmr.worker.program import ProgramRun, _PeakSampler, _session_rss, program_argv, read_counters
+from babelmr.worker.program import PAGE_SIZE, ProgramRun, _PeakSampler, program_argv, read_counters
 
 # MR_* variables that differ from task to task: the rest of the environment identifies a warm program.
 PER_TASK = ("MR_TASK", "MR_ATTEMPT", "MR_INPUTS", "MR_INPUT", "MR_OUTPUT", "MR_WORKDIR", "MR_PARTITION")
@@ -50,6 +50,15 @@ def _anonymous_file() -> int:
         return os.open(path, flags)
     finally:
         os.unlink(path)
+
+
+def _rss(pid: int) -> int:
+    """Bytes resident in one process (a fraction of a millisecond; the session-wide scan takes several)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _unread(fd: int) -> int:
@@ -161,6 +170,7 @@ class WarmProgram:
                 self._buffer += data
                 if b"\n" in self._buffer:
                     reply, self._buffer = self._buffer.split(b"\n", 1)
+            seconds = time.perf_counter() - start  # the program's time: not the bookkeeping below
             if reply is None:
                 if timed_out or failure:
                     self.kill()
@@ -184,12 +194,12 @@ class WarmProgram:
                 self.answered += 1
         finally:
             peak = sampler.stop()
-            if self.alive:
-                peak = max(peak, _session_rss(self.proc.pid))
+            if self.alive:  # a task shorter than the sampler's period: at least the program itself (cheap)
+                peak = max(peak, _rss(self.proc.pid))
         stdout_path, stderr_path = os.path.join(log_dir, "stdout.log"), os.path.join(log_dir, "stderr.log")
         self._cut_log(self.out, stdout_path)
         self._cut_log(self.err, stderr_path)
-        return ProgramRun(self.argv, exit_code, time.perf_counter() - start, peak, timed_out, stdout_path,
+        return ProgramRun(self.argv, exit_code, seconds, peak, timed_out, stdout_path,
                           stderr_path, read_counters(stderr_path), failure=failure, retryable=retryable)
 
     def _verdict(self, reply: bytes) -> tuple[str | None, bool]:
