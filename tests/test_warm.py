@@ -136,6 +136,14 @@ def test_a_crash_fails_the_task_and_the_next_task_gets_a_fresh_program(job, tmp_
     assert _pid(tmp_path, 2) != first
 
 
+def test_a_crash_on_the_first_task_is_a_crash_not_a_protocol_error(job) -> None:
+    """The program read its first task and died at once: retried like a cold crash, not refused as non-speaking."""
+    for t in range(3):
+        crashed = job(t, acts={str(t): "crash"})
+        assert crashed.status == "error" and crashed.retryable, crashed.error
+        assert "exited with code 3" in crashed.error and "warm mode" not in crashed.error
+
+
 def test_a_timeout_kills_the_program_and_the_next_task_restarts_it(job, tmp_path: Path) -> None:
     assert job(0, timeout=30).status == "ok"
     first = _pid(tmp_path, 0)

@@ -177,9 +177,12 @@ class WarmProgram:
                 else:
                     try:
                         self.proc.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
+                    except subprocess.TimeoutExpired:  # alive, but closed its answer channel
                         self.kill()
+                        failure = (f"the warm program {' '.join(self.argv)!r} closed the file descriptor in "
+                                   "$MR_WARM_OUT without exiting (see docs/program-contract.md)")
                 exit_code = self.proc.returncode
+                read = read or (written and _unread(self.task_w) == 0)  # it may have read just before dying
                 if not timed_out and failure is None:
                     if not self.answered and not read:
                         failure, retryable = (
