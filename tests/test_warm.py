@@ -279,3 +279,12 @@ def test_the_examples_give_the_same_answer_warm_and_cold(example: str, language:
         table = pa.concat_tables([pq.read_table(f) for f in files])
         results[mode] = table.sort_by([(k, "ascending") for k in table.column_names])
     assert results["warm"].equals(results["cold"])
+
+
+def test_the_job_file_field_is_a_boolean(tmp_path: Path) -> None:
+    from babelmr.job.loader import validate_job_data
+
+    stage = {"name": "s", "command": "true", "inputs": [{"name": "i", "uri": "x.parquet"}]}
+    assert validate_job_data({"name": "j", "stages": [{**stage, "warm": True}]}) == []
+    problems = validate_job_data({"name": "j", "stages": [{**stage, "warm": "yes"}]})
+    assert any(p.startswith("$.stages[0].warm") for p in problems), problems
