@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 
             say("micro-benchmarks")
             micro = run_micro(dataset("tpch-q1", min(sfs[-1], 1.0)), work / "micro", reps, args.smoke)
+            from benchmarks.startup import run_startup
+
+            say("program start-up per task, cold vs warm")
+            micro += run_startup(work / "startup", 5 if args.smoke else 50)
     out = write_report(Path(args.out), results, micro, sfs=sfs, reps=reps, started=started)
     say(f"wrote {out}")
     return 0

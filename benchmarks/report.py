@@ -112,6 +112,10 @@ def _micro_value(r: dict[str, Any]) -> str:
     if r["block"] == "task overhead":
         return (f"{r['tasks_per_s']:.1f} tasks/s warm, {r['cold_tasks_per_s']:.1f} cold; median task "
                 f"{r['median_task_seconds'] * 1000:.0f} ms")
+    if r["block"] == "program start-up":
+        verdict = f" (target {r['target']}: {'met' if r['meets_target'] else 'MISSED'})" if "target" in r else ""
+        return (f"program cold {r['cold_program_ms']:.1f} ms, warm {r['warm_program_ms']:.1f} ms; task cold "
+                f"{r['cold_task_ms']:.1f} ms, warm {r['warm_task_ms']:.1f} ms{verdict}")
     return f"{r['engine_peak_rss_mb']:.0f} MB peak RSS"
 
 

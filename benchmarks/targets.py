@@ -60,6 +60,9 @@ def targets(medians: dict, runs: list[dict[str, Any]], micro: list[dict[str, Any
         if r.get("block") == "task overhead" and r.get("variant") == "local" and "tasks_per_s" in r:
             rate = float(r["tasks_per_s"])
             rows.append(f"| ≥ 50 no-op tasks/s on the local backend | {rate:.1f} tasks/s | {_mark(rate >= 50)} |")
+        if r.get("block") == "program start-up" and "target" in r:
+            ms = float(r["warm_program_ms"])
+            rows.append(f"| warm Python program start ≤ 10 ms per task | {ms:.1f} ms | {_mark(ms <= 10)} |")
         if r.get("block") == "peak RSS" and "engine_peak_rss_mb" in r:
             mb = float(r["engine_peak_rss_mb"])
             rows.append(f"| engine peak RSS ≤ 512 MB ({r.get('case', '')}) | {mb:.0f} MB | {_mark(mb <= 512)} |")

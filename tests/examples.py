@@ -29,8 +29,9 @@ def example_module(language_dir: str, example: str, name: str) -> ModuleType:
 
 
 def job_for_data(language_dir: str, example: str, folder: Path, uris: dict[str, str],
-                 env: dict[str, str] | None = None) -> Path:
-    """A copy of the example's folder (without data) in ``folder``, its inputs' ``uri`` replaced in job.json."""
+                 env: dict[str, str] | None = None, warm: bool = False) -> Path:
+    """A copy of the example's folder (without data) in ``folder``, its inputs' ``uri`` replaced in job.json
+    (and every stage ``"warm": true`` with ``warm``)."""
     shutil.copytree(ROOT / language_dir / example, folder, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("data", ".babelmr", "__pycache__"))
     source = folder / "job.json"
@@ -41,6 +42,8 @@ def job_for_data(language_dir: str, example: str, folder: Path, uris: dict[str, 
                 inp["uri"] = uris[inp["name"]]
         if env:
             stage.setdefault("env", {}).update(env)
+        if warm:
+            stage["warm"] = True
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "job.json"
     path.write_text(json.dumps(job, indent=2))

@@ -78,10 +78,11 @@ BACKENDS = [
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("example", EXAMPLES)
 @pytest.mark.parametrize(("backend", "store"), BACKENDS)
-def test_example_in_containers(language: str, example: str, backend: list[str], store: str,
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_example_in_containers(language: str, example: str, backend: list[str], store: str, warm: bool,
                                example_images, data, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     env = {"Q1_MIN_COUNT": "3"} if example == "bigbench-q1" else None
-    job = job_for_data(language, example, tmp_path, _inputs(example, data[example]), env=env)
+    job = job_for_data(language, example, tmp_path, _inputs(example, data[example]), env=env, warm=warm)
     store_uri = request.getfixturevalue("s3_prefix") if store == "s3" else str(tmp_path / "store")
     record = run_cli(str(job), "--store", store_uri, *backend)
     assert record["backend"] == backend[1]

@@ -76,6 +76,7 @@ class TaskSpec:
     # (no partition index), ready to be published as a part; None: the partitioned Parquet file.
     output_format: Literal["parquet", "csv", "jsonl"] | None = None
     combiner: list[str] | None = None  # run on the program's output before it is partitioned (MR_MODE=combine)
+    warm: bool = False  # run through the worker's warm program (worker/warm.py) instead of starting one
 
     @property
     def label(self) -> str:

@@ -10,6 +10,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Text;
+using System.Text.RegularExpressions;
 
 static class WordCount
 {
@@ -72,20 +73,48 @@ static class WordCount
     static int Main(string[] args)
     {
         string mode = args.Length > 0 ? args[args.Length - 1] : "";
-        Dictionary<string, long> counts;
-        if (mode == "map") counts = MapLines();
-        else if (mode == "reduce") counts = ReduceCounts();
-        else
+        if (mode != "map" && mode != "reduce")
         {
             Console.Error.WriteLine("usage: wordcount.exe map|reduce");
             return 2;
         }
+        Action run = () => Run(mode);
+        if (Environment.GetEnvironmentVariable("MR_WARM") != null) Warm.Serve(run);  // started once per worker
+        else run();
+        return 0;
+    }
+
+    static void Run(string mode)
+    {
+        Dictionary<string, long> counts = mode == "map" ? MapLines() : ReduceCounts();
         var words = new List<string>(counts.Keys);
         words.Sort(StringComparer.Ordinal);
         using (var csv = new CsvWriter(Output, "word", "count"))
             foreach (string w in words)
                 csv.Field(w).Field(counts[w]).EndRow();
-        return 0;
+    }
+}
+
+/// <summary>Warm mode (MR_WARM set): runs the task once per line read from fd $MR_WARM_IN (a JSON object of the
+/// task's MR_* variables, all strings) and answers each on fd $MR_WARM_OUT.</summary>
+static class Warm
+{
+    public static void Serve(Action run)
+    {
+        var tasks = new StreamReader(new FileStream("/dev/fd/" + Environment.GetEnvironmentVariable("MR_WARM_IN"), FileMode.Open, FileAccess.Read));
+        var replies = new StreamWriter(new FileStream("/dev/fd/" + Environment.GetEnvironmentVariable("MR_WARM_OUT"), FileMode.Open, FileAccess.Write));
+        string line;
+        while ((line = tasks.ReadLine()) != null)
+        {
+            foreach (Match m in Regex.Matches(line, "\"(MR_\\w+)\":\"((?:[^\"\\\\]|\\\\.)*)\""))
+                Environment.SetEnvironmentVariable(m.Groups[1].Value, Regex.Unescape(m.Groups[2].Value));
+            string error = null;
+            try { Directory.SetCurrentDirectory(Environment.GetEnvironmentVariable("MR_WORKDIR")); run(); }
+            catch (Exception e) { error = e.GetType().Name + ": " + e.Message; }
+            Console.Out.Flush(); Console.Error.Flush();
+            replies.WriteLine(error == null ? "{\"ok\": true}" : "{\"error\": \"" + Regex.Replace(error, "[\"\\\\\\p{Cc}]", " ") + "\"}");
+            replies.Flush();
+        }
     }
 }
 

@@ -60,8 +60,45 @@ func main() {
 		fail(fmt.Errorf("usage: %s join|pairs|count", os.Args[0]))
 	}
 	mode := os.Args[len(os.Args)-1] // babelmr appends the mode as the last argument
-	if err := steps[mode](); err != nil {
-		fail(fmt.Errorf("%s: %w", mode, err))
+	run := func(mode string) error {
+		if err := steps[mode](); err != nil {
+			return fmt.Errorf("%s: %w", mode, err)
+		}
+		return nil
+	}
+	if os.Getenv("MR_WARM") != "" {
+		serve(func() error { return run(mode) }) // started once per worker: tasks arrive on fd $MR_WARM_IN
+		return
+	}
+	if err := run(mode); err != nil {
+		fail(err)
+	}
+}
+
+// serve is warm mode (MR_WARM set): it runs run() per task line read from fd $MR_WARM_IN (a JSON object of
+// the task's MR_* variables) and answers each on fd $MR_WARM_OUT.
+func serve(run func() error) {
+	in, _ := strconv.Atoi(os.Getenv("MR_WARM_IN"))
+	out, _ := strconv.Atoi(os.Getenv("MR_WARM_OUT"))
+	tasks, replies := bufio.NewScanner(os.NewFile(uintptr(in), "tasks")), os.NewFile(uintptr(out), "replies")
+	tasks.Buffer(make([]byte, 1<<16), 1<<26)
+	for tasks.Scan() {
+		var task map[string]string
+		err := json.Unmarshal(tasks.Bytes(), &task)
+		for k, v := range task {
+			os.Setenv(k, v)
+		}
+		if err == nil {
+			if err = os.Chdir(task["MR_WORKDIR"]); err == nil {
+				err = run()
+			}
+		}
+		reply := map[string]any{"ok": true}
+		if err != nil {
+			reply = map[string]any{"error": err.Error()}
+		}
+		line, _ := json.Marshal(reply)
+		replies.Write(append(line, '\n'))
 	}
 }
 

@@ -12,6 +12,7 @@ package main
 import (
 	"bufio"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,28 +52,66 @@ func main() {
 		fail(fmt.Errorf("usage: %s map|reduce", os.Args[0]))
 	}
 	mode := os.Args[len(os.Args)-1] // babelmr appends the mode as the last argument
+	if os.Getenv("MR_WARM") != "" {
+		serve(func() error { return run(mode) }) // started once per worker: tasks arrive on fd $MR_WARM_IN
+		return
+	}
+	if err := run(mode); err != nil {
+		fail(err)
+	}
+}
+
+// run does one task in the given mode.
+func run(mode string) error {
+	steps := map[string]func(*table, *csv.Writer) error{"map": mapLineitem, "reduce": reducePartials}
 	in, err := os.Open(env("MR_INPUT", "in.csv"))
 	if err != nil {
-		fail(err)
+		return err
 	}
 	defer in.Close()
 	out, err := os.Create(env("MR_OUTPUT", "out.csv"))
 	if err != nil {
-		fail(err)
+		return err
 	}
+	defer out.Close()
 	buf := bufio.NewWriterSize(out, 1<<20)
 	w := csv.NewWriter(buf)
 	if err := steps[mode](newTable(in), w); err != nil {
-		fail(fmt.Errorf("%s: %w", mode, err))
+		return fmt.Errorf("%s: %w", mode, err)
 	}
 	if w.Flush(); w.Error() != nil {
-		fail(w.Error())
+		return w.Error()
 	}
 	if err := buf.Flush(); err != nil {
-		fail(err)
+		return err
 	}
-	if err := out.Close(); err != nil {
-		fail(err)
+	return out.Close()
+}
+
+// serve is warm mode (MR_WARM set): it runs run() per task line read from fd $MR_WARM_IN (a JSON object of
+// the task's MR_* variables) and answers each on fd $MR_WARM_OUT.
+func serve(run func() error) {
+	in, _ := strconv.Atoi(os.Getenv("MR_WARM_IN"))
+	out, _ := strconv.Atoi(os.Getenv("MR_WARM_OUT"))
+	tasks, replies := bufio.NewScanner(os.NewFile(uintptr(in), "tasks")), os.NewFile(uintptr(out), "replies")
+	tasks.Buffer(make([]byte, 1<<16), 1<<26)
+	for tasks.Scan() {
+		var task map[string]string
+		err := json.Unmarshal(tasks.Bytes(), &task)
+		for k, v := range task {
+			os.Setenv(k, v)
+		}
+		if err == nil {
+			if err = os.Chdir(task["MR_WORKDIR"]); err == nil {
+				err = run()
+			}
+		}
+		reply := map[string]any{"ok": true}
+		if err != nil {
+			reply = map[string]any{"error": err.Error()}
+		}
+		line, _ := json.Marshal(reply)
+		replies.Write(append(line, '\n'))
 	}
 }
 

@@ -10,6 +10,7 @@ package main
 import (
 	"bufio"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -24,21 +25,61 @@ func main() {
 		fail(fmt.Errorf("usage: %s map|reduce", os.Args[0]))
 	}
 	mode := os.Args[len(os.Args)-1] // babelmr appends the mode as the last argument
+	if os.Getenv("MR_WARM") != "" {
+		serve(func() error { return run(mode) }) // started once per worker: tasks arrive on fd $MR_WARM_IN
+		return
+	}
+	if err := run(mode); err != nil {
+		fail(err)
+	}
+}
+
+// run does one task: counts the input's words in the mode's way.
+func run(mode string) error {
+	steps := map[string]func(*csv.Reader) (map[string]int64, error){"map": mapLines, "reduce": reduceCounts}
 	in, err := os.Open(env("MR_INPUT", "in.csv"))
 	if err != nil {
-		fail(err)
+		return err
 	}
 	defer in.Close()
 	r := csv.NewReader(bufio.NewReaderSize(in, 1<<20))
 	r.ReuseRecord = true
 	counts, err := steps[mode](r)
 	if err != nil {
-		fail(fmt.Errorf("%s: %w", mode, err))
+		return fmt.Errorf("%s: %w", mode, err)
 	}
 	if err := writeCounts(env("MR_OUTPUT", "out.csv"), counts); err != nil {
-		fail(err)
+		return err
 	}
 	fmt.Fprintf(os.Stderr, "reporter:counter:wordcount,distinct_words,%d\n", len(counts))
+	return nil
+}
+
+// serve is warm mode (MR_WARM set): it runs run() per task line read from fd $MR_WARM_IN (a JSON object of
+// the task's MR_* variables) and answers each on fd $MR_WARM_OUT.
+func serve(run func() error) {
+	in, _ := strconv.Atoi(os.Getenv("MR_WARM_IN"))
+	out, _ := strconv.Atoi(os.Getenv("MR_WARM_OUT"))
+	tasks, replies := bufio.NewScanner(os.NewFile(uintptr(in), "tasks")), os.NewFile(uintptr(out), "replies")
+	tasks.Buffer(make([]byte, 1<<16), 1<<26)
+	for tasks.Scan() {
+		var task map[string]string
+		err := json.Unmarshal(tasks.Bytes(), &task)
+		for k, v := range task {
+			os.Setenv(k, v)
+		}
+		if err == nil {
+			if err = os.Chdir(task["MR_WORKDIR"]); err == nil {
+				err = run()
+			}
+		}
+		reply := map[string]any{"ok": true}
+		if err != nil {
+			reply = map[string]any{"error": err.Error()}
+		}
+		line, _ := json.Marshal(reply)
+		replies.Write(append(line, '\n'))
+	}
 }
 
 // mapLines counts the words of the column "line".

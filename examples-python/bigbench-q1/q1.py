@@ -17,7 +17,6 @@ import pandas as pd
 CATEGORIES = [1, 2, 3]
 STORES = [10, 20, 33, 40, 50]
 MIN_COUNT = int(os.environ.get("Q1_MIN_COUNT", "50"))
-OUTPUT = os.environ.get("MR_OUTPUT", "out.parquet")
 
 
 def read(name: str | None = None) -> pd.DataFrame:
@@ -49,8 +48,31 @@ def count() -> pd.DataFrame:
     return frequent.sort_values(["cnt", "item_sk_1", "item_sk_2"], ascending=[False, True, True]).head(100)
 
 
+def serve(run) -> None:
+    """Warm mode (MR_WARM set): run `run()` per task line read from fd $MR_WARM_IN, answer on fd $MR_WARM_OUT."""
+    with open(int(os.environ["MR_WARM_IN"])) as tasks, open(int(os.environ["MR_WARM_OUT"]), "w") as replies:
+        for line in tasks:
+            task = json.loads(line)  # the task's MR_* variables
+            os.environ.update(task)
+            os.chdir(task["MR_WORKDIR"])
+            try:
+                run()
+                reply = {"ok": True}
+            except Exception as e:
+                reply = {"error": f"{type(e).__name__}: {e}"}
+            sys.stdout.flush(), sys.stderr.flush()
+            print(json.dumps(reply), file=replies, flush=True)
+
+
 if __name__ == "__main__":
     steps = {"join": join, "pairs": pairs, "count": count}
     if len(sys.argv) != 2 or sys.argv[1] not in steps:
         sys.exit(f"usage: {sys.argv[0]} {'|'.join(steps)}")
-    steps[sys.argv[1]]().to_parquet(OUTPUT, index=False)
+
+    def run() -> None:
+        steps[sys.argv[1]]().to_parquet(os.environ.get("MR_OUTPUT", "out.parquet"), index=False)
+
+    if os.environ.get("MR_WARM"):
+        serve(run)  # started once per worker: tasks arrive on fd $MR_WARM_IN
+    else:
+        run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import threading
 
 import docker.errors
@@ -17,6 +18,7 @@ from babelmr.backends.containers import (
     container_options,
     docker_client,
     prepare_local_store,
+    stage_mounts,
 )
 from babelmr.bounded import MAX_LOG, TAIL_READ, bounded
 from babelmr.job import Job, Stage
@@ -26,6 +28,7 @@ from babelmr.store.base import Store
 from babelmr.store.s3 import aws_environment
 from babelmr.worker.__main__ import RESULT_MARKER, SPEC_ENV
 from babelmr.worker.program import TAIL_LINES
+from babelmr.worker.warm_server import CLIENT, SOCKET
 
 WAIT_GRACE = 120  # seconds a container may outlive the program's timeout (import and export)
 
@@ -52,6 +55,9 @@ class DockerBackend(Backend):
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
+        # warm stages: long-lived containers per (image, memory, stage mounts), each serving one task at a time
+        self._warm: dict[tuple, queue.Queue[str]] = {}
+        self._stage_mounts: dict[str, list] = {}
 
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
         self._client = docker_client(self.concurrency)
@@ -64,12 +70,16 @@ class DockerBackend(Backend):
         image = stage.image or BASE_IMAGE
         check_access(self._client, tasks, self._store, self.name, check_store=image not in self._store_checked)
         self._store_checked.add(image)
+        if stage.warm:
+            self._stage_mounts[stage.name] = stage_mounts(tasks, self._store)
 
     def run_task(self, spec: TaskSpec) -> TaskResult:
         assert self._client is not None and self._store is not None, "prepare() first"
         if self._closed.is_set():
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
                               retryable=False)
+        if spec.warm:
+            return self._run_warm(spec)
         options = container_options(spec, self._store, self.limits, {})
         env = {**aws_environment(), SPEC_ENV: spec.to_json()}
         container = self._client.containers.run(environment=env, **options)
@@ -106,6 +116,57 @@ class DockerBackend(Backend):
         finally:
             self._remove(container.id)
 
+    def _warm_pool(self, spec: TaskSpec) -> tuple[queue.Queue[str], list]:
+        mounted = self._stage_mounts.get(spec.stage) or container_options(spec, self._store, self.limits, {})["mounts"]
+        key = (spec.image or BASE_IMAGE, spec.memory, tuple(sorted(m["Target"] for m in mounted)))
+        with self._lock:
+            return self._warm.setdefault(key, queue.Queue()), mounted
+
+    def _start_warm(self, spec: TaskSpec, mounted: list) -> str:
+        """A container of the stage's image running the warm worker (babelmr.worker.warm_server)."""
+        options = container_options(spec, self._store, self.limits, {"babelmr.warm": "1"})
+        options["mounts"] = mounted
+        container = self._client.containers.run(entrypoint=["python", "-m", "babelmr.worker.warm_server", SOCKET],
+                                                command=[], environment=aws_environment(), **options)
+        with self._lock:
+            self._active.add(container.id)
+        return container.id
+
+    def _run_warm(self, spec: TaskSpec) -> TaskResult:
+        """Hand the task to an idle warm container of its stage (started if there is none) via ``docker exec``."""
+        pool, mounted = self._warm_pool(spec)
+        try:
+            container_id = pool.get_nowait()
+        except queue.Empty:
+            container_id = self._start_warm(spec, mounted)
+        keep = False
+        try:
+            container = self._client.containers.get(container_id)
+            _, (stdout, stderr) = container.exec_run(["python", "-c", CLIENT, SOCKET], demux=True,
+                                                       environment={SPEC_ENV: spec.to_json()})
+            text = (stdout or b"").decode(errors="replace")
+            result = parse_result(text)
+            if result is not None:
+                keep = True
+                return TaskResult.from_dict(result)
+            container.reload()
+            oom = container.attrs.get("State", {}).get("OOMKilled", False)
+            why = "it ran out of memory: give the stage more 'memory'" if oom else "it answered no result"
+            logs = container.logs().decode(errors="replace") + (stderr or b"").decode(errors="replace")
+            self._store.write_bytes(layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, "container"),
+                                    logs.encode())
+            tail = "\n".join(logs.splitlines()[-TAIL_LINES:])
+            return TaskResult("error", spec.stage, spec.task, spec.attempt,
+                              error=f"{spec.label}: the warm worker container failed: {why}\n"
+                                    f"--- last lines of the container's output ---\n{tail}")
+        except docker.errors.APIError as e:
+            return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: Docker: {e}")
+        finally:
+            if keep and not self._closed.is_set():
+                pool.put(container_id)
+            else:
+                self._remove(container_id)
+
     def _remove(self, container_id: str) -> None:
         try:
             self._client.api.remove_container(container_id, force=True)
@@ -116,8 +177,9 @@ class DockerBackend(Backend):
                 self._active.discard(container_id)
 
     def close(self) -> None:
-        """Remove every container still running (Ctrl-C, a failed stage)."""
+        """Remove every container still running (Ctrl-C, a failed stage) and the warm workers."""
         self._closed.set()
+        self._warm.clear()
         with self._lock:
             active = list(self._active)
         for container_id in active:

@@ -204,6 +204,7 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
             image=stage.image, memory=stage.memory,
             output_format=job.output.format if job.output and stage is job.stages[-1] else None,
             combiner=list(stage.combiner) if stage.combiner else None,
+            warm=stage.warm,
         ))
     return StagePlan(stage, tasks, resolved, skipped)
 

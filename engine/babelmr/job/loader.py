@@ -522,6 +522,7 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
         tolerated_failures=d.get("tolerated_failures", 0),
         sort=tuple(d["sort"]) if "sort" in d else None,
         combiner=_command(d.get("combiner"), d.get("shell", False)),
+        warm=d.get("warm", False),
     )
 
 

@@ -93,6 +93,7 @@ class Stage:
     tolerated_failures: int | str = 0  # a count, or a percentage of the stage's tasks ("10%")
     sort: tuple[str | dict[str, str], ...] | None = None  # as the job says; the planner puts the key first
     combiner: tuple[str, ...] | None = None
+    warm: bool = False
 
     def tolerated(self, tasks: int) -> int:
         """How many of ``tasks`` may fail for good while the stage still succeeds (a percentage rounds down)."""

@@ -40,6 +40,8 @@ class ProgramRun:
     stderr_path: str
     counters: dict[str, int] = field(default_factory=dict)
     status: str | None = None
+    failure: str | None = None  # a warm program's protocol error or error answer (worker/warm.py)
+    retryable: bool = True
 
 
 def program_argv(command: list[str], mode: str | None, shell: bool) -> list[str]:

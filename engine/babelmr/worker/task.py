@@ -33,6 +33,7 @@ from babelmr.worker.importer import import_inputs
 from babelmr.worker.partition import UnsupportedKeyError
 from babelmr.worker.plain import export_plain
 from babelmr.worker.program import run_program, stderr_tail
+from babelmr.worker.warm import run_warm
 
 JOB_DIR_ENV = "BABELMR_JOB_DIR"  # set in images: where the image keeps the job's folder (COPY . /opt/job)
 
@@ -184,15 +185,22 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
     paths = {i.name: i.path for i in imported}
     output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
 
-    run = run_program(program_command(spec), spec.mode, shell=spec.shell, env=program_env(spec, workdir, paths, output),
-                      workdir=workdir, log_dir=log_dir, timeout=spec.timeout, label=spec.label,
-                      on_status=_status_writer(store, spec))
+    env = program_env(spec, workdir, paths, output)
+    if spec.warm:  # one program per worker serves many tasks (worker/warm.py); no live status lines
+        run = run_warm(program_command(spec), spec.mode, shell=spec.shell, env=env, workdir=workdir, log_dir=log_dir,
+                       timeout=spec.timeout, label=spec.label)
+    else:
+        run = run_program(program_command(spec), spec.mode, shell=spec.shell, env=env, workdir=workdir,
+                          log_dir=log_dir, timeout=spec.timeout, label=spec.label,
+                          on_status=_status_writer(store, spec))
     stats.update(program_seconds=run.seconds, program_peak_rss_bytes=run.peak_rss_bytes, counters=run.counters,
                  status_line=run.status)
     try:
         if run.timed_out:
             raise TaskError(_failure(spec, f"the program ran longer than the stage's timeout of {spec.timeout:g} s "
                                            "and was killed", run.stderr_path))
+        if run.failure:
+            raise TaskError(_failure(spec, run.failure, run.stderr_path), retryable=run.retryable)
         if run.exit_code != 0:
             for i in imported:  # copied Parquet was never decoded: was a corrupt input the cause?
                 i.check_copied()

@@ -1,0 +1,280 @@
+"""Warm programs: a stage with ``"warm": true`` starts its program once per worker and hands it one task at a time.
+
+Protocol (docs/program-contract.md): the program starts with ``MR_WARM=1`` and two extra file descriptors,
+their numbers in ``MR_WARM_IN`` (tasks, read) and ``MR_WARM_OUT`` (replies, write). For each task the engine
+writes one JSON line: an object of the task's ``MR_*`` variables (name -> string, exactly what a cold program
+gets in its environment). The program does the task (its current directory is not the task's: use
+``MR_WORKDIR`` or the absolute paths) and answers one line, ``{"ok": true}`` once the output file is written
+or ``{"error": "..."}``. Its stdout and stderr go to anonymous files that are cut per task, so per-task logs
+and counter lines work as for a cold program, and its own logging cannot corrupt the channel.
+
+A program that times out is killed (its whole session) and started afresh for the next task; one that
+crashes, too. A program that never reads its task (it does not speak the protocol) is stopped after
+`READ_TIMEOUT` seconds with an error that is not retried.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import termios
+import threading
+import time
+from multiprocessing import util as mp_util
+
+from babelmr.errors import TaskError
+from babelmr.worker.program import PAGE_SIZE, ProgramRun, _PeakSampler, program_argv, read_counters, read_status
+
+# MR_* variables that differ from task to task: the rest of the environment identifies a warm program.
+PER_TASK = ("MR_TASK", "MR_ATTEMPT", "MR_INPUTS", "MR_INPUT", "MR_OUTPUT", "MR_WORKDIR", "MR_PARTITION")
+READ_TIMEOUT = float(os.environ.get("BABELMR_WARM_READ_TIMEOUT", "30"))  # seconds to read the first task
+MAX_IDLE = 4  # idle warm programs one worker keeps (e.g. a map and a reduce program of each of two runs)
+CHUNK = 1 << 20
+
+
+def _anonymous_file() -> int:
+    """A file without a name (nothing to clean up in a task's /tmp), opened for appending and reading."""
+    flags = os.O_RDWR | os.O_APPEND
+    with contextlib.suppress(OSError, AttributeError):
+        return os.open(tempfile.gettempdir(), flags | os.O_TMPFILE, 0o600)
+    fd, path = tempfile.mkstemp(prefix="babelmr-warm-")
+    os.close(fd)
+    try:
+        return os.open(path, flags)
+    finally:
+        os.unlink(path)
+
+
+def _rss(pid: int) -> int:
+    """Bytes resident in one process (a fraction of a millisecond; the session-wide scan takes several)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _unread(fd: int) -> int:
+    """Bytes written to a pipe that its reader has not read yet."""
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return buf[0]
+
+
+class WarmProgram:
+    """One running program speaking the warm protocol."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, label: str):
+        self.argv = argv
+        self.answered = 0
+        self.out, self.err = _anonymous_file(), _anonymous_file()
+        task_r, self.task_w = os.pipe()
+        self.reply_r, reply_w = os.pipe()
+        env = {**env, "MR_WARM": "1", "MR_WARM_IN": str(task_r), "MR_WARM_OUT": str(reply_w)}
+        try:
+            self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self.out,
+                                         stderr=self.err, pass_fds=(task_r, reply_w), start_new_session=True)
+        except FileNotFoundError:
+            self.close()
+            raise TaskError(f"{label}: command {argv[0]!r} not found: install it (in the image) or fix the "
+                            "stage's 'command'", retryable=False) from None
+        except PermissionError:
+            self.close()
+            raise TaskError(f"{label}: command {argv[0]!r} is not executable: chmod +x it or run it "
+                            "through its interpreter", retryable=False) from None
+        finally:
+            os.close(task_r)
+            os.close(reply_w)
+        self._buffer = b""
+
+    @property
+    def alive(self) -> bool:
+        return getattr(self, "proc", None) is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """Kill the program and everything it started."""
+        if getattr(self, "proc", None) is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def close(self) -> None:
+        """Kill the program and release its pipes and logs."""
+        self.kill()
+        for name in ("task_w", "reply_r", "out", "err"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, None)
+
+    def _cut_log(self, fd: int, path: str) -> None:
+        """Move what the program wrote since the last cut to ``path``."""
+        size = os.fstat(fd).st_size
+        with open(path, "wb") as f:
+            offset = 0
+            while offset < size:
+                data = os.pread(fd, min(CHUNK, size - offset), offset)
+                if not data:
+                    break
+                f.write(data)
+                offset += len(data)
+        os.ftruncate(fd, 0)  # O_APPEND: the program's next write lands at the start again
+
+    def run(self, request: dict[str, str], *, timeout: float | None, log_dir: str, label: str) -> ProgramRun:
+        """Hand the program one task and wait for its answer, its death or the timeout."""
+        start = time.perf_counter()
+        line = (json.dumps(request, separators=(",", ":")) + "\n").encode()
+        sampler = _PeakSampler(self.proc.pid)
+        sampler.start()
+        failure, retryable, timed_out, exit_code = None, True, False, 0
+        try:
+            try:
+                os.write(self.task_w, line)  # a task line is far below the pipe's 64 KiB
+                written = True
+            except BrokenPipeError:
+                written = False  # it died between tasks: reported below
+            read = False
+            reply = None
+            while reply is None:
+                now = time.perf_counter()
+                waits = [0.5]
+                if timeout:
+                    waits.append(start + timeout - now)
+                if not read:
+                    read = written and _unread(self.task_w) == 0
+                    if not read:
+                        waits.append(min(0.05, start + READ_TIMEOUT - now))
+                if timeout and now - start >= timeout:
+                    timed_out = True
+                    break
+                if not read and now - start >= READ_TIMEOUT and not self.answered:
+                    failure, retryable = (
+                        f"the program {' '.join(self.argv)!r} was started in warm mode but never answered within "
+                        f"{READ_TIMEOUT:g} s (it did not read its task): set \"warm\": false on the stage, or read "
+                        "tasks from the file descriptor in $MR_WARM_IN as in docs/program-contract.md"), False
+                    break
+                ready, _, _ = select.select([self.reply_r], [], [], max(0.0, min(waits)))
+                if not ready:
+                    continue
+                data = os.read(self.reply_r, 65536)
+                if not data:  # the program closed its end: it exited (or closed fd MR_WARM_OUT)
+                    break
+                self._buffer += data
+                if b"\n" in self._buffer:
+                    reply, self._buffer = self._buffer.split(b"\n", 1)
+            seconds = time.perf_counter() - start  # the program's time: not the bookkeeping below
+            if reply is None:
+                if timed_out or failure:
+                    self.kill()
+                else:
+                    try:
+                        self.proc.wait(timeout=5)
+                    except subprocess.TimeoutExpired:  # alive, but closed its answer channel
+                        self.kill()
+                        failure = (f"the warm program {' '.join(self.argv)!r} closed the file descriptor in "
+                                   "$MR_WARM_OUT without exiting (see docs/program-contract.md)")
+                exit_code = self.proc.returncode
+                read = read or (written and _unread(self.task_w) == 0)  # it may have read just before dying
+                if not timed_out and failure is None:
+                    if not self.answered and not read:
+                        failure, retryable = (
+                            f"the program {' '.join(self.argv)!r} was started in warm mode but exited with code "
+                            f"{exit_code} without reading its task: set \"warm\": false on the stage, or read tasks "
+                            "from the file descriptor in $MR_WARM_IN as in docs/program-contract.md"), False
+                    elif exit_code == 0:
+                        failure = (f"the warm program {' '.join(self.argv)!r} exited (code 0) without answering "
+                                   "its task")
+            else:
+                failure, retryable = self._verdict(reply)
+                self.answered += 1
+        finally:
+            peak = sampler.stop()
+            if self.alive:  # a task shorter than the sampler's period: at least the program itself (cheap)
+                peak = max(peak, _rss(self.proc.pid))
+        stdout_path, stderr_path = os.path.join(log_dir, "stdout.log"), os.path.join(log_dir, "stderr.log")
+        self._cut_log(self.out, stdout_path)
+        self._cut_log(self.err, stderr_path)
+        return ProgramRun(self.argv, exit_code, seconds, peak, timed_out, stdout_path,
+                          stderr_path, read_counters(stderr_path), read_status(stderr_path), failure=failure,
+                          retryable=retryable)
+
+    def _verdict(self, reply: bytes) -> tuple[str | None, bool]:
+        """(failure, retryable) from a reply line."""
+        try:
+            answer = json.loads(reply)
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and answer.get("ok") is True:
+            return None, True
+        if isinstance(answer, dict) and "error" in answer:
+            return f"the warm program answered with an error: {answer['error']}", True
+        self.kill()  # it speaks something else: start afresh
+        return (f"the warm program answered {reply[:200].decode(errors='replace')!r}, not {{\"ok\": true}} or "
+                "{\"error\": \"...\"} (see docs/program-contract.md)"), False
+
+
+_lock = threading.Lock()
+_idle: list[tuple[tuple, WarmProgram]] = []  # most recently used last
+
+
+def _take(key: tuple) -> WarmProgram | None:
+    with _lock:
+        for i in range(len(_idle) - 1, -1, -1):
+            if _idle[i][0] == key:
+                return _idle.pop(i)[1]
+    return None
+
+
+def _give_back(key: tuple, program: WarmProgram) -> None:
+    with _lock:
+        _idle.append((key, program))
+        evicted = [p for _, p in _idle[:-MAX_IDLE]]
+        del _idle[:-MAX_IDLE]
+    for p in evicted:
+        p.close()
+
+
+def close_all() -> None:
+    """Stop every idle warm program of this process (a worker's exit)."""
+    with _lock:
+        programs = [p for _, p in _idle]
+        _idle.clear()
+    for p in programs:
+        p.close()
+
+
+def run_warm(command: list[str], mode: str | None, *, shell: bool, env: dict[str, str], workdir: str,
+             log_dir: str, timeout: float | None, label: str) -> ProgramRun:
+    """Like `run_program`, but through a warm program of this worker (started when there is none)."""
+    argv = program_argv(command, mode, shell)
+    request = {k: v for k, v in env.items() if k.startswith("MR_")}
+    base_env = {k: v for k, v in env.items() if k not in PER_TASK}
+    key = (tuple(argv), tuple(sorted(base_env.items())))
+    program = _take(key)
+    if program is None or not program.alive:
+        if program is not None:
+            program.close()
+        # a folder that outlives the task (the local backends' root; / in a container, where /tmp is the task's)
+        program = WarmProgram(argv, base_env, os.path.dirname(os.path.abspath(workdir)) or "/", label)
+    try:
+        run = program.run(request, timeout=timeout, log_dir=log_dir, label=label)
+    except BaseException:
+        program.close()
+        raise
+    if program.alive:
+        _give_back(key, program)
+    else:
+        program.close()
+    return run
+
+
+# multiprocessing workers leave through os._exit, which skips atexit: Finalize runs there and at a normal exit
+mp_util.Finalize(None, close_all, exitpriority=10)
