@@ -18,6 +18,7 @@ from babelmr.job import load_job
 from babelmr.job.model import CsvOptions, ExternalInput
 from babelmr.spec import FileSlice, TaskInput
 from babelmr.store import filesystem_for
+from babelmr.store.base import FileEntry
 from babelmr.worker.importer import _csv_input
 from conftest import write_job
 
@@ -39,7 +40,7 @@ def _inp(uri: str) -> ExternalInput:
 
 def _rows_of_ranges(uri: str, size: int, bytes_per_range: int, group: int = 1) -> list[dict]:
     """The rows read from every range of the file, ranges in order, ``group`` ranges per task."""
-    slices = _byte_ranges(_inp(uri), uri, size, bytes_per_range)
+    slices = _byte_ranges(_inp(uri), FileEntry(uri, size), bytes_per_range)
     rows: list[dict] = []
     for g in range(0, len(slices), group):
         task = TaskInput(name="t", kind="files", format="csv", files=slices[g:g + group],
@@ -87,12 +88,15 @@ def test_ranges_read_from_seaweedfs(tmp_path: Path, s3_prefix: str) -> None:
 
 
 def test_no_split_for_compressed_files_or_newlines_in_values(tmp_path: Path) -> None:
-    plain = _byte_ranges(_inp("x.csv"), "x.csv", 100, 10)
+    plain = _byte_ranges(_inp("x.csv"), FileEntry("x.csv", 100, "v1"), 10)
     assert [(s.start, s.end) for s in plain] == [(i, min(100, i + 10)) for i in range(0, 100, 10)]
-    assert _byte_ranges(_inp("x.csv.gz"), "x.csv.gz", 100, 10) == [FileSlice("x.csv.gz", None, 100)]
+    assert {(s.file_size, s.version) for s in plain} == {(100, "v1")}  # every range pinned to the file listed
+    whole = FileSlice("x.csv", None, 100, file_size=100)
+    assert _byte_ranges(_inp("x.csv.gz"), FileEntry("x.csv.gz", 100), 10) == [
+        FileSlice("x.csv.gz", None, 100, file_size=100)]
     quoted = ExternalInput(name="t", uri="x.csv", format="csv", csv=CsvOptions(newlines_in_values=True))
-    assert _byte_ranges(quoted, "x.csv", 100, 10) == [FileSlice("x.csv", None, 100)]
-    assert _byte_ranges(_inp("x.csv"), "x.csv", 100, None) == [FileSlice("x.csv", None, 100)]
+    assert _byte_ranges(quoted, FileEntry("x.csv", 100), 10) == [whole]
+    assert _byte_ranges(_inp("x.csv"), FileEntry("x.csv", 100), None) == [whole]
 
 
 def _text(folder: Path) -> None:
