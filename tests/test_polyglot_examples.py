@@ -66,19 +66,25 @@ def _containers_of(run_id: str) -> list:
     return docker.from_env().containers.list(all=True, filters={"label": f"babelmr.run={run_id}"})
 
 
-BACKENDS = [
-    pytest.param(["--backend", "docker"], "local", id="docker-local-store"),
-    pytest.param(["--backend", "docker"], "s3", id="docker-s3-store", marks=pytest.mark.s3),
-    pytest.param(["--backend", "lambda", "--emulators", "2"], "local", id="lambda-emulator-local-store"),
-    pytest.param(["--backend", "lambda", "--emulators", "2"], "s3", id="lambda-emulator-s3-store",
-                 marks=pytest.mark.s3),
-]
+BACKENDS = {"docker": ["--backend", "docker"], "lambda": ["--backend", "lambda", "--emulators", "2"]}
 
 
-@pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize("example", EXAMPLES)
-@pytest.mark.parametrize(("backend", "store"), BACKENDS)
-@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def _cases() -> list:
+    """Every language x container backend x cold/warm once (12 runs, not the 72 of every example x store x
+    backend x mode): the examples rotate so each runs in containers, and every other case uses the S3 store.
+    The local backend runs every example cold and warm (tests/test_warm.py, tests/test_examples.py)."""
+    cases = []
+    for i, (language, backend, warm) in enumerate(
+            (lang, b, w) for lang in LANGUAGES for b in BACKENDS for w in (False, True)):
+        example, store = EXAMPLES[(i + i // 4) % len(EXAMPLES)], "s3" if i % 2 else "local"
+        cases.append(pytest.param(language, example, BACKENDS[backend], store, warm,
+                                  id=f"{language.removeprefix('examples-')}-{example}-{backend}-{store}-"
+                                     f"{'warm' if warm else 'cold'}",
+                                  marks=[pytest.mark.s3] if store == "s3" else []))
+    return cases
+
+
+@pytest.mark.parametrize(("language", "example", "backend", "store", "warm"), _cases())
 def test_example_in_containers(language: str, example: str, backend: list[str], store: str, warm: bool,
                                example_images, data, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     env = {"Q1_MIN_COUNT": "3"} if example == "bigbench-q1" else None
