@@ -180,8 +180,7 @@ def _reading(uri: str) -> Iterator[None]:
 def _open_store(uri: str) -> Store:
     """The store at ``uri``; an S3 store is checked first, so a bad bucket or key fails with the fix."""
     store = open_store(uri)
-    if isinstance(store, S3Store):
-        store.check()
+    store.check()
     return store
 
 
@@ -330,10 +329,8 @@ def policy(job_file: str, store: str | None, account: str, region: str) -> None:
 @click.option("--port", "-p", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any).")
 def ui(store: str, host: str, port: int) -> None:
     """Serve a read-only web dashboard of the runs in a store (local folder or s3://)."""
-    from babelmr.store.s3 import S3Store
     from babelmr.ui import serve
 
     s = open_store(store)
-    if isinstance(s, S3Store):
-        s.check()  # an unreachable bucket is an error now, not on every page
+    s.check()  # an unreachable bucket is an error now, not on every page
     serve(s, host, port, lambda url: err.print(f"dashboard of {s.uri} on {url} (Ctrl-C stops it)", markup=False))

@@ -26,12 +26,13 @@ import docker
 import docker.errors
 
 from babelmr.errors import ImageError
+from babelmr.settings import settings
 
 BASE_TAG = "babelmr-base:latest"
 OS_BASE_IMAGE = "debian:bookworm-slim"
 SOURCE_LABEL = "org.babelmr.source-hash"  # on the base image: hash of the sources it was built from
 SECRET_ID = "pip_cert"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"  # the default of BABELMR_DEBIAN_MIRROR (babelmr.settings)
 SOURCES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md",
            "base-image/entrypoint.sh", "base-image/babelmr-pip.sh")  # the build context, with engine/babelmr
 _START_DOCKER = ("start it: `dockerd > /tmp/dockerd.log 2>&1 &` as root (or `systemctl start docker`), "
@@ -102,7 +103,7 @@ def _docker_candidates() -> list[str]:
 @functools.cache
 def docker_cli() -> str:
     """A ``docker`` CLI on PATH that builds with BuildKit (``--secret``); ``BABELMR_DOCKER`` overrides."""
-    chosen = os.environ.get("BABELMR_DOCKER")
+    chosen = settings().docker
     candidates = [chosen] if chosen else _docker_candidates()
     if not candidates:
         raise ImageError(f"no `docker` command on PATH: install the Docker CLI (`apt-get install -y docker.io`) "
@@ -320,7 +321,7 @@ def ensure_os_base_image(quiet: bool = False) -> bool:
         raise ImageError(f"{OS_BASE_IMAGE} cannot be pulled and making it with debootstrap needs root: run "
                          "`babelmr image base` as root once, or pull/load the image yourself")
     debootstrap = _debootstrap()
-    mirror = os.environ.get("BABELMR_DEBIAN_MIRROR", DEBIAN_MIRROR)
+    mirror = settings().debian_mirror
     start = time.perf_counter()
     rootfs = Path(tempfile.mkdtemp(prefix="babelmr-rootfs-", dir="/var/tmp"))
     try:

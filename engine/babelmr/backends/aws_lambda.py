@@ -29,6 +29,7 @@ from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
     BASE_IMAGE,
     ContainerLimits,
+    ContainerOptions,
     check_access,
     check_image,
     container_options,
@@ -97,10 +98,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class LambdaOptions(ContainerOptions):
+    """The lambda backend's options: per-task resources (of the emulators) and how many emulators to start."""
+
+    emulators: int | None = None  # start this many emulator containers per image instead of calling AWS
+
+
 class LambdaBackend(Backend):
     """Invokes one Lambda function per stage image, with bounded concurrency and throttling backoff."""
 
     name = "lambda"
+    Options = LambdaOptions
 
     def __init__(self, concurrency: int | None = None, *, emulators: int | None = None,
                  limits: ContainerLimits | None = None, throttle_patience: float = THROTTLE_PATIENCE):
@@ -117,6 +126,14 @@ class LambdaBackend(Backend):
         self._lock = threading.Lock()
         self._docker = None
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
+
+    @property
+    def memory_per_task(self) -> int | None:
+        return self.limits.memory
+
+    @property
+    def emulated(self) -> bool:
+        return bool(self.emulators)
 
     def default_concurrency(self) -> int:
         return self.emulators or 64  # emulators serve one invocation each; AWS scales by itself

@@ -23,11 +23,11 @@ import docker
 import docker.errors
 from docker.types import Mount
 
+from babelmr.backends.base import BackendOptions
 from babelmr.errors import BabelMRError, InputError, StoreError
 from babelmr.spec import TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
-from babelmr.store.local import LocalStore
 from babelmr.store.s3 import endpoint_url
 
 BASE_IMAGE = "babelmr-base:latest"
@@ -47,6 +47,13 @@ class ContainerLimits:
 
     def cpus(self) -> float:
         return min(float(os.cpu_count() or 1), max(0.1, (self.memory >> 20) / LAMBDA_MB_PER_VCPU))
+
+
+@dataclass(frozen=True)
+class ContainerOptions(BackendOptions):
+    """The docker backend's options: the per-task resources."""
+
+    limits: ContainerLimits | None = None
 
 
 def docker_client(pool_size: int) -> docker.DockerClient:
@@ -75,7 +82,7 @@ def _local_dirs(spec: TaskSpec) -> set[str]:
 
 def mounts(spec: TaskSpec, store: Store) -> list[Mount]:
     """Bind mounts at identical paths: the store's run folder read-write, local input folders read-only."""
-    writable = [run_folder(store, spec.run_id)] if isinstance(store, LocalStore) else []
+    writable = [run_folder(store, spec.run_id)] if store.local_root is not None else []
     readonly = sorted(_local_dirs(spec))
     chosen: list[Mount] = []
     covered: list[str] = []
@@ -108,7 +115,7 @@ def network_mode() -> str | None:
     return "host" if host in ("127.0.0.1", "localhost", "::1") else None
 
 
-def run_folder(store: LocalStore, run_id: str) -> str:
+def run_folder(store: Store, run_id: str) -> str:
     """The folder of a run in a local store: all a task container mounts of the store."""
     return store.path(layout.run_prefix(run_id))
 
@@ -120,7 +127,7 @@ def prepare_local_store(store: Store, run_prefix: str, stages: Sequence[str] = (
     in are made writable for every uid (a task container runs as another uid than the coordinator, and the
     coordinator must be able to delete what tasks wrote), whatever the coordinator's umask.
     """
-    if isinstance(store, LocalStore):
+    if store.local_root is not None:
         run = store.path(run_prefix)
         writable = [os.path.join(run, "stages")] + [
             os.path.join(run, "stages", stage, part) for stage in stages for part in ("data", "commits", "logs")]
@@ -191,8 +198,8 @@ def check_access(client: docker.DockerClient, tasks: list[TaskSpec], store: Stor
     if not tasks:
         return
     spec = tasks[0]
-    writes = [os.path.join(run_folder(store, spec.run_id), "stages")] if check_store and isinstance(
-        store, LocalStore) else []
+    writes = [os.path.join(run_folder(store, spec.run_id), "stages")] if check_store and (
+        store.local_root is not None) else []
     reads = sorted({(i.name, f.uri) for t in tasks for i in t.inputs if i.kind == "files" for f in i.files
                     if "://" not in f.uri})
     chosen = {m["Target"]: m for m in stage_mounts(tasks, store)}

@@ -12,6 +12,7 @@ from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
     BASE_IMAGE,
     ContainerLimits,
+    ContainerOptions,
     check_access,
     check_image,
     container_options,
@@ -19,11 +20,10 @@ from babelmr.backends.containers import (
     prepare_local_store,
 )
 from babelmr.job import Job, Stage
-from babelmr.spec import TaskResult, TaskSpec
+from babelmr.spec import RESULT_MARKER, SPEC_ENV, TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
 from babelmr.store.s3 import aws_environment
-from babelmr.worker.__main__ import RESULT_MARKER, SPEC_ENV
 from babelmr.worker.program import TAIL_LINES
 
 WAIT_GRACE = 120  # seconds a container may outlive the program's timeout (import and export)
@@ -41,6 +41,7 @@ class DockerBackend(Backend):
     """One container per task attempt; containers are always removed, also on failure and Ctrl-C."""
 
     name = "docker"
+    Options = ContainerOptions
 
     def __init__(self, concurrency: int | None = None, limits: ContainerLimits | None = None):
         super().__init__(concurrency)
@@ -51,6 +52,10 @@ class DockerBackend(Backend):
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
+
+    @property
+    def memory_per_task(self) -> int | None:
+        return self.limits.memory
 
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
         self._client = docker_client(self.concurrency)

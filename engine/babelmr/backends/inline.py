@@ -13,6 +13,7 @@ import shutil
 import tempfile
 
 from babelmr.backends.base import Backend
+from babelmr.settings import settings
 from babelmr.spec import TaskResult, TaskSpec
 
 
@@ -23,7 +24,7 @@ class InlineBackend(Backend):
 
     def __init__(self, concurrency: int | None = None):
         super().__init__(concurrency)
-        self._root = tempfile.mkdtemp(prefix="babelmr-inline-", dir=os.environ.get("BABELMR_WORKDIR"))
+        self._root = tempfile.mkdtemp(prefix="babelmr-inline-", dir=settings().workdir)
 
     def default_concurrency(self) -> int:
         """One task at a time: runs are reproducible step by step and a debugger sees one task."""

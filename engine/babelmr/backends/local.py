@@ -12,6 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from babelmr.backends.base import Backend
 from babelmr.job import Job
+from babelmr.settings import settings
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store.base import Store
 from babelmr.store.s3 import aws_environment, reset_clients
@@ -52,7 +53,7 @@ class LocalBackend(Backend):
         super().__init__(concurrency)
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
-        self._root = tempfile.mkdtemp(prefix="babelmr-", dir=os.environ.get("BABELMR_WORKDIR"))
+        self._root = tempfile.mkdtemp(prefix="babelmr-", dir=settings().workdir)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:

@@ -28,11 +28,10 @@ from babelmr.job import Job, Output
 from babelmr.schemas import TaskSchema, conform_batch, deserialize_schema, same_schema, unify_stage_schemas
 from babelmr.store import filesystem_for, layout, open_store
 from babelmr.store.base import Store
-from babelmr.store.s3 import S3Store
 from babelmr.worker.plain import export_plain
 
 SUCCESS = layout.OUTPUT_SUCCESS
-PUBLISHING = "_PUBLISHING"  # lists what a publication in progress writes and replaces, until _SUCCESS is written
+PUBLISHING = layout.OUTPUT_PUBLISHING  # lists what a publication in progress writes and replaces, until _SUCCESS
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 COPY_THREADS = 16
 
@@ -51,8 +50,7 @@ def _open_target(output: Output) -> Store:
         raise OutputError(f"output {output.uri!r} is a file: give a folder (or s3://bucket/prefix/)")
     try:
         store = open_store(output.uri)
-        if isinstance(store, S3Store):
-            store.check()
+        store.check()
     except BabelMRError as e:
         raise OutputError(f"output {output.uri!r}: {e}") from None
     return store
@@ -183,7 +181,7 @@ def final_files(store: Store, run_id: str, stage: str, commits: list[dict[str, A
             raise BabelMRError(f"stage {stage!r}: task {c['task']}'s output does not convert to the stage's unified "
                                f"schema ({schema.to_string(show_schema_metadata=False)}): {e}; declare the stage's "
                                "'schema'") from None
-        size = store.filesystem.get_file_info(store.path(key)).size or 0
+        size = store.size(key)
         files.append(FinalFile(c["task"], store.uri_for(key), c["rows"], size))
     return files
 

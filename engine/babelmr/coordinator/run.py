@@ -21,7 +21,6 @@ from babelmr.schemas import serialize_schema
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
-from babelmr.store.s3 import S3Store
 
 
 @dataclass
@@ -178,15 +177,14 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
     prices = load_prices()
     coordinator_requests = requests.snapshot()
     store = open_store(store_uri or job.store)
-    if isinstance(store, S3Store):
-        store.check()
+    store.check()
     if job.output:
         check_target(job.output)  # before the run starts: a refused output costs nothing and leaves no trace
     run_id = run_id or new_run_id(job.name)
     record: dict[str, Any] = {
         "run_id": run_id, "job": job.name, "job_file": job.path, "store": store.uri, "backend": backend.name,
         "status": "running", "started_at": time.time(), "stages": [], "output": None, "error": None,
-        "host": os.uname().nodename, "emulated": bool(getattr(backend, "emulators", None)),
+        "host": os.uname().nodename, "emulated": backend.emulated,
     }
     write_record(store, record)
     progress = live = LiveRecord(progress or StageProgress(), store, record)
@@ -201,8 +199,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             progress.stage_started(stage, len(plan.tasks) - len(plan.skipped))
             outcomes = run_stage(plan, backend, progress)
             summary = _stage_summary(plan, outcomes, time.perf_counter() - started)
-            limits = getattr(backend, "limits", None)  # container backends; a local run has no memory size
-            summary["memory_bytes"] = stage.memory or getattr(limits, "memory", None)
+            summary["memory_bytes"] = stage.memory or backend.memory_per_task  # a local run has no memory size
             summary["cost"] = stage_usage(summary, prices).to_dict(prices)
             failed = [o for o in outcomes if o.final.status == "error"]
             if failed or len(outcomes) < len(plan.tasks) - len(plan.skipped):

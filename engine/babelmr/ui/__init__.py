@@ -109,7 +109,7 @@ def run_view(store: Store, record: dict[str, Any]) -> dict[str, Any]:
     for stage in recorded:
         name = stage.get("name", "?")
         logs: dict[tuple[int, int], list[str]] = {}
-        for entry in store.list(f"{layout.stage_prefix(run_id, name)}/logs"):
+        for entry in store.list(layout.log_prefix(run_id, name)):
             m = _LOG_NAME.search(entry.path)
             if m:
                 logs.setdefault((int(m[1]), int(m[2])), []).append(m[3])

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import os
 import re
 import struct
 from collections import deque
@@ -35,11 +34,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from babelmr import __version__
+from babelmr.settings import settings
 from babelmr.store import requests
 from babelmr.worker import thrift
 from babelmr.worker.thrift import I16, I32, I64, LIST, STRUCT, Struct
 
-ENABLED = os.environ.get("BABELMR_COPY_COLUMN_CHUNKS", "1") != "0"
+ENABLED = settings().copy_column_chunks  # BABELMR_COPY_COLUMN_CHUNKS
 EXTENT_BYTES = 8 << 20  # the largest single read: bounds memory per thread
 MAGIC = b"PAR1"
 _PARQUET_MR = re.compile(rb"parquet-mr version (\d+)\.(\d+)\.(\d+)")

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from babelmr.errors import InputChanged, InputError, TaskError
 from babelmr.schemas import conform_batch, deserialize_schema
+from babelmr.settings import settings
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for, requests
 from babelmr.store.locations import file_version
@@ -41,10 +42,10 @@ from babelmr.worker.formats import (
     promote,
 )
 
-READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))  # files opened, byte ranges copied at once
+READ_THREADS = settings().read_threads  # files opened, byte ranges copied at once
 # Files decoded at once. Each holds its pre-buffered column chunks and a batch (~40 MB for lineitem): 4 keeps a
 # 16-file partition under 512 MB of RSS and, on a 2-core worker, imports no slower than 8.
-DECODE_THREADS = int(os.environ.get("BABELMR_DECODE_THREADS", "4"))
+DECODE_THREADS = settings().decode_threads  # BABELMR_DECODE_THREADS
 PROBE_BLOCK = 1 << 20  # bytes of each CSV file after the first that its column types are inferred from
 QUEUE_BATCHES = 2  # each reader thread also holds one batch while it waits: memory is (threads + this) batches
 PREBUFFER_BYTES = 16 << 20  # compressed bytes of row groups a file reads ahead at once (bounds memory per file)

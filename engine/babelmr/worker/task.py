@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from babelmr.errors import BabelMRError, TaskError
 from babelmr.schemas import serialize_schema
-from babelmr.spec import TaskResult, TaskSpec
+from babelmr.spec import JOB_DIR_ENV, TaskResult, TaskSpec
 from babelmr.store import layout, open_store, requests
 from babelmr.store.base import Store
 from babelmr.worker.exporter import export_partitions
@@ -30,8 +30,6 @@ from babelmr.worker.formats import EXTENSIONS, arrow_schema, csv_conversion_erro
 from babelmr.worker.importer import import_inputs
 from babelmr.worker.plain import export_plain
 from babelmr.worker.program import run_program, stderr_tail
-
-JOB_DIR_ENV = "BABELMR_JOB_DIR"  # set in images: where the image keeps the job's folder (COPY . /opt/job)
 
 
 def program_env(spec: TaskSpec, workdir: str, paths: dict[str, str], output: str) -> dict[str, str]:
@@ -212,9 +210,8 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
             else:
                 partition_rows = export_partitions(batches, schema, store.open_output(key), spec.key,
                                                    spec.partitions)["rows"]
-            size = store.filesystem.get_file_info(store.path(key)).size or 0
+            size = store.size(key)
             requests.count_upload(size)
-            requests.count("HEAD")  # the size check
         except BaseException:
             store.delete([key])
             raise
