@@ -19,6 +19,7 @@ from rich.table import Column, Table
 from babelmr import __version__
 from babelmr.backends import BACKENDS, get_backend
 from babelmr.errors import BabelMRError, InputError, JobFileError
+from babelmr.images import BASE_IMAGE
 from babelmr.job import job_schema, load_job
 from babelmr.store import Store, filesystem_for, list_input_files, open_store
 from babelmr.store.s3 import S3Store, describe_s3_error
@@ -255,7 +256,7 @@ def image() -> None:
 
 
 @image.command("base")
-@click.option("--tag", "-t", default="babelmr-base:latest", show_default=True, help="Name of the base image.")
+@click.option("--tag", "-t", default=BASE_IMAGE, show_default=True, help="Name of the base image.")
 def image_base(tag: str) -> None:
     """Build the base image (engine, Python, pyarrow, pandas, Lambda runtime) from this checkout's Dockerfile."""
     from babelmr.images import build_base_image
@@ -268,7 +269,7 @@ def image_base(tag: str) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--tag", "-t", help="Name of the image (default: babelmr-<folder>:latest).")
 def image_build(directory: str, tag: str | None) -> None:
-    """Build a job's image from DIRECTORY/Dockerfile (FROM babelmr-base:latest; built first if missing)."""
+    """Build a job's image from DIRECTORY/Dockerfile (FROM babelmr-base:latest, built first if missing)."""
     from babelmr.images import build_image
 
     report = build_image(directory, tag)
@@ -293,7 +294,7 @@ def deploy(image: str, function: str | None, role: str | None, memory: str, time
 
     from babelmr import deploy as d
     from babelmr.backends.aws_lambda import function_name
-    from babelmr.backends.containers import docker_client
+    from babelmr.images import docker_client
 
     if role_name:
         if not job_file:

@@ -27,20 +27,19 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
-    BASE_IMAGE,
     ContainerLimits,
     ContainerOptions,
     check_access,
     check_image,
     container_options,
     covers,
-    docker_client,
     mounts,
     prepare_local_store,
     stage_mounts,
 )
 from babelmr.cost import lambda_report
 from babelmr.errors import BabelMRError
+from babelmr.images import BASE_IMAGE, docker_client, image_repository
 from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
@@ -56,8 +55,7 @@ PERMANENT_ERRORS = ("ResourceNotFoundException", "AccessDeniedException", "Inval
 
 def function_name(image: str) -> str:
     """The Lambda function `babelmr deploy` creates for an image: its repository name, sanitised."""
-    repo = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-    return re.sub(r"[^A-Za-z0-9_-]", "-", repo)[:64]
+    return re.sub(r"[^A-Za-z0-9_-]", "-", image_repository(image))[:64]
 
 
 def _throttled(e: BaseException) -> bool:

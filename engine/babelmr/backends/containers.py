@@ -25,12 +25,12 @@ from docker.types import Mount
 
 from babelmr.backends.base import BackendOptions
 from babelmr.errors import BabelMRError, InputError, StoreError
+from babelmr.images import BASE_IMAGE, build_hint
 from babelmr.spec import TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
 from babelmr.store.s3 import endpoint_url
 
-BASE_IMAGE = "babelmr-base:latest"
 LAMBDA_MB_PER_VCPU = 1769
 DEFAULT_MEMORY = 2048 << 20
 DEFAULT_EPHEMERAL = 512 << 20
@@ -56,24 +56,12 @@ class ContainerOptions(BackendOptions):
     limits: ContainerLimits | None = None
 
 
-def docker_client(pool_size: int) -> docker.DockerClient:
-    """A client of the local Docker engine, or an error saying how to start one."""
-    try:
-        client = docker.from_env(max_pool_size=max(10, pool_size + 4), timeout=600)
-        client.ping()
-        return client
-    except docker.errors.DockerException as e:
-        raise BabelMRError(f"cannot reach the Docker engine ({e}): start it (e.g. `dockerd &` or "
-                           "`systemctl start docker`) and check `docker info`") from None
-
-
 def check_image(client: docker.DockerClient, image: str, stage: str) -> None:
     """Fail before any task runs when a stage's image is missing."""
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
-        hint = "`babelmr image base`" if image == BASE_IMAGE else f"`babelmr image build DIR -t {image}`"
-        raise BabelMRError(f"stage {stage!r}: image {image!r} not found: build it with {hint}") from None
+        raise BabelMRError(f"stage {stage!r}: image {image!r} not found: build it with {build_hint(image)}") from None
 
 
 def _local_dirs(spec: TaskSpec) -> set[str]:

@@ -10,15 +10,14 @@ import requests.exceptions
 
 from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
-    BASE_IMAGE,
     ContainerLimits,
     ContainerOptions,
     check_access,
     check_image,
     container_options,
-    docker_client,
     prepare_local_store,
 )
+from babelmr.images import BASE_IMAGE, docker_client
 from babelmr.job import Job, Stage
 from babelmr.spec import RESULT_MARKER, SPEC_ENV, TaskResult, TaskSpec
 from babelmr.store import layout

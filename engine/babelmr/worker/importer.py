@@ -41,6 +41,7 @@ from babelmr.worker.formats import (
     plain_type,
     promote,
 )
+from babelmr.worker.parquet_checks import check_columns, check_row_groups, unreadable
 
 READ_THREADS = settings().read_threads  # files opened, byte ranges copied at once
 # Files decoded at once. Each holds its pre-buffered column chunks and a batch (~40 MB for lineitem): 4 keeps a
@@ -65,7 +66,7 @@ class ImportedInput:
         """Raise InputError naming the source file when a copied input does not decode."""
         if self.method == "copy" and (bad := chunkcopy.first_unreadable(self.path, self.origins)):
             uri, error = bad
-            raise InputError(f"input {self.name!r}: cannot read Parquet file {uri}: {error}")
+            raise unreadable(self.name, uri, error)
 
 
 def input_paths(spec_inputs: list[TaskInput], workdir: str, fmt: str) -> dict[str, str]:
@@ -149,7 +150,7 @@ class _ParquetSource:
             requests.count("GET")  # the footer (one read of the file's tail)
         except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
             check_pinned(inp, piece)  # unless it changed since planned: say so
-            raise InputError(f"input {inp.name!r}: cannot read Parquet file {piece.uri}: {e}") from None
+            raise unreadable(inp.name, piece.uri, e) from None
         schema = plain_schema(self.file.schema_arrow)
         if inp.columns:  # a column this file lacks is NULL here if another file of the input has it
             schema = pa.schema([schema.field(c) for c in inp.columns if c in schema.names])
@@ -158,11 +159,11 @@ class _ParquetSource:
         if inp.kind == "stage":
             self.row_groups = partition_row_groups(self.file.metadata, inp.partition or 0, piece.uri)
         elif piece.row_groups is not None:
-            bad = [g for g in piece.row_groups if g >= self.file.num_row_groups]
-            if bad:
-                check_pinned(inp, piece)
-                raise InputError(f"input {inp.name!r}: {piece.uri} has {self.file.num_row_groups} row groups; "
-                                 f"row_groups {bad} do not exist")
+            try:
+                check_row_groups(inp.name, piece.uri, self.file.num_row_groups, piece.row_groups)
+            except InputError:
+                check_pinned(inp, piece)  # unless it changed since planned: say so
+                raise
             self.row_groups = piece.row_groups
         else:
             self.row_groups = list(range(self.file.num_row_groups))
@@ -198,11 +199,11 @@ class _ParquetSource:
             try:
                 yield from _pinned_batches(self._decode(), self.inp, self.piece)
             except pa.ArrowInvalid as e:  # corrupt data pages: retrying will not help
-                raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
+                raise unreadable(self.name, self.uri, e) from None
             except OSError as e:  # corrupt pages (deterministic), or a network error on S3 (transient)
                 if _network_error(self.uri, e):
                     raise TaskError(f"input {self.name!r}: reading Parquet file {self.uri} failed: {e}") from None
-                raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
+                raise unreadable(self.name, self.uri, e) from None
 
     def _decode(self) -> Iterator[pa.RecordBatch]:
         for run, size in self._runs():
@@ -299,11 +300,7 @@ def _select(inp: TaskInput, schema: pa.Schema, declared: dict[str, pa.DataType] 
     """The input's requested ``columns`` of the unified ``schema`` (a column no file has is an error)."""
     if not inp.columns:
         return schema
-    missing = [c for c in inp.columns if c not in schema.names]
-    if missing and files:
-        uri, first = files[0]
-        raise InputError(f"input {inp.name!r}: no file has column(s) {missing} ({uri} has {first.names}): "
-                         "fix 'columns' in the job file")
+    check_columns(inp.name, inp.columns, [(uri, s.names) for uri, s in files])
     declared = declared or {}
     return pa.schema([schema.field(c) if c in schema.names else pa.field(c, declared.get(c, pa.null()))
                       for c in inp.columns])
@@ -364,11 +361,7 @@ def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
         return schema, opened
     # files with no rows to read say nothing about the data: their columns do not count unless all are empty
     with_rows = [s for s in opened if not s.empty] or opened
-    if inp.columns:
-        found = {c for s in opened for c in s.schema.names}
-        if missing := [c for c in inp.columns if c not in found]:
-            raise InputError(f"input {inp.name!r}: no file has column(s) {missing}; {opened[0].uri} has "
-                             f"{opened[0].file.schema_arrow.names}: fix 'columns' in the job file")
+    check_columns(inp.name, inp.columns, [(s.uri, s.file.schema_arrow.names) for s in opened])
     schema = unify_files(inp, [(s.uri, s.schema) for s in with_rows], text=False)
     if inp.columns:
         schema = pa.schema([schema.field(c) if c in schema.names else pa.field(c, pa.null()) for c in inp.columns])
