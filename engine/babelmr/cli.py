@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.table import Column, Table
 
 from babelmr import __version__
@@ -21,6 +23,7 @@ from babelmr.backends import BACKENDS, get_backend
 from babelmr.errors import BabelMRError, InputError, JobFileError
 from babelmr.images import BASE_IMAGE
 from babelmr.job import job_schema, load_job
+from babelmr.settings import help_text, settings
 from babelmr.store import Store, filesystem_for, list_input_files, open_store
 from babelmr.store.s3 import S3Store, describe_s3_error
 from babelmr.units import parse_size
@@ -62,10 +65,27 @@ class Group(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+def configure_logging(verbosity: int) -> None:
+    """Show babelmr's log on stderr: warnings by default, -v info (its decisions), -vv debug."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logger = logging.getLogger("babelmr")
+    for handler in [h for h in logger.handlers if getattr(h, "babelmr_cli", False)]:
+        logger.removeHandler(handler)  # called again in one process (tests, the API after the CLI)
+    handler = RichHandler(console=console(stderr=True), show_path=False, markup=False, rich_tracebacks=False)
+    handler.setLevel(level)  # the level on the handler too: a worker thread may lower the logger's
+    handler.babelmr_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nSettings (environment variables, docs/settings.md):\n" + help_text())
 @click.version_option(__version__, prog_name="babelmr")
-def main() -> None:
+@click.option("--verbose", "-v", count=True, help="Log babelmr's decisions on stderr: -v info, -vv debug.")
+def main(verbose: int) -> None:
     """babelmr: run any program as a map or reduce step over Parquet/CSV data, locally or in containers."""
+    configure_logging(verbose)
+    settings()  # an invalid BABELMR_* variable fails here, named, before any work
 
 
 @main.command()

@@ -9,10 +9,11 @@ are wire constants, not settings: they live in `babelmr.spec`.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from functools import cache
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from babelmr.errors import SettingsError
@@ -120,16 +121,38 @@ def describe_default(name: str) -> str:
     return "unset" if f.default is None else str(f.default)
 
 
-@cache
+_current: Settings | None = None
+_lock = threading.Lock()
+
+
 def settings() -> Settings:
-    """The process's settings, read from the environment on first use."""
-    return Settings.from_environ()
+    """The process's settings, read from the environment on first use (then cached)."""
+    global _current
+    if _current is None:
+        with _lock:
+            if _current is None:
+                _current = Settings.from_environ()
+    return _current
 
 
 def reload() -> Settings:
-    """Read the environment again (tests that change a variable; code that cached a value keeps it)."""
-    settings.cache_clear()
-    return settings()
+    """Read the environment again, e.g. after a test changed a variable."""
+    global _current
+    with _lock:
+        _current = Settings.from_environ()
+    return _current
+
+
+@contextlib.contextmanager
+def replaced(**changes: Any) -> Iterator[Settings]:
+    """The settings with ``changes`` (field names) while the block runs, for tests and benchmarks."""
+    global _current
+    before = settings()
+    _current = replace(before, **changes)
+    try:
+        yield _current
+    finally:
+        _current = before
 
 
 def markdown() -> str:

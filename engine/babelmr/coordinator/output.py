@@ -10,6 +10,7 @@ result lists (its ``_SUCCESS``, or the ``_PUBLISHING`` marker of a publication t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -30,6 +31,7 @@ from babelmr.store import filesystem_for, layout, open_store
 from babelmr.store.base import Store
 from babelmr.worker.plain import export_plain
 
+log = logging.getLogger(__name__)
 SUCCESS = layout.OUTPUT_SUCCESS
 PUBLISHING = layout.OUTPUT_PUBLISHING  # lists what a publication in progress writes and replaces, until _SUCCESS
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
@@ -40,7 +42,14 @@ def stage_schema(stage: str, commits: list[dict[str, Any]]) -> pa.Schema | None:
     """The unified schema of a stage's committed files (None when no commit record carries one)."""
     schemas = [TaskSchema(c["task"], deserialize_schema(c["arrow_schema"]), c["rows"])
                for c in commits if c.get("file") and c.get("arrow_schema")]
-    return unify_stage_schemas(stage, schemas) if schemas else None
+    if not schemas:
+        return None
+    unified = unify_stage_schemas(stage, schemas)
+    differing = [s.task for s in schemas if not same_schema(s.schema, unified)]
+    if differing:  # tasks' files are rewritten to (or read as) the unified schema
+        log.info("stage %r: tasks %s wrote other schemas than the stage's unified one: %s", stage, differing,
+                 unified.to_string(show_schema_metadata=False).replace("\n", ", "))
+    return unified
 
 
 # ---- the output location -------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -11,7 +12,10 @@ import pyarrow.parquet as pq
 from babelmr.job import ExternalInput, Job, Stage, StageInput
 from babelmr.spec import FileSlice, TaskInput, TaskSpec
 from babelmr.store import FileEntry, filesystem_for, list_input_files
+from babelmr.units import human_bytes
 from babelmr.worker.parquet_checks import check_columns, check_row_groups, unreadable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -161,11 +165,19 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
                 skipped.append(p)
         if len(skipped) == partitions:
             skipped.pop(0)  # all empty: task 0 still runs, on a typed empty input, so the stage has a typed result
+        log.info("stage %r: one task per partition of stage %r: %d task(s), %d of them skipped (empty)",
+                 stage.name, stage.stage_inputs[0].stage, partitions, len(skipped))
     elif split is not None:
-        target = stage.split.target_bytes(sum(f.size for f in listed[split.name]), concurrency)
+        total = sum(f.size for f in listed[split.name])
+        target = stage.split.target_bytes(total, concurrency)
         pieces = _slices(split, listed[split.name], target)
         for share in _pack(pieces, stage.split.files_per_task, target):
             task_inputs.append({split.name: _external(split, share)})
+        how = (f"~{human_bytes(target)} per task ({'the job' if stage.split.bytes_per_task else 'default'}; "
+               f"{len(pieces)} row group(s) or file(s) packed)" if target
+               else f"{stage.split.files_per_task or 1} file(s) per task")
+        log.info("stage %r: input %r: %d file(s), %s, split into %d task(s): %s", stage.name, split.name,
+                 len(listed[split.name]), human_bytes(total), len(task_inputs), how)
     else:
         task_inputs.append({})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class TaskOutcome:
@@ -49,8 +51,13 @@ def _run_attempts(backend: Backend, spec: TaskSpec, retries: int, stop: threadin
     for attempt in range(1, retries + 2):
         result = backend.run_task(spec.with_attempt(attempt))
         outcome.attempts.append(result)
+        if result.status == "duplicate":
+            log.info("%s: another attempt of the task committed first; this one's output was deleted",
+                     spec.with_attempt(attempt).label)
         if result.status != "error" or not result.retryable or attempt == retries + 1 or stop.is_set():
             break
+        log.warning("%s failed; retrying (%d of %d retries): %s", spec.with_attempt(attempt).label, attempt, retries,
+                    (result.error or "").splitlines()[0] if result.error else "no error message")
         on_retry(result)
     return outcome
 
@@ -108,11 +115,16 @@ def _commit_skipped(store: Store, run_id: str, plan: StagePlan) -> None:
                   "partition_rows": [0] * stage.partitions, "skipped": "every input partition is empty",
                   "committed_at": time.time()}
         store.put_if_absent(layout.commit_record(run_id, stage.name, task), json.dumps(record).encode())
+    if plan.skipped:
+        log.info("stage %r: tasks %s skipped: every input partition they read is empty", stage.name, plan.skipped)
 
 
 def _clean_uncommitted(store: Store, run_id: str, stage: str, commits: list[dict[str, Any]]) -> None:
     keep = {c["file"] for c in commits}
-    store.delete([e.path for e in store.list(layout.data_prefix(run_id, stage)) if e.path not in keep])
+    uncommitted = [e.path for e in store.list(layout.data_prefix(run_id, stage)) if e.path not in keep]
+    if uncommitted:  # failed or duplicate attempts that could not delete their own output
+        log.info("stage %r: deleting %d uncommitted file(s): %s", stage, len(uncommitted), uncommitted)
+    store.delete(uncommitted)
 
 
 def _failure_message(stage: Stage, failed: TaskOutcome | None) -> str:

@@ -31,7 +31,7 @@ from babelmr.store.base import Store
 STATIC = str(resources.files("babelmr.ui") / "static")
 LOG_BYTES = 1 << 20  # the tail of a log the page shows
 _STAGE_DATA = re.compile(r"/stages/([^/]+)/data/")
-_LOG_NAME = re.compile(r"t(\d+)-a(\d+)\.(stdout|stderr)$")
+_LOG_NAME = re.compile(r"t(\d+)-a(\d+)\.(stdout|stderr|engine|container)$")
 
 
 def _edges(record: dict[str, Any]) -> dict[str, list[str]]:
@@ -204,8 +204,8 @@ def create_app(store: Store) -> Starlette:
 
     async def api_log(request: Request) -> Response:
         p = request.path_params
-        if p["stream"] not in ("stdout", "stderr"):
-            return PlainTextResponse("stdout or stderr", status_code=404)
+        if p["stream"] not in ("stdout", "stderr", "engine", "container"):
+            return PlainTextResponse("stdout, stderr, engine or container", status_code=404)
         run_id = _record(p["run_id"])["run_id"]
         key = layout.task_log(run_id, p["stage"], int(p["task"]), int(p["attempt"]), p["stream"])
         try:

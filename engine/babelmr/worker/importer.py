@@ -7,6 +7,7 @@ their record batches stream through a bounded queue into one local file per inpu
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import threading
@@ -43,10 +44,11 @@ from babelmr.worker.formats import (
 )
 from babelmr.worker.parquet_checks import check_columns, check_row_groups, unreadable
 
-READ_THREADS = settings().read_threads  # files opened, byte ranges copied at once
-# Files decoded at once. Each holds its pre-buffered column chunks and a batch (~40 MB for lineitem): 4 keeps a
-# 16-file partition under 512 MB of RSS and, on a 2-core worker, imports no slower than 8.
-DECODE_THREADS = settings().decode_threads  # BABELMR_DECODE_THREADS
+log = logging.getLogger(__name__)
+# settings().read_threads (BABELMR_READ_THREADS): files opened, byte ranges copied at once.
+# settings().decode_threads (BABELMR_DECODE_THREADS): files decoded at once. Each holds its pre-buffered column
+# chunks and a batch (~40 MB for lineitem): 4 keeps a 16-file partition under 512 MB of RSS and, on a 2-core
+# worker, imports no slower than 8.
 PROBE_BLOCK = 1 << 20  # bytes of each CSV file after the first that its column types are inferred from
 QUEUE_BATCHES = 2  # each reader thread also holds one batch while it waits: memory is (threads + this) batches
 PREBUFFER_BYTES = 16 << 20  # compressed bytes of row groups a file reads ahead at once (bounds memory per file)
@@ -327,7 +329,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
         finally:
             q.put(done)
 
-    with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(sources))) as pool:
+    with ThreadPoolExecutor(max_workers=min(settings().decode_threads, len(sources))) as pool:
         for source in sources:
             pool.submit(read, source)
         finished = 0
@@ -348,7 +350,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
 
 
 def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
-    with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(settings().read_threads, len(inp.files)))) as pool:
         opened = list(pool.map(lambda piece: _ParquetSource(inp, piece), inp.files))
     if inp.schema:  # an earlier stage's files: the coordinator unified their schemas (babelmr.schemas)
         schema = plain_schema(deserialize_schema(inp.schema))
@@ -373,13 +375,15 @@ def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schem
     """The input copied column chunk by column chunk into ``path``, or None when it must be decoded."""
     chosen = [s for s in opened if not s.empty]
     if not chosen:
+        log.info("input %r: decoded, not copied: no row group to read", inp.name)
         return None
     plan = chunkcopy.plan([chunkcopy.Source(s.uri, s.handle, s.file.metadata, s.row_groups) for s in chosen],
                           inp.columns, schema)
     if isinstance(plan, str):
+        log.info("input %r: decoded, not copied (column chunks cannot be copied): %s", inp.name, plan)
         return None
     try:
-        rows = chunkcopy.write(plan, path, READ_THREADS)
+        rows = chunkcopy.write(plan, path, settings().read_threads)
     except OSError as e:  # a network error on S3, or a short read of a file that changed: worth another attempt
         for s in chosen:
             check_pinned(inp, s.piece)  # a changed file is not worth another attempt: say which
@@ -387,15 +391,19 @@ def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schem
     for s in chosen:  # every byte copied came from the planned versions?
         check_pinned(inp, s.piece)
     if not chunkcopy.reads_back_as(path, schema):
+        log.info("input %r: decoded, not copied: the copy does not read back as %s", inp.name,
+                 schema.to_string(show_schema_metadata=False).replace("\n", ", "))
         os.remove(path)
         return None
+    log.info("input %r: copied %d row group(s) of %d file(s) column chunk by column chunk, without decoding",
+             inp.name, len(plan.row_groups), len(chosen))
     return ImportedInput(inp.name, path, rows, os.path.getsize(path), len(inp.files), "copy", plan.origins)
 
 
 def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa.RecordBatch]]]]:
     """The input's files read by column name into one schema (see ``unify_files``)."""
     declared = arrow_schema(inp.csv.get("schema"))
-    with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(settings().read_threads, len(inp.files)))) as pool:
         probed = list(pool.map(lambda ip: _csv_probe(inp, ip[1], declared, first=ip[0] == 0),
                                enumerate(inp.files)))
     files = [(f.piece.uri, f.schema) for f in probed if f.schema is not None]
@@ -446,6 +454,8 @@ def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
         schema, opened = _open_parquet(inp)
         if fmt == "parquet" and (copied := _copy_parquet(inp, opened, schema, path)):
             return copied
+        if fmt != "parquet":
+            log.info("input %r: decoded: the program reads %s", inp.name, fmt)
         sources = [s.batches for s in opened if not s.empty]
     else:
         schema, sources = _csv_input(inp)
