@@ -25,7 +25,7 @@ from babelmr.images import BASE_IMAGE
 from babelmr.job import job_schema, load_job
 from babelmr.settings import help_text, settings
 from babelmr.store import Store, filesystem_for, list_input_files, open_store
-from babelmr.store.s3 import S3Store, describe_s3_error
+from babelmr.store.s3 import describe_s3_error
 from babelmr.units import parse_size
 
 
@@ -155,7 +155,7 @@ def schema() -> None:
 def cat(uris: tuple[str, ...], as_csv: bool, limit: int) -> None:
     """Print Parquet files (paths, globs or s3:// URIs) as a table or CSV."""
     for bucket in sorted({uri[5:].split("/", 1)[0] for uri in uris if uri.startswith("s3://")}):
-        S3Store(f"s3://{bucket}").check()  # credentials, bucket and endpoint, before "matches no files"
+        open_store(f"s3://{bucket}").check()  # credentials, bucket and endpoint, before "matches no files"
     files = [f.path for uri in uris for f in list_input_files(uri)]
     if as_csv:
         writer = None

@@ -36,6 +36,7 @@ DEFAULT_MEMORY = 2048 << 20
 DEFAULT_EPHEMERAL = 512 << 20
 LABEL = "babelmr.backend"
 RUN_LABEL = "babelmr.run"
+PROBE_MARKER = "BABELMR_PROBE "  # starts the line the probe script (_PROBE) prints its findings on
 
 
 @dataclass(frozen=True)
@@ -206,10 +207,10 @@ def check_access(client: docker.DockerClient, tasks: list[TaskSpec], store: Stor
                                        remove=True, stdout=True, stderr=False)
     except docker.errors.DockerException:
         return  # no python in a foreign image, say: the tasks report their own errors
-    line = next((x for x in output.decode(errors="replace").splitlines() if x.startswith("BABELMR_PROBE ")), None)
+    line = next((x for x in output.decode(errors="replace").splitlines() if x.startswith(PROBE_MARKER)), None)
     if line is None:
         return
-    found = json.loads(line.removeprefix("BABELMR_PROBE "))
+    found = json.loads(line.removeprefix(PROBE_MARKER))
     if found["problems"]:
         raise _access_error(found, spec, image, backend, list(chosen))
 

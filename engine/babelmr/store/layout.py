@@ -7,7 +7,7 @@
     runs/<run>/stages/<stage>/commits/t<task>.json        the commit record publishing one attempt
     runs/<run>/stages/<stage>/manifest.json               the stage's committed files, once complete
     runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.{stdout,stderr}   the program's output streams
-    runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.engine    the worker's log (a failure's full traceback)
+    runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.engine    after an unexpected error: the worker's log, traceback
     runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.container a task container's stdout and stderr (docker)
     runs/<run>/stages/<stage>/status/t<task>-a<attempt>.txt   the latest status line of a running attempt
     runs/<run>/specs/<stage>/t<task>-a<attempt>.json      task specs too large for an invocation payload

@@ -300,9 +300,9 @@ def run_task(spec: TaskSpec, workdir: str, *, keep_workdir: bool = False) -> Tas
         if not isinstance(e, BabelMRError):  # a bug or an unforeseen failure: keep the whole traceback
             log.debug("%s: unexpected error", spec.label, exc_info=True)
             engine_log.lines.append(f"{spec.label}: unexpected error:\n{traceback.format_exc()}")
-        where = _upload_engine_log(spec, engine_log.finish())
-        if where and not isinstance(e, BabelMRError):
-            error += f" (full traceback: {where})"
+            # babelmr's own errors say what to fix: only an unexpected one costs the extra write
+            if where := _upload_engine_log(spec, engine_log.finish()):
+                error += f" (full traceback: {where})"
         return TaskResult("error", spec.stage, spec.task, spec.attempt, error=error, retryable=retryable(e),
                           stats=_finish(stats))
     finally:
@@ -357,7 +357,7 @@ class _AttemptLog(logging.Handler):
 
 
 def _upload_engine_log(spec: TaskSpec, text: str) -> str | None:
-    """Write a failed attempt's engine log to the store; returns its URI (None when it could not be written)."""
+    """Write the engine log of an attempt that failed unexpectedly; returns its URI (None: not written)."""
     if not text:
         return None
     try:
