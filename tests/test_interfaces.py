@@ -47,8 +47,8 @@ def test_size_local_root_and_check(store_uri: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "cls", "options"), [
-    ("local", LocalBackend, {"concurrency"}),
-    ("inline", InlineBackend, {"concurrency"}),
+    ("local", LocalBackend, {"concurrency", "workdir"}),
+    ("inline", InlineBackend, {"concurrency", "workdir"}),
     ("docker", DockerBackend, {"concurrency", "limits"}),
     ("lambda", LambdaBackend, {"concurrency", "limits", "emulators"}),
 ])
@@ -97,3 +97,21 @@ def test_backends_take_the_protocol_constants_from_the_spec_module() -> None:
     backends = "\n".join(p.read_text() for p in (ENGINE / "backends").glob("*.py"))
     assert "babelmr.worker.__main__" not in backends
     assert "from babelmr.spec import RESULT_MARKER, SPEC_ENV" in (ENGINE / "backends" / "docker.py").read_text()
+
+
+@pytest.mark.parametrize("how", ["option", "setting"])
+def test_the_workdir_option_and_setting_place_the_tasks_working_directories(tmp_path: Path, tune, how: str) -> None:
+    import babelmr
+    from scripted import make_job
+
+    seen = tmp_path / "seen.txt"
+    job = make_job(tmp_path / "job", files=1, map_command=["sh", "-c", f"echo $MR_WORKDIR >> {seen}; cp in.parquet "
+                                                                      "out.parquet"])
+    chosen = tmp_path / "scratch"
+    chosen.mkdir()
+    if how == "setting":
+        tune(workdir=str(chosen))
+    with get_backend("inline", workdir=str(chosen) if how == "option" else None) as backend:
+        babelmr.run(job, backend=backend)
+    (workdir,) = seen.read_text().split()
+    assert Path(workdir).parent.parent == chosen

@@ -98,6 +98,8 @@ def main(verbose: int) -> None:
               help="docker/lambda: memory per task unless the stage sets 'memory' (CPU share follows, as on Lambda).")
 @click.option("--ephemeral-storage", default="512MiB", show_default=True,
               help="docker/lambda emulators: size of each task's /tmp, like Lambda's ephemeral storage.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="local/inline: where the tasks' working "
+              "directories go (default: $BABELMR_WORKDIR, else the system's temporary folder).")
 @click.option("--emulators", type=click.IntRange(min=1),
               help="lambda: start this many AWS Lambda emulator containers per image instead of calling AWS.")
 @click.option("--output", "-o", "output", help="Publish the result here (a folder or s3://bucket/prefix/) as "
@@ -107,8 +109,8 @@ def main(verbose: int) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an earlier babelmr result at the output location.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 def run(job_file: str, backend: str, store: str | None, concurrency: int | None, memory: str,
-        ephemeral_storage: str, emulators: int | None, output: str | None, output_format: str | None,
-        overwrite: bool, as_json: bool) -> None:
+        ephemeral_storage: str, workdir: str | None, emulators: int | None, output: str | None,
+        output_format: str | None, overwrite: bool, as_json: bool) -> None:
     """Validate JOB_FILE, run its stages and print where the result is."""
     from babelmr.backends.containers import ContainerLimits
     from babelmr.coordinator.run import run_job
@@ -123,7 +125,7 @@ def run(job_file: str, backend: str, store: str | None, concurrency: int | None,
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     err.print(f"running [bold]{job.name}[/] ({len(job.stages)} stages) on backend {backend}, store {job.store}")
-    with get_backend(backend, concurrency=concurrency, limits=limits, emulators=emulators) as b, \
+    with get_backend(backend, concurrency=concurrency, limits=limits, emulators=emulators, workdir=workdir) as b, \
             RichProgress(err) as progress:
         record = run_job(job, b, progress=progress)
     err.print(summary_table(record))

@@ -19,6 +19,13 @@ class BackendOptions:
     concurrency: int | None = None  # tasks at once (default: the backend's `default_concurrency`)
 
 
+@dataclass(frozen=True)
+class ProcessOptions(BackendOptions):
+    """The options of the backends running tasks on this machine (local, inline)."""
+
+    workdir: str | None = None  # where the tasks' working directories go (default: BABELMR_WORKDIR, else /tmp)
+
+
 class Backend(ABC):
     """Runs task specs somewhere. `run_task` blocks and is called from many threads at once."""
 

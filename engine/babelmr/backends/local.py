@@ -10,7 +10,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from babelmr.backends.base import Backend
+from babelmr.backends.base import Backend, ProcessOptions
 from babelmr.job import Job
 from babelmr.settings import settings
 from babelmr.spec import TaskResult, TaskSpec
@@ -48,12 +48,13 @@ class LocalBackend(Backend):
     """Each task attempt runs in a long-lived worker process, in its own private working directory."""
 
     name = "local"
+    Options = ProcessOptions
 
-    def __init__(self, concurrency: int | None = None):
+    def __init__(self, concurrency: int | None = None, workdir: str | None = None):
         super().__init__(concurrency)
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
-        self._root = tempfile.mkdtemp(prefix="babelmr-", dir=settings().workdir)
+        self._root = tempfile.mkdtemp(prefix="babelmr-", dir=workdir or settings().workdir)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
