@@ -71,7 +71,8 @@ def configure_logging(verbosity: int) -> None:
     logger = logging.getLogger("babelmr")
     for handler in [h for h in logger.handlers if getattr(h, "babelmr_cli", False)]:
         logger.removeHandler(handler)  # called again in one process (tests, the API after the CLI)
-    handler = RichHandler(console=console(stderr=True), show_path=False, markup=False, rich_tracebacks=False)
+    # the console the progress bars draw on, so log lines print above them
+    handler = RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
     handler.setLevel(level)  # the level on the handler too: a worker thread may lower the logger's
     handler.babelmr_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

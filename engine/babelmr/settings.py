@@ -74,13 +74,14 @@ class Settings:
     copy_column_chunks: bool = _setting(True, _flag, "Worker: copy Parquet column chunks into the program's Parquet "
                                         "input without decoding when possible; 0 always decodes.")
     row_group_bytes: int = _setting(64 << 20, _size, "Worker: a partition's row group of the exported file ends "
-                                    "once this many bytes are buffered (e.g. 64MiB).", "64MiB")
+                                    "once this many bytes are buffered.", "64MiB")
     export_buffer: int = _setting(64 << 20, _size, "Worker: bytes of output batches the exporter holds over all "
                                   "partitions before it flushes them all.", "64MiB")
     program_parquet_compression: str = _setting("none", _compression, "Worker: compression of the Parquet file "
                                                  "a program reads (none is fastest; lz4/zstd save /tmp space).")
     workdir: str | None = _setting(None, _optional, "local/inline backends: folder for the tasks' temporary "
-                                   "working directories (default: the system's temporary folder).")
+                                   "working directories (`babelmr run --workdir` overrides; default: the "
+                                   "system's temporary folder).")
     config: str | None = _setting(None, _optional, "The config file (prices); default "
                                   "$XDG_CONFIG_HOME/babelmr/config.toml or ~/.config/babelmr/config.toml.")
     docker: str | None = _setting(None, _optional, "`babelmr image`: the docker CLI to build with (default: the "
@@ -169,8 +170,8 @@ def markdown() -> str:
         "|---|---|---|---|",
     ]
     for f in fields(Settings):
-        kind = {_size: "size", _flag: "flag", _compression: "choice"}.get(f.metadata["parse"], "text")
-        kind = "number" if f.type == "int" else kind
+        kind = {_size: "size (bytes, or e.g. 64MiB)", _positive: "integer ≥ 1", _flag: "flag (1/0)",
+                _compression: "one of " + ", ".join(COMPRESSIONS), _optional: "path", str: "URL"}[f.metadata["parse"]]
         lines.append(f"| `{variable(f.name)}` | {kind} | `{describe_default(f.name)}` | {f.metadata['doc']} |")
     lines += [
         "",

@@ -25,6 +25,7 @@ from babelmr.store.base import Store
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class TaskOutcome:
     spec: TaskSpec
@@ -56,8 +57,9 @@ def _run_attempts(backend: Backend, spec: TaskSpec, retries: int, stop: threadin
                      spec.with_attempt(attempt).label)
         if result.status != "error" or not result.retryable or attempt == retries + 1 or stop.is_set():
             break
-        log.warning("%s failed; retrying (%d of %d retries): %s", spec.with_attempt(attempt).label, attempt, retries,
-                    (result.error or "").splitlines()[0] if result.error else "no error message")
+        # INFO: the progress display already shows each retry; the log keeps the cause with -v
+        log.info("%s failed; retrying (%d of %d retries): %s", spec.with_attempt(attempt).label, attempt, retries,
+                 (result.error or "").splitlines()[0] if result.error else "no error message")
         on_retry(result)
     return outcome
 
