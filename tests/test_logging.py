@@ -42,10 +42,9 @@ def _parquet_input(tmp_path: Path, table: pa.Table) -> TaskInput:
 @pytest.mark.parametrize(("table", "fmt", "changes", "expected"), [
     (pa.table({"k": [1, 2]}), "parquet", {}, "input 'data': copied 1 row group(s) of 1 file(s)"),
     (pa.table({"k": [1, 2]}), "parquet", {"copy_column_chunks": False},
-     "input 'data': decoded, not copied (column chunks cannot be copied): disabled by BABELMR_COPY_COLUMN_CHUNKS=0"),
-    (pa.table({"k": [[1], [2]]}), "parquet", {},
-     "input 'data': decoded, not copied (column chunks cannot be copied): a selected column is nested"),
-    (pa.table({"k": [1, 2]}), "csv", {}, "input 'data': decoded: the program reads csv"),
+     "input 'data': decoded, not copied: disabled by BABELMR_COPY_COLUMN_CHUNKS=0"),
+    (pa.table({"k": [[1], [2]]}), "parquet", {}, "input 'data': decoded, not copied: a selected column is nested"),
+    (pa.table({"k": [1, 2]}), "csv", {}, "input 'data': decoded, not copied: the program reads csv"),
 ])
 def test_the_importer_logs_copy_or_decode_and_why(tmp_path: Path, caplog: pytest.LogCaptureFixture, tune,
                                                    table: pa.Table, fmt: str, changes: dict, expected: str) -> None:
@@ -53,6 +52,7 @@ def test_the_importer_logs_copy_or_decode_and_why(tmp_path: Path, caplog: pytest
     with caplog.at_level(logging.INFO, logger="babelmr"):
         done = import_input(_parquet_input(tmp_path, table), str(tmp_path / f"in.{fmt}"), fmt)
     assert done.method == ("copy" if expected.startswith("input 'data': copied") else "decode")
+    assert done.why == ("" if done.method == "copy" else expected.partition("not copied: ")[2])
     assert any(m.startswith(expected) for m in messages(caplog, "babelmr.worker.importer")), caplog.text
 
 

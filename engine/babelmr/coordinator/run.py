@@ -52,6 +52,8 @@ def _run_attempts(backend: Backend, spec: TaskSpec, retries: int, stop: threadin
     for attempt in range(1, retries + 2):
         result = backend.run_task(spec.with_attempt(attempt))
         outcome.attempts.append(result)
+        for name, why in (result.stats.get("import_decoded_because") or {}).items():  # logged in the worker's process
+            log.debug("%s: input %r decoded, not copied: %s", spec.with_attempt(attempt).label, name, why)
         if result.status == "duplicate":
             log.info("%s: another attempt of the task committed first; this one's output was deleted",
                      spec.with_attempt(attempt).label)

@@ -63,6 +63,7 @@ class ImportedInput:
     files: int
     method: str = "decode"  # or "copy": column chunks copied without decoding (see chunkcopy)
     origins: list[str] = field(default_factory=list)  # copied: the source file of each row group
+    why: str = ""  # decoded: why the column chunks were not copied
 
     def check_copied(self) -> None:
         """Raise InputError naming the source file when a copied input does not decode."""
@@ -371,17 +372,15 @@ def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
 
 
 def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schema,
-                  path: str) -> ImportedInput | None:
-    """The input copied column chunk by column chunk into ``path``, or None when it must be decoded."""
+                  path: str) -> ImportedInput | str:
+    """The input copied column chunk by column chunk into ``path``, or why it must be decoded."""
     chosen = [s for s in opened if not s.empty]
     if not chosen:
-        log.info("input %r: decoded, not copied: no row group to read", inp.name)
-        return None
+        return "no row group to read"
     plan = chunkcopy.plan([chunkcopy.Source(s.uri, s.handle, s.file.metadata, s.row_groups) for s in chosen],
                           inp.columns, schema)
     if isinstance(plan, str):
-        log.info("input %r: decoded, not copied (column chunks cannot be copied): %s", inp.name, plan)
-        return None
+        return plan
     try:
         rows = chunkcopy.write(plan, path, settings().read_threads)
     except OSError as e:  # a network error on S3, or a short read of a file that changed: worth another attempt
@@ -391,10 +390,8 @@ def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schem
     for s in chosen:  # every byte copied came from the planned versions?
         check_pinned(inp, s.piece)
     if not chunkcopy.reads_back_as(path, schema):
-        log.info("input %r: decoded, not copied: the copy does not read back as %s", inp.name,
-                 schema.to_string(show_schema_metadata=False).replace("\n", ", "))
         os.remove(path)
-        return None
+        return "the copy does not read back as " + schema.to_string(show_schema_metadata=False).replace("\n", ", ")
     log.info("input %r: copied %d row group(s) of %d file(s) column chunk by column chunk, without decoding",
              inp.name, len(plan.row_groups), len(chosen))
     return ImportedInput(inp.name, path, rows, os.path.getsize(path), len(inp.files), "copy", plan.origins)
@@ -448,17 +445,24 @@ def _csv_source(inp: TaskInput, f: _CsvFile, open_reader: Callable[[], Any],
 
 def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
     """Write one input into ``path`` in format ``fmt``; returns rows and bytes written."""
+    why = f"the program reads {fmt}"
     if not inp.files:
         schema, sources = plain_schema(deserialize_schema(inp.schema)) if inp.schema else pa.schema([]), []
+        why = "no files"
     elif inp.format == "parquet":
         schema, opened = _open_parquet(inp)
-        if fmt == "parquet" and (copied := _copy_parquet(inp, opened, schema, path)):
-            return copied
-        if fmt != "parquet":
-            log.info("input %r: decoded: the program reads %s", inp.name, fmt)
+        if fmt == "parquet":
+            copied = _copy_parquet(inp, opened, schema, path)
+            if isinstance(copied, ImportedInput):
+                log.info("input %r: copied %d row group(s) of %d file(s) column chunk by column chunk, without "
+                         "decoding", inp.name, len(copied.origins), len(inp.files))
+                return copied
+            why = copied
         sources = [s.batches for s in opened if not s.empty]
     else:
         schema, sources = _csv_input(inp)
+        why = "the input is CSV"
+    log.info("input %r: decoded, not copied: %s", inp.name, why)
     rows = 0
     writer = open_writer(path, fmt, schema)
     try:
@@ -471,7 +475,7 @@ def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
         raise InputError(f"input {inp.name!r} from {inp.source}: {e}{hint}") from None
     finally:
         writer.close()
-    return ImportedInput(inp.name, path, rows, os.path.getsize(path), len(inp.files))
+    return ImportedInput(inp.name, path, rows, os.path.getsize(path), len(inp.files), why=why)
 
 
 def import_inputs(inputs: list[TaskInput], workdir: str, fmt: str) -> tuple[list[ImportedInput], float]:

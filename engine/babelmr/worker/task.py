@@ -179,6 +179,7 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
     stats["rows_in"] = sum(i.rows for i in imported)
     stats["bytes_in"] = sum(i.bytes for i in imported)
     stats["import_methods"] = {i.name: i.method for i in imported}
+    stats["import_decoded_because"] = {i.name: i.why for i in imported if i.method == "decode"}
     paths = {i.name: i.path for i in imported}
     output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
 
