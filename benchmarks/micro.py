@@ -43,11 +43,11 @@ import pyarrow.parquet as pq
 
 from babelmr.backends.base import Backend
 from babelmr.job import Job, Stage
+from babelmr.settings import replaced, settings
 from babelmr.spec import FileSlice, TaskInput, TaskResult, TaskSpec
-from babelmr.worker import chunkcopy
 from babelmr.worker.__main__ import RESULT_MARKER
 from babelmr.worker.exporter import export_partitions
-from babelmr.worker.formats import BATCH_ROWS, PROGRAM_PARQUET_COMPRESSION, plain_schema
+from babelmr.worker.formats import BATCH_ROWS, plain_schema
 from babelmr.worker.importer import import_input
 from babelmr.worker.partition import partition_ids, split_by_partition
 from benchmarks import micro_handwritten as handwritten
@@ -182,8 +182,9 @@ def selected_rows(files: list[Path], row_groups: list[int] | None) -> int:
 
 def _program_file_options() -> dict[str, Any]:
     """How babelmr writes the program's input Parquet file (`formats._ParquetWriter`): the ceiling writes the same."""
-    plain = PROGRAM_PARQUET_COMPRESSION == "none"
-    return {"compression": PROGRAM_PARQUET_COMPRESSION, "use_dictionary": not plain, "write_statistics": not plain}
+    compression = settings().program_parquet_compression
+    plain = compression == "none"
+    return {"compression": compression, "use_dictionary": not plain, "write_statistics": not plain}
 
 
 def _pyarrow_import(files: list[Path], columns: list[str] | None, row_groups: list[int] | None, out: Path) -> None:
@@ -222,11 +223,8 @@ def bench_import(data: Lineitem, work: Path, reps: int) -> list[dict[str, Any]]:
             assert _rows_in(outs[variant]) == expected, f"{variant}: {_rows_in(outs[variant])} rows, not {expected}"
 
         def babelmr(spec: TaskInput = spec, out: Path = outs[BABELMR], copy: bool = copy) -> None:
-            chunkcopy.ENABLED, before = copy, chunkcopy.ENABLED
-            try:
+            with replaced(copy_column_chunks=copy):
                 assert import_input(spec, str(out), "parquet").method == ("copy" if copy else "decode")
-            finally:
-                chunkcopy.ENABLED = before
 
         variants = {
             BABELMR: babelmr,

@@ -78,3 +78,16 @@ def write_program(folder: Path, name: str, source: str) -> Path:
     path = folder / name
     path.write_text(source)
     return path
+
+
+@pytest.fixture
+def tune(monkeypatch: pytest.MonkeyPatch):
+    """Change engine settings for one test, e.g. ``tune(row_group_bytes=16_000)`` (fields of babelmr.settings)."""
+    import dataclasses
+
+    import babelmr.settings
+
+    def change(**changes: Any) -> None:
+        monkeypatch.setattr(babelmr.settings, "_current", dataclasses.replace(babelmr.settings.settings(), **changes))
+
+    return change

@@ -7,6 +7,7 @@ fall back to decoding, with the right answer.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import babelmr.worker.chunkcopy as chunkcopy
+from babelmr.settings import settings
 from babelmr.spec import FileSlice, TaskInput
 from babelmr.store import open_store
 from babelmr.worker.exporter import export_partitions
@@ -65,7 +67,7 @@ def files_input(*paths: Path | str, columns: list[str] | None = None, row_groups
 def decoded(inp: TaskInput, path: Path, monkeypatch: pytest.MonkeyPatch) -> pa.Table:
     """What the decoding import writes for ``inp`` (one file at a time, so rows keep their order)."""
     with monkeypatch.context() as m:
-        m.setattr(chunkcopy, "ENABLED", False)
+        m.setattr("babelmr.settings._current", dataclasses.replace(settings(), copy_column_chunks=False))
         parts = []
         for k, piece in enumerate(inp.files):
             one = TaskInput(inp.name, inp.kind, inp.format, [piece], inp.columns, inp.partition, source=inp.source)
@@ -136,7 +138,7 @@ def test_chunks_larger_than_one_read_are_copied_whole(tmp_path: Path, monkeypatc
     inp = files_input(*paths, columns=["f64", "s", "i64"])
     out = tmp_path / "in.parquet"
     for threads in (1, 3):
-        monkeypatch.setattr("babelmr.worker.importer.READ_THREADS", threads)
+        monkeypatch.setattr("babelmr.settings._current", dataclasses.replace(settings(), read_threads=threads))
         assert import_input(inp, str(out), "parquet").method == "copy"
         assert_same_everywhere(str(out), decoded(inp, out, monkeypatch))
 
@@ -219,7 +221,7 @@ def test_what_cannot_be_copied_is_decoded(tmp_path: Path, make) -> None:
 def test_copying_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src.parquet"
     pq.write_table(many_types(0), src)
-    monkeypatch.setattr(chunkcopy, "ENABLED", False)
+    monkeypatch.setattr("babelmr.settings._current", dataclasses.replace(settings(), copy_column_chunks=False))
     assert import_input(files_input(src), str(tmp_path / "in.parquet"), "parquet").method == "decode"
 
 

@@ -149,10 +149,9 @@ class FailingSink:
         self.closed = True
 
 
-def test_an_error_writing_a_row_group_propagates_and_does_not_hang(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_error_writing_a_row_group_propagates_and_does_not_hang(tmp_path: Path, tune) -> None:
     """Row groups are encoded by a writer thread: its error must reach the caller, at once or at close."""
-    monkeypatch.setattr(exporter, "ROW_GROUP_BYTES", 16_000)
+    tune(row_group_bytes=16_000)
     table = word_counts(40_000, words=1000)
     sink = FailingSink(50_000)
     with pytest.raises(OSError, match="connection reset"):
@@ -173,8 +172,8 @@ def test_mostly_distinct_columns_get_no_dictionary(tmp_path: Path) -> None:
 # -- buffering --------------------------------------------------------------------------------------------------
 
 
-def test_full_buffers_become_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(exporter, "ROW_GROUP_BYTES", 16_000)
+def test_full_buffers_become_row_groups(tmp_path: Path, tune) -> None:
+    tune(row_group_bytes=16_000)
     table = word_counts(40_000, words=1000)  # ~1 MB in batches of 500 rows
     index = export(tmp_path / "out.parquet", table, ["word"], 4, batch_rows=500)
     check_index(tmp_path / "out.parquet", table, ["word"], 4)
@@ -186,10 +185,9 @@ def test_full_buffers_become_row_groups(tmp_path: Path, monkeypatch: pytest.Monk
     assert max(f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)) < 2500
 
 
-def test_buffer_budget_flushes_every_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_buffer_budget_flushes_every_buffer(tmp_path: Path, tune) -> None:
     # buffered slices keep their whole split batch in memory: only flushing every buffer frees those batches
-    monkeypatch.setattr(exporter, "ROW_GROUP_BYTES", 1 << 30)  # never full on its own
-    monkeypatch.setattr(exporter, "BUFFER_BUDGET", 50_000)
+    tune(row_group_bytes=1 << 30, export_buffer=50_000)  # row groups never full on their own
     table = word_counts(30_000, words=800)
     index = export(tmp_path / "out.parquet", table, ["word"], 6, batch_rows=300)
     check_index(tmp_path / "out.parquet", table, ["word"], 6)

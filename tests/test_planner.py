@@ -254,3 +254,22 @@ def test_missing_row_group_is_found_at_plan_time(tmp_path: Path) -> None:
     stage["inputs"][0]["row_groups"] = [0, 3]
     with pytest.raises(InputError, match=r"has 3 row groups; row_groups \[3\] do not exist"):
         plan(load(tmp_path, [stage]))
+
+
+@pytest.mark.parametrize("split", [{}, {"bytes_per_task": "1MB"}])
+def test_a_column_only_some_files_have_is_planned_like_the_importer_reads_it(tmp_path: Path,
+                                                                               split: dict[str, Any]) -> None:
+    """The importer reads a column a file lacks as NULL when another file has it: the planner must not refuse
+    it (it did per file when it read every footer), whichever file lacks it; a column no file has still fails."""
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": [1, 2]}), tmp_path / "in" / "a.parquet")
+    pq.write_table(pa.table({"id": [3], "extra": ["x"]}), tmp_path / "in" / "b.parquet")
+    stage = map_stage("in", split=split) if split else map_stage("in")
+    stage["inputs"][0]["columns"] = ["id", "extra"]
+    planned = plan(load(tmp_path, [stage]))
+    assert sorted(f.uri for t in planned.tasks for f in t.inputs[0].files) == [
+        str(tmp_path / "in" / "a.parquet"), str(tmp_path / "in" / "b.parquet")]
+    stage["inputs"][0]["columns"] = ["id", "nope"]
+    with pytest.raises(InputError, match=r"a.parquet has no column\(s\) \['nope'\]; it has \['id'\]: fix 'columns' "
+                                         r"in the job file \(nor does any of the input's 1 other file\(s\)\)"):
+        plan(load(tmp_path, [stage]))

@@ -337,12 +337,14 @@ def test_run_detach_logs_follow_and_wait_on_docker(base_image, tmp_path: Path) -
 
 def test_a_coordinator_on_another_host_is_dead_only_when_its_heartbeat_is_stale() -> None:
     """The pid cannot be checked on another host: the heartbeat's age decides (20 s by default)."""
-    from babelmr.coordinator.resume import STALE_SECONDS, coordinator_state
+    from babelmr.coordinator.resume import coordinator_state
+    from babelmr.settings import settings
 
     now = time.time()
     record = {"status": "running", "host": "elsewhere", "pid": 1, "updated_at": now - 3600}
     assert coordinator_state(record, {"updated_at": now - 1, "pid": 1}, now) == "alive"
-    assert coordinator_state(record, {"updated_at": now - STALE_SECONDS - 1, "pid": 1}, now) == "dead"
+    stale = now - settings().heartbeat_stale_seconds - 1
+    assert coordinator_state(record, {"updated_at": stale, "pid": 1}, now) == "dead"
     assert coordinator_state(record, None, now) == "dead"  # no heartbeat, an old record
     here = {**record, "host": os.uname().nodename, "pid": 2**22 + 12345}  # above pid_max: no such process
     assert coordinator_state(here, {"updated_at": now, "pid": here["pid"]}, now) == "dead"

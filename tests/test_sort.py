@@ -95,9 +95,9 @@ def _norm_row(row: dict) -> list:
     return _norm(list(row.values()))
 
 
-def test_many_runs_merged_in_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_many_runs_merged_in_passes(tmp_path: Path, tune, monkeypatch: pytest.MonkeyPatch) -> None:
     """More runs than the fan-in: runs are merged into fewer runs first, the order is still DuckDB's."""
-    monkeypatch.setattr(sorting, "MAX_FANIN", 3)
+    tune(sort_max_fanin=3)
     monkeypatch.setattr(sorting, "OUTPUT_ROWS", 5)
     schema = pa.schema([pa.field("k", pa.int64(), nullable=False), ("s", pa.string())])  # as tpchgen writes
     table = pa.table({"k": pa.array([(i * 7919) % 101 for i in range(400)], pa.int64()),

@@ -171,8 +171,8 @@ def test_a_program_that_exits_without_reading_gets_a_clear_error(job) -> None:
     assert "docs/program-contract.md" in result.error
 
 
-def test_a_program_that_never_reads_its_task_is_stopped(job, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(warm, "READ_TIMEOUT", 1.0)
+def test_a_program_that_never_reads_its_task_is_stopped(job, tune) -> None:
+    tune(warm_read_timeout=1.0)
     start = time.monotonic()
     result = job(0, command=["sleep", "60"])
     assert time.monotonic() - start < 10

@@ -47,6 +47,7 @@ def test_the_users_memory_pool_and_decoding_choices_are_kept(tmp_path: Path) -> 
     stats = run_worker(tmp_path, {"ARROW_DEFAULT_MEMORY_POOL": "system", "BABELMR_COPY_COLUMN_CHUNKS": "0"})
     assert stats["memory_pool"] == "system"
     assert stats["import_methods"] == {"data": "decode"}
+    assert stats["import_decoded_because"] == {"data": "disabled by BABELMR_COPY_COLUMN_CHUNKS=0"}
 
 
 # -- one attempt in this process: what the program's output becomes ------------------------------------------------

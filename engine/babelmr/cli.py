@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -14,14 +15,17 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.table import Column, Table
 
 from babelmr import __version__
 from babelmr.backends import BACKENDS, get_backend
 from babelmr.errors import BabelMRError, InputError, JobFileError
+from babelmr.images import BASE_IMAGE
 from babelmr.job import job_schema, load_job
+from babelmr.settings import help_text, settings
 from babelmr.store import Store, filesystem_for, list_input_files, open_store
-from babelmr.store.s3 import S3Store, describe_s3_error
+from babelmr.store.s3 import describe_s3_error
 from babelmr.units import parse_size
 
 
@@ -61,10 +65,28 @@ class Group(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+def configure_logging(verbosity: int) -> None:
+    """Show babelmr's log on stderr: warnings by default, -v info (its decisions), -vv debug."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logger = logging.getLogger("babelmr")
+    for handler in [h for h in logger.handlers if getattr(h, "babelmr_cli", False)]:
+        logger.removeHandler(handler)  # called again in one process (tests, the API after the CLI)
+    # the console the progress bars draw on, so log lines print above them
+    handler = RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setLevel(level)  # the level on the handler too: a worker thread may lower the logger's
+    handler.babelmr_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nSettings (environment variables, docs/settings.md):\n" + help_text())
 @click.version_option(__version__, prog_name="babelmr")
-def main() -> None:
+@click.option("--verbose", "-v", count=True, help="Log babelmr's decisions on stderr: -v info, -vv debug.")
+def main(verbose: int) -> None:
     """babelmr: run any program as a map or reduce step over Parquet/CSV data, locally or in containers."""
+    configure_logging(verbose)
+    settings()  # an invalid BABELMR_* variable fails here, named, before any work
 
 
 @main.command()
@@ -77,6 +99,8 @@ def main() -> None:
               help="docker/lambda: memory per task unless the stage sets 'memory' (CPU share follows, as on Lambda).")
 @click.option("--ephemeral-storage", default="512MiB", show_default=True,
               help="docker/lambda emulators: size of each task's /tmp, like Lambda's ephemeral storage.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="local/inline: where the tasks' working "
+              "directories go (default: $BABELMR_WORKDIR, else the system's temporary folder).")
 @click.option("--emulators", type=click.IntRange(min=1),
               help="lambda: start this many AWS Lambda emulator containers per image instead of calling AWS.")
 @click.option("--output", "-o", "output", help="Publish the result here (a folder or s3://bucket/prefix/) as "
@@ -92,9 +116,9 @@ def main() -> None:
               "print the run id and return; then `babelmr status/logs/wait/stop RUN`.")
 @click.option("--run-id", hidden=True, help="The id of the new run (used by --detach).")
 def run(job_file: str, backend: str, store: str | None, concurrency: int | None, memory: str,
-        ephemeral_storage: str, emulators: int | None, output: str | None, output_format: str | None,
-        overwrite: bool, as_json: bool, resume_run: str | None = None, force: bool = False,
-        detach: bool = False, run_id: str | None = None) -> None:
+        ephemeral_storage: str, workdir: str | None, emulators: int | None, output: str | None,
+        output_format: str | None, overwrite: bool, as_json: bool, resume_run: str | None = None,
+        force: bool = False, detach: bool = False, run_id: str | None = None) -> None:
     """Validate JOB_FILE, run its stages and print where the result is."""
     from babelmr.backends.containers import ContainerLimits
     from babelmr.coordinator.run import run_job
@@ -117,7 +141,7 @@ def run(job_file: str, backend: str, store: str | None, concurrency: int | None,
 
     prepare_coordinator()
     err.print(f"running [bold]{job.name}[/] ({len(job.stages)} stages) on backend {backend}, store {job.store}")
-    with get_backend(backend, concurrency=concurrency, limits=limits, emulators=emulators) as b, \
+    with get_backend(backend, concurrency=concurrency, limits=limits, emulators=emulators, workdir=workdir) as b, \
             RichProgress(err) as progress:
         record = run_job(job, b, progress=progress, run_id=run_id, resume=resume_run, force=force)
     err.print(summary_table(record))
@@ -149,7 +173,7 @@ def schema() -> None:
 def cat(uris: tuple[str, ...], as_csv: bool, limit: int) -> None:
     """Print Parquet files (paths, globs or s3:// URIs) as a table or CSV."""
     for bucket in sorted({uri[5:].split("/", 1)[0] for uri in uris if uri.startswith("s3://")}):
-        S3Store(f"s3://{bucket}").check()  # credentials, bucket and endpoint, before "matches no files"
+        open_store(f"s3://{bucket}").check()  # credentials, bucket and endpoint, before "matches no files"
     files = [f.path for uri in uris for f in list_input_files(uri)]
     if as_csv:
         writer = None
@@ -195,8 +219,7 @@ def _reading(uri: str) -> Iterator[None]:
 def _open_store(uri: str) -> Store:
     """The store at ``uri``; an S3 store is checked first, so a bad bucket or key fails with the fix."""
     store = open_store(uri)
-    if isinstance(store, S3Store):
-        store.check()
+    store.check()
     return store
 
 
@@ -272,7 +295,7 @@ def image() -> None:
 
 
 @image.command("base")
-@click.option("--tag", "-t", default="babelmr-base:latest", show_default=True, help="Name of the base image.")
+@click.option("--tag", "-t", default=BASE_IMAGE, show_default=True, help="Name of the base image.")
 def image_base(tag: str) -> None:
     """Build the base image (engine, Python, pyarrow, pandas, Lambda runtime) from this checkout's Dockerfile."""
     from babelmr.images import build_base_image
@@ -285,7 +308,7 @@ def image_base(tag: str) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--tag", "-t", help="Name of the image (default: babelmr-<folder>:latest).")
 def image_build(directory: str, tag: str | None) -> None:
-    """Build a job's image from DIRECTORY/Dockerfile (FROM babelmr-base:latest; built first if missing)."""
+    """Build a job's image from DIRECTORY/Dockerfile (FROM babelmr-base:latest, built first if missing)."""
     from babelmr.images import build_image
 
     report = build_image(directory, tag)
@@ -310,7 +333,7 @@ def deploy(image: str, function: str | None, role: str | None, memory: str, time
 
     from babelmr import deploy as d
     from babelmr.backends.aws_lambda import function_name
-    from babelmr.backends.containers import docker_client
+    from babelmr.images import docker_client
 
     if role_name:
         if not job_file:

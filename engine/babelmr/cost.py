@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from babelmr.errors import BabelMRError
+from babelmr.settings import settings
 
 ARCHITECTURES = ("x86_64", "arm64")
 DEFAULT_ESTIMATE_MB = 2048  # `babelmr run --memory`'s default: the size a local run is priced at
@@ -43,7 +44,7 @@ class PriceTable:
 
 def config_path() -> str:
     """``$BABELMR_CONFIG``, else ``~/.config/babelmr/config.toml``."""
-    return os.environ.get("BABELMR_CONFIG") or os.path.join(
+    return settings().config or os.path.join(
         os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "babelmr", "config.toml")
 
 

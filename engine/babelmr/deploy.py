@@ -16,6 +16,7 @@ import botocore.exceptions
 
 from babelmr.backends.aws_lambda import function_name
 from babelmr.errors import BabelMRError
+from babelmr.images import BASE_IMAGE, image_repository
 from babelmr.job import ExternalInput, Job
 from babelmr.store.s3 import split_s3_uri
 
@@ -37,7 +38,7 @@ class FunctionSettings:
 
 def repository_name(image: str) -> str:
     """The ECR repository for a local image tag: the tag's repository part."""
-    return image.rsplit("/", 1)[-1].split(":", 1)[0]
+    return image_repository(image)
 
 
 def ensure_repository(ecr: Any, name: str) -> str:
@@ -127,7 +128,7 @@ def task_policy(job: Job) -> dict[str, Any]:
 
 def coordinator_policy(job: Job, region: str, account: str) -> dict[str, Any]:
     """What the machine running `babelmr run --backend lambda` needs beyond the tasks' S3 access."""
-    functions = sorted({function_name(s.image or "babelmr-base") for s in job.stages})
+    functions = sorted({function_name(s.image or BASE_IMAGE) for s in job.stages})
     return {"Version": "2012-10-17", "Statement": [{
         "Sid": "Invoke", "Effect": "Allow", "Action": "lambda:InvokeFunction",
         "Resource": [f"arn:aws:lambda:{region}:{account}:function:{f}" for f in functions]}]}

@@ -61,3 +61,7 @@ class JobFailed(BabelMRError):
 
 class OutputError(BabelMRError):
     """The job's output location cannot be used: not empty, holds files babelmr did not write, unreachable."""
+
+
+class SettingsError(BabelMRError):
+    """A ``BABELMR_*`` environment variable holds a value babelmr cannot use (docs/settings.md)."""

@@ -26,12 +26,14 @@ import docker
 import docker.errors
 
 from babelmr.errors import ImageError
+from babelmr.settings import settings
 
-BASE_TAG = "babelmr-base:latest"
+BASE_IMAGE = "babelmr-base:latest"  # the image every job image starts FROM, and what a stage without one runs
+BASE_TAG = BASE_IMAGE  # its older name
 OS_BASE_IMAGE = "debian:bookworm-slim"
 SOURCE_LABEL = "org.babelmr.source-hash"  # on the base image: hash of the sources it was built from
 SECRET_ID = "pip_cert"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"  # the default of BABELMR_DEBIAN_MIRROR (babelmr.settings)
 SOURCES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md",
            "base-image/entrypoint.sh", "base-image/babelmr-pip.sh")  # the build context, with engine/babelmr
 _START_DOCKER = ("start it: `dockerd > /tmp/dockerd.log 2>&1 &` as root (or `systemctl start docker`), "
@@ -64,6 +66,32 @@ class BuildReport:
         return f"{self.tag}: {self.size / 1e6:.0f} MB, {how} ({self.image_id.removeprefix('sha256:')[:12]})"
 
 
+def image_repository(image: str) -> str:
+    """The repository part of an image name, registry, tag and digest left out (``r.io/team/wc:v2`` -> ``wc``).
+
+    The one naming rule: a Lambda function and an ECR repository are named after it.
+    """
+    return image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+
+
+def build_hint(image: str) -> str:
+    """The command that builds ``image``: the base image's own, or a job image's."""
+    if image_repository(image) == image_repository(BASE_IMAGE):
+        return "`babelmr image base`" + ("" if image == BASE_IMAGE else f" -t {image}")
+    return f"`babelmr image build DIR -t {image}`"
+
+
+def docker_client(pool_size: int = 1) -> docker.DockerClient:
+    """A new client of the local Docker engine (``pool_size`` connections used at once), or an `ImageError`
+    saying how to start the engine. The one place babelmr connects to Docker."""
+    try:
+        client = docker.from_env(max_pool_size=max(10, pool_size + 4), timeout=600)
+        client.ping()
+        return client
+    except docker.errors.DockerException as e:
+        raise ImageError(f"cannot reach the Docker engine ({e}): {_START_DOCKER}") from None
+
+
 def _say(message: str, quiet: bool) -> None:
     if not quiet:
         print(f"babelmr: {message}", file=sys.stderr, flush=True)
@@ -81,13 +109,8 @@ def ensure_docker() -> docker.DockerClient:
             return _client
         except docker.errors.DockerException:
             _client = None
-    try:
-        client = docker.from_env(timeout=600)
-        client.ping()
-    except docker.errors.DockerException as e:
-        raise ImageError(f"the Docker engine does not answer ({e}): {_START_DOCKER}") from None
-    _client = client
-    return client
+    _client = docker_client()
+    return _client
 
 
 def _docker_candidates() -> list[str]:
@@ -102,7 +125,7 @@ def _docker_candidates() -> list[str]:
 @functools.cache
 def docker_cli() -> str:
     """A ``docker`` CLI on PATH that builds with BuildKit (``--secret``); ``BABELMR_DOCKER`` overrides."""
-    chosen = os.environ.get("BABELMR_DOCKER")
+    chosen = settings().docker
     candidates = [chosen] if chosen else _docker_candidates()
     if not candidates:
         raise ImageError(f"no `docker` command on PATH: install the Docker CLI (`apt-get install -y docker.io`) "
@@ -139,8 +162,7 @@ def image_exists(tag: str) -> bool:
 def _require(tag: str) -> dict[str, Any]:
     attrs = _inspect(tag)
     if attrs is None:
-        hint = "`babelmr image base`" if tag.split(":")[0] == BASE_TAG.split(":")[0] else "`babelmr image build DIR`"
-        raise ImageError(f"no image {tag!r} in the local Docker engine: build it with {hint}")
+        raise ImageError(f"no image {tag!r} in the local Docker engine: build it with {build_hint(tag)}")
     return attrs
 
 
@@ -320,7 +342,7 @@ def ensure_os_base_image(quiet: bool = False) -> bool:
         raise ImageError(f"{OS_BASE_IMAGE} cannot be pulled and making it with debootstrap needs root: run "
                          "`babelmr image base` as root once, or pull/load the image yourself")
     debootstrap = _debootstrap()
-    mirror = os.environ.get("BABELMR_DEBIAN_MIRROR", DEBIAN_MIRROR)
+    mirror = settings().debian_mirror
     start = time.perf_counter()
     rootfs = Path(tempfile.mkdtemp(prefix="babelmr-rootfs-", dir="/var/tmp"))
     try:

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 PARTITION_INDEX_KEY = b"babelmr.partitions"
+# The worker protocol's wire constants (docs/settings.md lists them; they are not settings).
+SPEC_ENV = "BABELMR_TASK_SPEC"  # a container task's spec, when not given as a file or URI
+RESULT_MARKER = "BABELMR_RESULT "  # starts the line a container task prints its TaskResult on
+JOB_DIR_ENV = "BABELMR_JOB_DIR"  # set in images: where the image keeps the job's folder (COPY . /opt/job)
 
 
 @dataclass(frozen=True)

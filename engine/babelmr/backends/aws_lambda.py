@@ -27,19 +27,19 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
-    BASE_IMAGE,
     ContainerLimits,
+    ContainerOptions,
     check_access,
     check_image,
     container_options,
     covers,
-    docker_client,
     mounts,
     prepare_local_store,
     stage_mounts,
 )
 from babelmr.cost import lambda_report
 from babelmr.errors import BabelMRError
+from babelmr.images import BASE_IMAGE, docker_client, image_repository
 from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
@@ -55,8 +55,7 @@ PERMANENT_ERRORS = ("ResourceNotFoundException", "AccessDeniedException", "Inval
 
 def function_name(image: str) -> str:
     """The Lambda function `babelmr deploy` creates for an image: its repository name, sanitised."""
-    repo = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-    return re.sub(r"[^A-Za-z0-9_-]", "-", repo)[:64]
+    return re.sub(r"[^A-Za-z0-9_-]", "-", image_repository(image))[:64]
 
 
 def _throttled(e: BaseException) -> bool:
@@ -97,10 +96,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class LambdaOptions(ContainerOptions):
+    """The lambda backend's options: per-task resources (of the emulators) and how many emulators to start."""
+
+    emulators: int | None = None  # start this many emulator containers per image instead of calling AWS
+
+
 class LambdaBackend(Backend):
     """Invokes one Lambda function per stage image, with bounded concurrency and throttling backoff."""
 
     name = "lambda"
+    Options = LambdaOptions
 
     def __init__(self, concurrency: int | None = None, *, emulators: int | None = None,
                  limits: ContainerLimits | None = None, throttle_patience: float = THROTTLE_PATIENCE):
@@ -117,6 +124,14 @@ class LambdaBackend(Backend):
         self._lock = threading.Lock()
         self._docker = None
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
+
+    @property
+    def memory_per_task(self) -> int | None:
+        return self.limits.memory
+
+    @property
+    def emulated(self) -> bool:
+        return bool(self.emulators)
 
     def default_concurrency(self) -> int:
         return self.emulators or 64  # emulators serve one invocation each; AWS scales by itself

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from babelmr.job import Job, Stage
@@ -11,10 +12,45 @@ from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store.base import Store
 
 
+@dataclass(frozen=True)
+class BackendOptions:
+    """The options every backend takes; a backend with more declares a subclass as its ``Options``."""
+
+    concurrency: int | None = None  # tasks at once (default: the backend's `default_concurrency`)
+
+
+@dataclass(frozen=True)
+class ProcessOptions(BackendOptions):
+    """The options of the backends running tasks on this machine (local, inline)."""
+
+    workdir: str | None = None  # where the tasks' working directories go (default: BABELMR_WORKDIR, else /tmp)
+
+
 class Backend(ABC):
     """Runs task specs somewhere. `run_task` blocks and is called from many threads at once."""
 
     name: ClassVar[str]
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> Backend:
+        """The backend built from its options (the constructor takes each field as a keyword)."""
+        return cls(**{f.name: getattr(options, f.name) for f in fields(options)})
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        """The keyword options `get_backend` passes on to this backend."""
+        return {f.name for f in fields(cls.Options)}
+
+    @property
+    def memory_per_task(self) -> int | None:
+        """Bytes of memory a task gets unless its stage says (container backends); None: not limited."""
+        return None
+
+    @property
+    def emulated(self) -> bool:
+        """Whether the backend stands in for a cloud service on this machine (the lambda emulators)."""
+        return False
 
     def __init__(self, concurrency: int | None = None):
         self.concurrency = concurrency or self.default_concurrency()

@@ -23,19 +23,20 @@ import docker
 import docker.errors
 from docker.types import Mount
 
+from babelmr.backends.base import BackendOptions
 from babelmr.errors import BabelMRError, InputError, StoreError
+from babelmr.images import BASE_IMAGE, build_hint
 from babelmr.spec import TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
-from babelmr.store.local import LocalStore
 from babelmr.store.s3 import endpoint_url
 
-BASE_IMAGE = "babelmr-base:latest"
 LAMBDA_MB_PER_VCPU = 1769
 DEFAULT_MEMORY = 2048 << 20
 DEFAULT_EPHEMERAL = 512 << 20
 LABEL = "babelmr.backend"
 RUN_LABEL = "babelmr.run"
+PROBE_MARKER = "BABELMR_PROBE "  # starts the line the probe script (_PROBE) prints its findings on
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,11 @@ class ContainerLimits:
         return min(float(os.cpu_count() or 1), max(0.1, (self.memory >> 20) / LAMBDA_MB_PER_VCPU))
 
 
-def docker_client(pool_size: int) -> docker.DockerClient:
-    """A client of the local Docker engine, or an error saying how to start one."""
-    try:
-        client = docker.from_env(max_pool_size=max(10, pool_size + 4), timeout=600)
-        client.ping()
-        return client
-    except docker.errors.DockerException as e:
-        raise BabelMRError(f"cannot reach the Docker engine ({e}): start it (e.g. `dockerd &` or "
-                           "`systemctl start docker`) and check `docker info`") from None
+@dataclass(frozen=True)
+class ContainerOptions(BackendOptions):
+    """The docker backend's options: the per-task resources."""
+
+    limits: ContainerLimits | None = None
 
 
 def check_image(client: docker.DockerClient, image: str, stage: str) -> None:
@@ -65,8 +62,7 @@ def check_image(client: docker.DockerClient, image: str, stage: str) -> None:
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
-        hint = "`babelmr image base`" if image == BASE_IMAGE else f"`babelmr image build DIR -t {image}`"
-        raise BabelMRError(f"stage {stage!r}: image {image!r} not found: build it with {hint}") from None
+        raise BabelMRError(f"stage {stage!r}: image {image!r} not found: build it with {build_hint(image)}") from None
 
 
 def _local_dirs(spec: TaskSpec) -> set[str]:
@@ -75,7 +71,7 @@ def _local_dirs(spec: TaskSpec) -> set[str]:
 
 def mounts(spec: TaskSpec, store: Store) -> list[Mount]:
     """Bind mounts at identical paths: the store's run folder read-write, local input folders read-only."""
-    writable = [run_folder(store, spec.run_id)] if isinstance(store, LocalStore) else []
+    writable = [run_folder(store, spec.run_id)] if store.local_root is not None else []
     readonly = sorted(_local_dirs(spec))
     chosen: list[Mount] = []
     covered: list[str] = []
@@ -108,7 +104,7 @@ def network_mode() -> str | None:
     return "host" if host in ("127.0.0.1", "localhost", "::1") else None
 
 
-def run_folder(store: LocalStore, run_id: str) -> str:
+def run_folder(store: Store, run_id: str) -> str:
     """The folder of a run in a local store: all a task container mounts of the store."""
     return store.path(layout.run_prefix(run_id))
 
@@ -120,7 +116,7 @@ def prepare_local_store(store: Store, run_prefix: str, stages: Sequence[str] = (
     in are made writable for every uid (a task container runs as another uid than the coordinator, and the
     coordinator must be able to delete what tasks wrote), whatever the coordinator's umask.
     """
-    if isinstance(store, LocalStore):
+    if store.local_root is not None:
         run = store.path(run_prefix)
         writable = [os.path.join(run, "stages")] + [
             os.path.join(run, "stages", stage, part) for stage in stages for part in ("data", "commits", "logs")]
@@ -191,8 +187,8 @@ def check_access(client: docker.DockerClient, tasks: list[TaskSpec], store: Stor
     if not tasks:
         return
     spec = tasks[0]
-    writes = [os.path.join(run_folder(store, spec.run_id), "stages")] if check_store and isinstance(
-        store, LocalStore) else []
+    writes = [os.path.join(run_folder(store, spec.run_id), "stages")] if check_store and (
+        store.local_root is not None) else []
     reads = sorted({(i.name, f.uri) for t in tasks for i in t.inputs if i.kind == "files" for f in i.files
                     if "://" not in f.uri})
     chosen = {m["Target"]: m for m in stage_mounts(tasks, store)}
@@ -211,10 +207,10 @@ def check_access(client: docker.DockerClient, tasks: list[TaskSpec], store: Stor
                                        remove=True, stdout=True, stderr=False)
     except docker.errors.DockerException:
         return  # no python in a foreign image, say: the tasks report their own errors
-    line = next((x for x in output.decode(errors="replace").splitlines() if x.startswith("BABELMR_PROBE ")), None)
+    line = next((x for x in output.decode(errors="replace").splitlines() if x.startswith(PROBE_MARKER)), None)
     if line is None:
         return
-    found = json.loads(line.removeprefix("BABELMR_PROBE "))
+    found = json.loads(line.removeprefix(PROBE_MARKER))
     if found["problems"]:
         raise _access_error(found, spec, image, backend, list(chosen))
 

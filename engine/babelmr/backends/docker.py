@@ -11,22 +11,21 @@ import requests.exceptions
 
 from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
-    BASE_IMAGE,
     ContainerLimits,
+    ContainerOptions,
     check_access,
     check_image,
     container_options,
-    docker_client,
     prepare_local_store,
     stage_mounts,
 )
 from babelmr.bounded import MAX_LOG, TAIL_READ, bounded
+from babelmr.images import BASE_IMAGE, docker_client
 from babelmr.job import Job, Stage
-from babelmr.spec import TaskResult, TaskSpec
+from babelmr.spec import RESULT_MARKER, SPEC_ENV, TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
 from babelmr.store.s3 import aws_environment
-from babelmr.worker.__main__ import RESULT_MARKER, SPEC_ENV
 from babelmr.worker.program import TAIL_LINES
 from babelmr.worker.warm_server import CLIENT, SOCKET
 
@@ -45,6 +44,7 @@ class DockerBackend(Backend):
     """One container per task attempt; containers are always removed, also on failure and Ctrl-C."""
 
     name = "docker"
+    Options = ContainerOptions
 
     def __init__(self, concurrency: int | None = None, limits: ContainerLimits | None = None):
         super().__init__(concurrency)
@@ -58,6 +58,10 @@ class DockerBackend(Backend):
         # warm stages: long-lived containers per (image, memory, stage mounts), each serving one task at a time
         self._warm: dict[tuple, queue.Queue[str]] = {}
         self._stage_mounts: dict[str, list] = {}
+
+    @property
+    def memory_per_task(self) -> int | None:
+        return self.limits.memory
 
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
         self._client = docker_client(self.concurrency)

@@ -12,7 +12,8 @@ import os
 import shutil
 import tempfile
 
-from babelmr.backends.base import Backend
+from babelmr.backends.base import Backend, ProcessOptions
+from babelmr.settings import settings
 from babelmr.spec import TaskResult, TaskSpec
 
 
@@ -20,10 +21,11 @@ class InlineBackend(Backend):
     """Runs each attempt in this process, in its own temporary working directory."""
 
     name = "inline"
+    Options = ProcessOptions
 
-    def __init__(self, concurrency: int | None = None):
+    def __init__(self, concurrency: int | None = None, workdir: str | None = None):
         super().__init__(concurrency)
-        self._root = tempfile.mkdtemp(prefix="babelmr-inline-", dir=os.environ.get("BABELMR_WORKDIR"))
+        self._root = tempfile.mkdtemp(prefix="babelmr-inline-", dir=workdir or settings().workdir)
 
     def default_concurrency(self) -> int:
         """One task at a time: runs are reproducible step by step and a debugger sees one task."""

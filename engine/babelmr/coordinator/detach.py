@@ -19,7 +19,6 @@ from babelmr.coordinator.resume import coordinator_state
 from babelmr.errors import BabelMRError
 from babelmr.store import layout
 from babelmr.store.base import Store
-from babelmr.store.local import LocalStore
 
 DETACHED_ENV = "BABELMR_DETACHED"  # set in a detached coordinator's environment
 EXIT_CODES = {"succeeded": 0, "failed": 1, "interrupted": 130}
@@ -38,7 +37,7 @@ def install_stop_handler() -> None:
 
 def coordinator_log_path(store: Store, run_id: str) -> str:
     """Where a detached coordinator writes its output: in a local store's run folder, else in ~/.babelmr/logs."""
-    if isinstance(store, LocalStore):
+    if store.local_root is not None:
         path = store.path(layout.coordinator_log(run_id))
     else:
         path = os.path.join(os.path.expanduser("~"), ".babelmr", "logs", f"{run_id}.log")

@@ -10,6 +10,7 @@ result lists (its ``_SUCCESS``, or the ``_PUBLISHING`` marker of a publication t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -28,11 +29,11 @@ from babelmr.job import Job, Output
 from babelmr.schemas import TaskSchema, conform_batch, deserialize_schema, same_schema, unify_stage_schemas
 from babelmr.store import filesystem_for, layout, open_store
 from babelmr.store.base import Store
-from babelmr.store.s3 import S3Store
 from babelmr.worker.plain import export_plain
 
+log = logging.getLogger(__name__)
 SUCCESS = layout.OUTPUT_SUCCESS
-PUBLISHING = "_PUBLISHING"  # lists what a publication in progress writes and replaces, until _SUCCESS is written
+PUBLISHING = layout.OUTPUT_PUBLISHING  # lists what a publication in progress writes and replaces, until _SUCCESS
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 COPY_THREADS = 16
 
@@ -41,7 +42,14 @@ def stage_schema(stage: str, commits: list[dict[str, Any]]) -> pa.Schema | None:
     """The unified schema of a stage's committed files (None when no commit record carries one)."""
     schemas = [TaskSchema(c["task"], deserialize_schema(c["arrow_schema"]), c["rows"])
                for c in commits if c.get("file") and c.get("arrow_schema")]
-    return unify_stage_schemas(stage, schemas) if schemas else None
+    if not schemas:
+        return None
+    unified = unify_stage_schemas(stage, schemas)
+    differing = [s.task for s in schemas if not same_schema(s.schema, unified)]
+    if differing:  # tasks' files are rewritten to (or read as) the unified schema
+        log.info("stage %r: tasks %s wrote other schemas than the stage's unified one: %s", stage, differing,
+                 unified.to_string(show_schema_metadata=False).replace("\n", ", "))
+    return unified
 
 
 # ---- the output location -------------------------------------------------------------------------------------
@@ -51,8 +59,7 @@ def _open_target(output: Output) -> Store:
         raise OutputError(f"output {output.uri!r} is a file: give a folder (or s3://bucket/prefix/)")
     try:
         store = open_store(output.uri)
-        if isinstance(store, S3Store):
-            store.check()
+        store.check()
     except BabelMRError as e:
         raise OutputError(f"output {output.uri!r}: {e}") from None
     return store
@@ -183,7 +190,7 @@ def final_files(store: Store, run_id: str, stage: str, commits: list[dict[str, A
             raise BabelMRError(f"stage {stage!r}: task {c['task']}'s output does not convert to the stage's unified "
                                f"schema ({schema.to_string(show_schema_metadata=False)}): {e}; declare the stage's "
                                "'schema'") from None
-        size = store.filesystem.get_file_info(store.path(key)).size or 0
+        size = store.size(key)
         files.append(FinalFile(c["task"], store.uri_for(key), c["rows"], size))
     return files
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from babelmr.errors import InputError
 from babelmr.job import ExternalInput, Job, Stage, StageInput
 from babelmr.job.model import resolve_sort
 from babelmr.spec import FileSlice, TaskInput, TaskSpec
 from babelmr.store import FileEntry, filesystem_for, list_input_files
+from babelmr.units import human_bytes
+from babelmr.worker.parquet_checks import check_columns, check_row_groups, unreadable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,31 +43,31 @@ class StagePlan:
     skipped: list[int] = field(default_factory=list)  # tasks whose inputs are all empty: the program is not run
 
 
-def _footer(uri: str) -> pq.FileMetaData:
+def _footer(name: str, uri: str) -> pq.FileMetaData:
     fs, path = filesystem_for(uri)
     try:
         with fs.open_input_file(path) as f:
             return pq.ParquetFile(f).metadata
     except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"cannot read Parquet file {uri}: {e}") from None
+        raise unreadable(name, uri, e) from None
 
 
-def _footers(uris: list[str]) -> list[pq.FileMetaData]:
+def _footers(name: str, uris: list[str]) -> list[pq.FileMetaData]:
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(_footer, uris))
+        return list(pool.map(lambda uri: _footer(name, uri), uris))
 
 
-def _check_parquet(inp: ExternalInput, uri: str, meta: pq.FileMetaData) -> None:
-    """Fail at plan time, naming the file, for columns or row groups the file lacks."""
-    names = meta.schema.to_arrow_schema().names
-    missing = [c for c in inp.columns or [] if c not in names]
-    if missing:
-        raise InputError(f"input {inp.name!r}: {uri} has no column(s) {missing}; it has {names}: "
-                         "fix 'columns' in the job file")
-    bad = [g for g in inp.row_groups or [] if g >= meta.num_row_groups]
-    if bad:
-        raise InputError(f"input {inp.name!r}: {uri} has {meta.num_row_groups} row groups; row_groups {bad} "
-                         "do not exist")
+def _check_parquet(inp: ExternalInput, uris: list[str], metas: list[pq.FileMetaData]) -> None:
+    """Fail at plan time, naming the file, for row groups a file lacks or columns no file has (the importer's
+    rule: a file lacking a column reads it as NULL). ``metas`` are the footers of the first files of ``uris``;
+    the others are read only when those lack a column."""
+    for uri, meta in zip(uris, metas, strict=False):
+        check_row_groups(inp.name, uri, meta.num_row_groups, inp.row_groups)
+    found = {c for m in metas for c in m.schema.to_arrow_schema().names}
+    if len(metas) < len(uris) and any(c not in found for c in inp.columns or []):
+        metas = list(metas) + _footers(inp.name, uris[len(metas):])
+    check_columns(inp.name, inp.columns, [(u, m.schema.to_arrow_schema().names)
+                                          for u, m in zip(uris, metas, strict=False)])
 
 
 def _pinned(f: FileEntry, row_groups: list[int] | None, size: int) -> FileSlice:
@@ -78,9 +82,8 @@ def _slices(inp: ExternalInput, files: list[FileEntry], bytes_per_task: int | No
     if inp.format != "parquet":
         pieces = [[r] for f in files for r in _byte_ranges(inp, f, bytes_per_task)]
     else:
-        metas = _footers(uris) if (bytes_per_task or row_groups) else [_footer(uris[0])]
-        for uri, meta in zip(uris, metas, strict=False):
-            _check_parquet(inp, uri, meta)
+        metas = _footers(inp.name, uris) if (bytes_per_task or row_groups) else [_footer(inp.name, uris[0])]
+        _check_parquet(inp, uris, metas)
         if not bytes_per_task:
             pieces = [[_pinned(f, row_groups, f.size)] for f in files]
         else:
@@ -168,7 +171,8 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
     broadcast = {i.name: _external(i, _whole(i, listed[i.name])) for i in stage.external_inputs if i.broadcast}
     for inp in stage.external_inputs:
         if inp.broadcast and inp.format == "parquet":
-            _check_parquet(inp, listed[inp.name][0].path, _footer(listed[inp.name][0].path))
+            uris = [f.path for f in listed[inp.name]]
+            _check_parquet(inp, uris, [_footer(inp.name, uris[0])])
     split = next((i for i in stage.external_inputs if not i.broadcast), None)
 
     task_inputs: list[dict[str, TaskInput]] = []
@@ -184,11 +188,19 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
                 skipped.append(p)
         if len(skipped) == partitions:
             skipped.pop(0)  # all empty: task 0 still runs, on a typed empty input, so the stage has a typed result
+        log.info("stage %r: one task per partition of stage %r: %d task(s), %d of them skipped (empty)",
+                 stage.name, stage.stage_inputs[0].stage, partitions, len(skipped))
     elif split is not None:
-        target = stage.split.target_bytes(sum(f.size for f in listed[split.name]), concurrency)
+        total = sum(f.size for f in listed[split.name])
+        target = stage.split.target_bytes(total, concurrency)
         pieces = _slices(split, listed[split.name], target)
         for share in _pack(pieces, stage.split.files_per_task, target):
             task_inputs.append({split.name: _external(split, share)})
+        how = (f"~{human_bytes(target)} per task ({'the job' if stage.split.bytes_per_task else 'default'}; "
+               f"{len(pieces)} row group(s) or file(s) packed)" if target
+               else f"{stage.split.files_per_task or 1} file(s) per task")
+        log.info("stage %r: input %r: %d file(s), %s, split into %d task(s): %s", stage.name, split.name,
+                 len(listed[split.name]), human_bytes(total), len(task_inputs), how)
     else:
         task_inputs.append({})
 

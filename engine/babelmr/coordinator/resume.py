@@ -25,13 +25,12 @@ from babelmr.coordinator.planner import StageOutput, StagePlan
 from babelmr.coordinator.records import read_heartbeat, read_record, resolve_run_id, write_stage_record
 from babelmr.errors import BabelMRError
 from babelmr.job import Job, Stage
+from babelmr.settings import settings
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, list_input_files
 from babelmr.store.base import Store
 from babelmr.store.s3 import s3_client, split_s3_uri
 
-HEARTBEAT_SECONDS = float(os.environ.get("BABELMR_HEARTBEAT_SECONDS", "2"))
-STALE_SECONDS = float(os.environ.get("BABELMR_HEARTBEAT_STALE_SECONDS", "20"))
 _ATTEMPT = re.compile(r"/t(\d+)-a(\d+)[-.]")
 
 
@@ -143,7 +142,7 @@ def coordinator_state(record: dict[str, Any], heartbeat: dict[str, Any] | None, 
     if (heartbeat or {}).get("pid", record.get("pid")) and record.get("host") == os.uname().nodename \
             and not pid_alive((heartbeat or {}).get("pid", record.get("pid"))):
         return "dead"
-    return "dead" if now - beat > STALE_SECONDS else "alive"
+    return "dead" if now - beat > settings().heartbeat_stale_seconds else "alive"
 
 
 class Heartbeat:
@@ -169,12 +168,12 @@ class Heartbeat:
         with self._lock:
             beat = {**self.state, "running": sorted(self.state["running"])}
         beat.update(run_id=self.record["run_id"], pid=os.getpid(), host=os.uname().nodename,
-                    updated_at=time.time(), interval=HEARTBEAT_SECONDS, **extra)
+                    updated_at=time.time(), interval=settings().heartbeat_seconds, **extra)
         with contextlib.suppress(Exception):  # a missed beat is no reason to fail the run
             self.store.write_bytes(layout.heartbeat(self.record["run_id"]), json.dumps(beat).encode())
 
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
+        while not self._stop.wait(settings().heartbeat_seconds):
             self.write()
 
     def stop(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,8 @@ from babelmr.schemas import deserialize_schema, serialize_schema
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
-from babelmr.store.s3 import S3Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,8 +55,17 @@ def _run_attempts(backend: Backend, spec: TaskSpec, retries: int, stop: threadin
     for attempt in range(first, first + retries + 1):
         result = backend.run_task(spec.with_attempt(attempt))
         outcome.attempts.append(result)
+        for name, why in (result.stats.get("import_decoded_because") or {}).items():  # logged in the worker's process
+            log.debug("%s: input %r decoded, not copied: %s", spec.with_attempt(attempt).label, name, why)
+        if result.status == "duplicate":
+            log.info("%s: another attempt of the task committed first; this one's output was deleted",
+                     spec.with_attempt(attempt).label)
         if result.status != "error" or not result.retryable or attempt == first + retries or stop.is_set():
             break
+        # INFO: the progress display already shows each retry; the log keeps the cause with -v
+        log.info("%s failed; retrying (%d of %d retries): %s", spec.with_attempt(attempt).label, attempt - first + 1,
+                 retries,
+                 (result.error or "").splitlines()[0] if result.error else "no error message")
         on_retry(result)
     return outcome
 
@@ -119,11 +130,16 @@ def _commit_skipped(store: Store, run_id: str, plan: StagePlan) -> None:
                   "partition_rows": [0] * stage.partitions, "skipped": "every input partition is empty",
                   "committed_at": time.time()}
         store.put_if_absent(layout.commit_record(run_id, stage.name, task), json.dumps(record).encode())
+    if plan.skipped:
+        log.info("stage %r: tasks %s skipped: every input partition they read is empty", stage.name, plan.skipped)
 
 
 def _clean_uncommitted(store: Store, run_id: str, stage: str, commits: list[dict[str, Any]]) -> None:
     keep = {c["file"] for c in commits}
-    store.delete([e.path for e in store.list(layout.data_prefix(run_id, stage)) if e.path not in keep])
+    uncommitted = [e.path for e in store.list(layout.data_prefix(run_id, stage)) if e.path not in keep]
+    if uncommitted:  # failed or duplicate attempts that could not delete their own output
+        log.info("stage %r: deleting %d uncommitted file(s): %s", stage, len(uncommitted), uncommitted)
+    store.delete(uncommitted)
 
 
 def _failure_message(stage: Stage, failed: TaskOutcome | None) -> str:
@@ -195,14 +211,13 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
     prices = load_prices()
     coordinator_requests = requests.snapshot()
     store = open_store(store_uri or job.store)
-    if isinstance(store, S3Store):
-        store.check()
+    store.check()
     if job.output:
         check_target(job.output)  # before the run starts: a refused output costs nothing and leaves no trace
     book = (RunBook.resume(store, job, backend, resume, force=force) if resume
             else RunBook.start(store, job, backend, run_id or new_run_id(job.name)))
     run_id, record = book.run_id, book.record
-    record["emulated"] = bool(getattr(backend, "emulators", None))
+    record["emulated"] = backend.emulated
     write_record(store, record)
     heartbeat = book.heartbeat(progress or StageProgress())
     progress = live = LiveRecord(heartbeat, store, record)  # type: ignore[arg-type]  # forwards every event
@@ -230,8 +245,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             progress.stage_started(stage, len(plan.tasks) - len(skip))
             outcomes = run_stage(plan, backend, progress, skip=skip, tolerated=stage.tolerated(len(plan.tasks)))
             summary = _stage_summary(plan, outcomes, time.perf_counter() - started)
-            limits = getattr(backend, "limits", None)  # container backends; a local run has no memory size
-            summary["memory_bytes"] = stage.memory or getattr(limits, "memory", None)
+            summary["memory_bytes"] = stage.memory or backend.memory_per_task  # a local run has no memory size
             summary["cost"] = stage_usage(summary, prices).to_dict(prices)
             failed = [o for o in outcomes if o.final.status == "error"]
             forgiven = tolerated_failures(store, plan, failed) if failed else []

@@ -49,6 +49,22 @@ class Store(ABC):
     def write_bytes(self, key: str, data: bytes) -> None:
         """Replace the object atomically: readers see the old or the new content, never a part."""
 
+    @property
+    def local_root(self) -> str | None:
+        """The folder holding the keys when they are files on this machine (a container can mount it); else None."""
+        return None
+
+    def check(self) -> None:  # noqa: B027 - a store that cannot fail early has nothing to check
+        """Fail early, naming the store, the cause and the fix, when the store cannot be used."""
+
+    def size(self, key: str) -> int:
+        """The object's size in bytes (one HEAD request; raises FileNotFoundError when absent)."""
+        requests.count("HEAD")
+        info = self.filesystem.get_file_info(self.path(key))
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(f"no object {self.uri_for(key)}")
+        return info.size or 0
+
     def open_output(self, key: str):
         """A stream writing the object (S3: a multipart upload that appears only when closed)."""
         return self.filesystem.open_output_stream(self.path(key))

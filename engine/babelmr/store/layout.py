@@ -11,13 +11,16 @@
     runs/<run>/stages/<stage>/conformed/t<task>.<ext>     a final file rewritten to the stage's unified schema
     runs/<run>/stages/<stage>/commits/t<task>.json        the commit record publishing one attempt
     runs/<run>/stages/<stage>/manifest.json               the stage's committed files, once complete
-    runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.{stdout,stderr}
+    runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.{stdout,stderr}   the program's output streams
+    runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.engine    after an unexpected error: the worker's log, traceback
+    runs/<run>/stages/<stage>/logs/t<task>-a<attempt>.container a task container's stdout and stderr (docker)
     runs/<run>/stages/<stage>/status/t<task>-a<attempt>.txt   the latest status line of a running attempt
     runs/<run>/specs/<stage>/t<task>-a<attempt>.json      task specs too large for an invocation payload
 
 A job's output location (its own folder or prefix, not in the store):
 
     part-<n>.<ext>                                        the final stage's committed files, numbered
+    _PUBLISHING                                           while publishing: what is written and replaced
     _SUCCESS                                              written last: run id, rows, the parts (JSON)
 """
 
@@ -51,6 +54,7 @@ def conformed_data(run_id: str, stage: str, task: int, ext: str) -> str:
 
 
 OUTPUT_SUCCESS = "_SUCCESS"
+OUTPUT_PUBLISHING = "_PUBLISHING"
 
 
 def output_part(index: int, ext: str) -> str:
@@ -70,8 +74,13 @@ def stage_manifest(run_id: str, stage: str) -> str:
     return f"{stage_prefix(run_id, stage)}/manifest.json"
 
 
+def log_prefix(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/logs"
+
+
 def task_log(run_id: str, stage: str, task: int, attempt: int, stream: str) -> str:
-    return f"{stage_prefix(run_id, stage)}/logs/t{task:05d}-a{attempt}.{stream}"
+    """An attempt's log: ``stream`` is stdout, stderr (the program's), engine (the worker's) or container."""
+    return f"{log_prefix(run_id, stage)}/t{task:05d}-a{attempt}.{stream}"
 
 
 def task_spec(run_id: str, stage: str, task: int, attempt: int) -> str:
@@ -106,7 +115,3 @@ def stage_record(run_id: str, stage: str) -> str:
 
 def stage_plan(run_id: str, stage: str) -> str:
     return f"{run_prefix(run_id)}/plans/{stage}.json"
-
-
-def log_prefix(run_id: str, stage: str) -> str:
-    return f"{stage_prefix(run_id, stage)}/logs"

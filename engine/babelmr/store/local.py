@@ -22,6 +22,10 @@ class LocalStore(Store):
         self.uri = self.root
         self.filesystem = pafs.LocalFileSystem()
 
+    @property
+    def local_root(self) -> str:
+        return self.root
+
     def path(self, key: str) -> str:
         return os.path.join(self.root, key) if key else self.root
 

@@ -31,7 +31,7 @@ from babelmr.store.base import Store
 STATIC = str(resources.files("babelmr.ui") / "static")
 LOG_BYTES = 1 << 20  # the tail of a log the page shows
 _STAGE_DATA = re.compile(r"/stages/([^/]+)/data/")
-_LOG_NAME = re.compile(r"t(\d+)-a(\d+)\.(stdout|stderr)$")
+_LOG_NAME = re.compile(r"t(\d+)-a(\d+)\.(stdout|stderr|engine|container)$")
 
 
 def _edges(record: dict[str, Any]) -> dict[str, list[str]]:
@@ -112,7 +112,7 @@ def run_view(store: Store, record: dict[str, Any]) -> dict[str, Any]:
     for stage in recorded:
         name = stage.get("name", "?")
         logs: dict[tuple[int, int], list[str]] = {}
-        for entry in store.list(f"{layout.stage_prefix(run_id, name)}/logs"):
+        for entry in store.list(layout.log_prefix(run_id, name)):
             m = _LOG_NAME.search(entry.path)
             if m:
                 logs.setdefault((int(m[1]), int(m[2])), []).append(m[3])
@@ -207,8 +207,8 @@ def create_app(store: Store) -> Starlette:
 
     async def api_log(request: Request) -> Response:
         p = request.path_params
-        if p["stream"] not in ("stdout", "stderr"):
-            return PlainTextResponse("stdout or stderr", status_code=404)
+        if p["stream"] not in ("stdout", "stderr", "engine", "container"):
+            return PlainTextResponse("stdout, stderr, engine or container", status_code=404)
         run_id = _record(p["run_id"])["run_id"]
         key = layout.task_log(run_id, p["stage"], int(p["task"]), int(p["attempt"]), p["stream"])
         try:

@@ -13,12 +13,9 @@ import json
 import os
 import sys
 
-from babelmr.spec import TaskSpec
+from babelmr.spec import RESULT_MARKER, SPEC_ENV, TaskSpec
 from babelmr.store import filesystem_for
 from babelmr.worker.task import run_task
-
-SPEC_ENV = "BABELMR_TASK_SPEC"
-RESULT_MARKER = "BABELMR_RESULT "
 
 
 def read_spec_uri(uri: str) -> str:

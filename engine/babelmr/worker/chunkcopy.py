@@ -14,7 +14,7 @@ dictionary and large types read back as their plain types, as after decoding. Af
 schema is read back and compared with the decoding import's; any difference discards the copy.
 
 Page indexes, bloom filters and sorting columns are not copied (their offsets point into the source);
-statistics are. Memory is bounded: at most ``READ_THREADS`` extents of ``EXTENT_BYTES`` are in flight.
+statistics are. Memory is bounded: at most ``BABELMR_READ_THREADS`` extents of ``EXTENT_BYTES`` are in flight.
 Set ``BABELMR_COPY_COLUMN_CHUNKS=0`` to always decode.
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import os
 import re
 import struct
 from collections import deque
@@ -35,11 +34,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from babelmr import __version__
+from babelmr.settings import settings
 from babelmr.store import requests
 from babelmr.worker import thrift
 from babelmr.worker.thrift import I16, I32, I64, LIST, STRUCT, Struct
 
-ENABLED = os.environ.get("BABELMR_COPY_COLUMN_CHUNKS", "1") != "0"
 EXTENT_BYTES = 8 << 20  # the largest single read: bounds memory per thread
 MAGIC = b"PAR1"
 _PARQUET_MR = re.compile(rb"parquet-mr version (\d+)\.(\d+)\.(\d+)")
@@ -135,7 +134,7 @@ class Plan:
 
 def plan(sources: list[Source], columns: list[str] | None, schema: pa.Schema) -> Plan | str:
     """How to copy ``columns`` of ``sources`` into a file reading back as ``schema``, or why not."""
-    if not ENABLED:
+    if not settings().copy_column_chunks:
         return "disabled by BABELMR_COPY_COLUMN_CHUNKS=0"
     if any(pa.types.is_nested(f.type) for f in schema):
         return "a selected column is nested"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import threading
 from collections.abc import Iterable
@@ -23,13 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from babelmr.settings import settings
 from babelmr.spec import PARTITION_INDEX_KEY
 from babelmr.worker.partition import split_by_partition
 
-ROW_GROUP_BYTES = int(os.environ.get("BABELMR_ROW_GROUP_BYTES", 64 << 20))
-# The writer thread encodes one flush while the next fills: 64 MB keeps a 4 GB partition's task under 512 MB
-# of RSS; 128 MB exported 3% faster (benchmarks/micro.py).
-BUFFER_BUDGET = int(os.environ.get("BABELMR_EXPORT_BUFFER", 64 << 20))
+# A partition's row group ends once settings().row_group_bytes (BABELMR_ROW_GROUP_BYTES) are buffered, and
+# settings().export_buffer (BABELMR_EXPORT_BUFFER) bounds the batches held over all partitions. The writer thread
+# encodes one flush while the next fills: a 64 MB buffer keeps a 4 GB partition's task under 512 MB of RSS; 128 MB
+# exported 3% faster (benchmarks/micro.py).
 MAX_ROW_GROUP_ROWS = 64 << 20  # pyarrow's writer cuts longer row groups (its max_row_group_length)
 # A column whose dictionary outgrows this falls back to plain encoding. Every row group starts a new dictionary,
 # so with pyarrow's 1 MB, columns of (nearly) unique values build a useless dictionary per row group.
@@ -95,10 +95,10 @@ class PartitionedWriter:
         for p, part in split_by_partition(batch, self.key, self.partitions):
             self._buffers[p].append(part)
             self._buffered[p] += part.nbytes
-            if self._buffered[p] >= ROW_GROUP_BYTES:
+            if self._buffered[p] >= settings().row_group_bytes:
                 self._flush(p)
         self._held += batch.nbytes
-        if self._held > BUFFER_BUDGET:  # flushing only some buffers would free none of these batches
+        if self._held > settings().export_buffer:  # flushing only some buffers would free none of these batches
             for p in range(self.partitions):
                 self._flush(p)
             self._held = 0

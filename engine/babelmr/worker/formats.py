@@ -16,6 +16,8 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from babelmr.settings import settings
+
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 BATCH_ROWS = 64 * 1024
 READ_BLOCK = 16 << 20  # bytes per CSV/JSON block: large blocks make type inference see more rows
@@ -240,13 +242,12 @@ class BatchWriter(Protocol):
 # The program's input file lives on the task's local disk for one read: write it plain (no compression,
 # dictionaries or statistics), about 5x faster to write and 2-3x faster to read than snappy, at about
 # 3x the size. BABELMR_PROGRAM_PARQUET_COMPRESSION=lz4 (or zstd, snappy) trades speed for a small /tmp.
-PROGRAM_PARQUET_COMPRESSION = os.environ.get("BABELMR_PROGRAM_PARQUET_COMPRESSION", "none")
-
 
 class _ParquetWriter:
     def __init__(self, path: str, schema: pa.Schema):
-        plain = PROGRAM_PARQUET_COMPRESSION == "none"
-        self._writer = pq.ParquetWriter(path, schema, compression=PROGRAM_PARQUET_COMPRESSION,
+        compression = settings().program_parquet_compression
+        plain = compression == "none"
+        self._writer = pq.ParquetWriter(path, schema, compression=compression,
                                         use_dictionary=not plain, write_statistics=not plain)
 
     def write(self, batch: pa.RecordBatch) -> None:

@@ -7,6 +7,7 @@ their record batches stream through a bounded queue into one local file per inpu
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import threading
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 
 from babelmr.errors import InputChanged, InputError, TaskError
 from babelmr.schemas import conform_batch, deserialize_schema
+from babelmr.settings import settings
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for, requests
 from babelmr.store.locations import file_version
@@ -40,11 +42,13 @@ from babelmr.worker.formats import (
     plain_type,
     promote,
 )
+from babelmr.worker.parquet_checks import check_columns, check_row_groups, unreadable
 
-READ_THREADS = int(os.environ.get("BABELMR_READ_THREADS", "8"))  # files opened, byte ranges copied at once
-# Files decoded at once. Each holds its pre-buffered column chunks and a batch (~40 MB for lineitem): 4 keeps a
-# 16-file partition under 512 MB of RSS and, on a 2-core worker, imports no slower than 8.
-DECODE_THREADS = int(os.environ.get("BABELMR_DECODE_THREADS", "4"))
+log = logging.getLogger(__name__)
+# settings().read_threads (BABELMR_READ_THREADS): files opened, byte ranges copied at once.
+# settings().decode_threads (BABELMR_DECODE_THREADS): files decoded at once. Each holds its pre-buffered column
+# chunks and a batch (~40 MB for lineitem): 4 keeps a 16-file partition under 512 MB of RSS and, on a 2-core
+# worker, imports no slower than 8.
 PROBE_BLOCK = 1 << 20  # bytes of each CSV file after the first that its column types are inferred from
 QUEUE_BATCHES = 2  # each reader thread also holds one batch while it waits: memory is (threads + this) batches
 PREBUFFER_BYTES = 16 << 20  # compressed bytes of row groups a file reads ahead at once (bounds memory per file)
@@ -59,12 +63,13 @@ class ImportedInput:
     files: int
     method: str = "decode"  # or "copy": column chunks copied without decoding (see chunkcopy)
     origins: list[str] = field(default_factory=list)  # copied: the source file of each row group
+    why: str = ""  # decoded: why the column chunks were not copied
 
     def check_copied(self) -> None:
         """Raise InputError naming the source file when a copied input does not decode."""
         if self.method == "copy" and (bad := chunkcopy.first_unreadable(self.path, self.origins)):
             uri, error = bad
-            raise InputError(f"input {self.name!r}: cannot read Parquet file {uri}: {error}")
+            raise unreadable(self.name, uri, error)
 
 
 def input_paths(spec_inputs: list[TaskInput], workdir: str, fmt: str) -> dict[str, str]:
@@ -148,7 +153,7 @@ class _ParquetSource:
             requests.count("GET")  # the footer (one read of the file's tail)
         except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
             check_pinned(inp, piece)  # unless it changed since planned: say so
-            raise InputError(f"input {inp.name!r}: cannot read Parquet file {piece.uri}: {e}") from None
+            raise unreadable(inp.name, piece.uri, e) from None
         schema = plain_schema(self.file.schema_arrow)
         if inp.columns:  # a column this file lacks is NULL here if another file of the input has it
             schema = pa.schema([schema.field(c) for c in inp.columns if c in schema.names])
@@ -157,11 +162,11 @@ class _ParquetSource:
         if inp.kind == "stage":
             self.row_groups = partition_row_groups(self.file.metadata, inp.partition or 0, piece.uri)
         elif piece.row_groups is not None:
-            bad = [g for g in piece.row_groups if g >= self.file.num_row_groups]
-            if bad:
-                check_pinned(inp, piece)
-                raise InputError(f"input {inp.name!r}: {piece.uri} has {self.file.num_row_groups} row groups; "
-                                 f"row_groups {bad} do not exist")
+            try:
+                check_row_groups(inp.name, piece.uri, self.file.num_row_groups, piece.row_groups)
+            except InputError:
+                check_pinned(inp, piece)  # unless it changed since planned: say so
+                raise
             self.row_groups = piece.row_groups
         else:
             self.row_groups = list(range(self.file.num_row_groups))
@@ -197,11 +202,11 @@ class _ParquetSource:
             try:
                 yield from _pinned_batches(self._decode(), self.inp, self.piece)
             except pa.ArrowInvalid as e:  # corrupt data pages: retrying will not help
-                raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
+                raise unreadable(self.name, self.uri, e) from None
             except OSError as e:  # corrupt pages (deterministic), or a network error on S3 (transient)
                 if _network_error(self.uri, e):
                     raise TaskError(f"input {self.name!r}: reading Parquet file {self.uri} failed: {e}") from None
-                raise InputError(f"input {self.name!r}: cannot read Parquet file {self.uri}: {e}") from None
+                raise unreadable(self.name, self.uri, e) from None
 
     def _decode(self) -> Iterator[pa.RecordBatch]:
         for run, size in self._runs():
@@ -308,11 +313,7 @@ def _select(inp: TaskInput, schema: pa.Schema, declared: dict[str, pa.DataType] 
     """The input's requested ``columns`` of the unified ``schema`` (a column no file has is an error)."""
     if not inp.columns:
         return schema
-    missing = [c for c in inp.columns if c not in schema.names]
-    if missing and files:
-        uri, first = files[0]
-        raise InputError(f"input {inp.name!r}: no file has column(s) {missing} ({uri} has {first.names}): "
-                         "fix 'columns' in the job file")
+    check_columns(inp.name, inp.columns, [(uri, s.names) for uri, s in files])
     declared = declared or {}
     return pa.schema([schema.field(c) if c in schema.names else pa.field(c, declared.get(c, pa.null()))
                       for c in inp.columns])
@@ -339,7 +340,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
         finally:
             q.put(done)
 
-    with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(sources))) as pool:
+    with ThreadPoolExecutor(max_workers=min(settings().decode_threads, len(sources))) as pool:
         for source in sources:
             pool.submit(read, source)
         finished = 0
@@ -360,7 +361,7 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
 
 
 def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
-    with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(settings().read_threads, len(inp.files)))) as pool:
         opened = list(pool.map(lambda piece: _ParquetSource(inp, piece), inp.files))
     if inp.schema:  # an earlier stage's files: the coordinator unified their schemas (babelmr.schemas)
         schema = plain_schema(deserialize_schema(inp.schema))
@@ -373,11 +374,7 @@ def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
         return schema, opened
     # files with no rows to read say nothing about the data: their columns do not count unless all are empty
     with_rows = [s for s in opened if not s.empty] or opened
-    if inp.columns:
-        found = {c for s in opened for c in s.schema.names}
-        if missing := [c for c in inp.columns if c not in found]:
-            raise InputError(f"input {inp.name!r}: no file has column(s) {missing}; {opened[0].uri} has "
-                             f"{opened[0].file.schema_arrow.names}: fix 'columns' in the job file")
+    check_columns(inp.name, inp.columns, [(s.uri, s.file.schema_arrow.names) for s in opened])
     schema = unify_files(inp, [(s.uri, s.schema) for s in with_rows], text=False)
     if inp.columns:
         schema = pa.schema([schema.field(c) if c in schema.names else pa.field(c, pa.null()) for c in inp.columns])
@@ -385,17 +382,17 @@ def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
 
 
 def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schema,
-                  path: str) -> ImportedInput | None:
-    """The input copied column chunk by column chunk into ``path``, or None when it must be decoded."""
+                  path: str) -> ImportedInput | str:
+    """The input copied column chunk by column chunk into ``path``, or why it must be decoded."""
     chosen = [s for s in opened if not s.empty]
     if not chosen:
-        return None
+        return "no row group to read"
     plan = chunkcopy.plan([chunkcopy.Source(s.uri, s.handle, s.file.metadata, s.row_groups) for s in chosen],
                           inp.columns, schema)
     if isinstance(plan, str):
-        return None
+        return plan
     try:
-        rows = chunkcopy.write(plan, path, READ_THREADS)
+        rows = chunkcopy.write(plan, path, settings().read_threads)
     except OSError as e:  # a network error on S3, or a short read of a file that changed: worth another attempt
         for s in chosen:
             check_pinned(inp, s.piece)  # a changed file is not worth another attempt: say which
@@ -404,14 +401,16 @@ def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schem
         check_pinned(inp, s.piece)
     if not chunkcopy.reads_back_as(path, schema):
         os.remove(path)
-        return None
+        return "the copy does not read back as " + schema.to_string(show_schema_metadata=False).replace("\n", ", ")
+    log.info("input %r: copied %d row group(s) of %d file(s) column chunk by column chunk, without decoding",
+             inp.name, len(plan.row_groups), len(chosen))
     return ImportedInput(inp.name, path, rows, os.path.getsize(path), len(inp.files), "copy", plan.origins)
 
 
 def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa.RecordBatch]]]]:
     """The input's files read by column name into one schema (see ``unify_files``)."""
     declared = arrow_schema(inp.csv.get("schema"))
-    with ThreadPoolExecutor(max_workers=max(1, min(READ_THREADS, len(inp.files)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(settings().read_threads, len(inp.files)))) as pool:
         probed = list(pool.map(lambda ip: _csv_probe(inp, ip[1], declared, first=ip[0] == 0),
                                enumerate(inp.files)))
     files = [(f.piece.uri, f.schema) for f in probed if f.schema is not None]
@@ -456,15 +455,26 @@ def _csv_source(inp: TaskInput, f: _CsvFile, open_reader: Callable[[], Any],
 
 def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
     """Write one input into ``path`` in format ``fmt``; returns rows and bytes written."""
+    why = f"the program reads {fmt}"
     if not inp.files:
         schema, sources = plain_schema(deserialize_schema(inp.schema)) if inp.schema else pa.schema([]), []
+        why = "no files"
     elif inp.format == "parquet":
         schema, opened = _open_parquet(inp)
-        if fmt == "parquet" and not inp.sort and (copied := _copy_parquet(inp, opened, schema, path)):
-            return copied
+        if fmt == "parquet" and inp.sort:
+            why = "the input is sorted first"
+        elif fmt == "parquet":
+            copied = _copy_parquet(inp, opened, schema, path)
+            if isinstance(copied, ImportedInput):
+                log.info("input %r: copied %d row group(s) of %d file(s) column chunk by column chunk, without "
+                         "decoding", inp.name, len(copied.origins), len(inp.files))
+                return copied
+            why = copied
         sources = [s.batches for s in opened if not s.empty]
     else:
         schema, sources = _csv_input(inp)
+        why = "the input is CSV"
+    log.info("input %r: decoded, not copied: %s", inp.name, why)
     rows = 0
     writer = open_writer(path, fmt, schema)
     try:
@@ -481,7 +491,7 @@ def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
         raise InputError(f"input {inp.name!r} from {inp.source}: {e}{hint}") from None
     finally:
         writer.close()
-    return ImportedInput(inp.name, path, rows, os.path.getsize(path), len(inp.files))
+    return ImportedInput(inp.name, path, rows, os.path.getsize(path), len(inp.files), why=why)
 
 
 def import_inputs(inputs: list[TaskInput], workdir: str, fmt: str) -> tuple[list[ImportedInput], float]:

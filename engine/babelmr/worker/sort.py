@@ -7,12 +7,12 @@ code point order), decimals, dates and timestamps by value.
 
 Each batch gets a normalised sort key: one binary value per row whose bytewise order is that order (per
 column a NULL marker byte, then a big-endian, sign-flipped encoding of the value, bytes inverted for a
-descending column; strings escaped so that no key is a prefix of another). Runs of at most ``RUN_BYTES``
-are sorted with Arrow's ``sort_indices`` on that key and written to the task's disk as Arrow IPC files
-in small batches; the merge keeps one batch per run. Each round it takes the smallest last key of the
+descending column; strings escaped so that no key is a prefix of another). Runs of at most ``sort_run_bytes``
+(`babelmr.settings`) are sorted with Arrow's ``sort_indices`` on that key and written to the task's disk as
+Arrow IPC files in small batches; the merge keeps one batch per run. Each round it takes the smallest last key of the
 runs' current batches as the bound (a heap over the runs): every row up to the bound, from every run,
 precedes every row not read yet, so those rows are sorted together (Arrow again) and emitted. More runs
-than ``MAX_FANIN`` are first merged into fewer, larger runs, so memory stays bounded for any input size.
+than ``sort_max_fanin`` are first merged into fewer, larger runs, so memory stays bounded for any input size.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from babelmr.errors import InputError
+from babelmr.settings import settings
 
-RUN_BYTES = int(os.environ.get("BABELMR_SORT_RUN_BYTES", 48 << 20))  # Arrow bytes sorted in memory at once
-MERGE_BATCH_BYTES = int(os.environ.get("BABELMR_SORT_MERGE_BATCH_BYTES", 1 << 20))  # per run while merging
-MAX_FANIN = int(os.environ.get("BABELMR_SORT_MAX_FANIN", 128))  # runs merged at once (a 6 GB input: one pass)
 OUTPUT_ROWS = 64 * 1024  # rows of the batches emitted
 KEY = "__babelmr_sort_key"
 _NOT_NULL = 1  # NULL marker bytes: NULLS FIRST < value < NULLS LAST
@@ -162,7 +160,7 @@ def sort_key(batch: pa.RecordBatch | pa.Table, sort: list[dict[str, str]]) -> pa
 def _sorted_run(batches: list[pa.RecordBatch], schema: pa.Schema,
                 sort: list[dict[str, str]]) -> tuple[pa.Table, pa.Array, int]:
     """The batches as one contiguous table with the key column appended, the order that sorts it, and rows
-    per batch of about ``MERGE_BATCH_BYTES`` (each run is read back one such batch at a time).
+    per batch of about ``sort_merge_batch_bytes`` (each run is read back one such batch at a time).
 
     ``batches`` is emptied. Taking from a table of many chunks would concatenate them at every take, so the
     columns are made contiguous first, one at a time, each freeing its chunks: memory grows by one column.
@@ -175,7 +173,7 @@ def _sorted_run(batches: list[pa.RecordBatch], schema: pa.Schema,
     columns = chunked.columns
     del chunked
     table = pa.Table.from_arrays([columns.pop(0).combine_chunks() for _ in range(len(columns))], schema=full)
-    rows = max(1024, int(table.num_rows * MERGE_BATCH_BYTES / max(1, nbytes)))
+    rows = max(1024, int(table.num_rows * settings().sort_merge_batch_bytes / max(1, nbytes)))
     return table, pc.sort_indices(table[KEY]), rows
 
 
@@ -284,7 +282,7 @@ def sort_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, sort: lis
     Runs are spilled to a fresh folder under ``spill_dir``, removed when the generator ends.
     """
     check_columns(sort, schema, what)
-    limit = run_bytes or int(os.environ.get("BABELMR_SORT_RUN_BYTES", RUN_BYTES))  # read per call: tests set it
+    limit = run_bytes or settings().sort_run_bytes
     folder = None
     runs: list[str] = []
     held: list[pa.RecordBatch] = []
@@ -322,20 +320,21 @@ def sort_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, sort: lis
 
 
 def _reduce_runs(runs: list[str], folder: str) -> list[str]:
-    """Merge groups of ``MAX_FANIN`` runs into one until at most ``MAX_FANIN`` remain."""
+    """Merge groups of ``sort_max_fanin`` runs into one until at most ``sort_max_fanin`` remain."""
     level = 0
-    while len(runs) > MAX_FANIN:
+    fanin = settings().sort_max_fanin
+    while len(runs) > fanin:
         level += 1
         merged = []
-        for g in range(0, len(runs), MAX_FANIN):
-            group = runs[g:g + MAX_FANIN]
-            path = os.path.join(folder, f"merged-{level}-{g // MAX_FANIN:06d}.arrow")
+        for g in range(0, len(runs), fanin):
+            group = runs[g:g + fanin]
+            path = os.path.join(folder, f"merged-{level}-{g // fanin:06d}.arrow")
             writer = None
             with pa.OSFile(path, "wb") as sink:
                 for batch in _merge(group):
                     if writer is None:
                         writer = pa.ipc.new_file(sink, batch.schema, options=IPC_OPTIONS)
-                    rows = max(1024, int(batch.num_rows * MERGE_BATCH_BYTES / max(1, batch.nbytes)))
+                    rows = max(1024, int(batch.num_rows * settings().sort_merge_batch_bytes / max(1, batch.nbytes)))
                     for start in range(0, batch.num_rows, rows):
                         writer.write_batch(batch.slice(start, rows))
                 if writer is not None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import resource
 import secrets
 import shlex
 import shutil
+import threading
 import time
+import traceback
 from typing import Any
 
 import botocore.exceptions
@@ -23,7 +26,7 @@ import pyarrow as pa
 from babelmr.bounded import log_for_store
 from babelmr.errors import BabelMRError, TaskError
 from babelmr.schemas import serialize_schema
-from babelmr.spec import TaskResult, TaskSpec
+from babelmr.spec import JOB_DIR_ENV, TaskResult, TaskSpec
 from babelmr.store import layout, open_store, requests
 from babelmr.store.base import Store
 from babelmr.worker.combine import run_combiner
@@ -35,7 +38,7 @@ from babelmr.worker.plain import export_plain
 from babelmr.worker.program import run_program, stderr_tail
 from babelmr.worker.warm import run_warm
 
-JOB_DIR_ENV = "BABELMR_JOB_DIR"  # set in images: where the image keeps the job's folder (COPY . /opt/job)
+log = logging.getLogger(__name__)
 
 
 def program_env(spec: TaskSpec, workdir: str, paths: dict[str, str], output: str) -> dict[str, str]:
@@ -182,6 +185,7 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
     stats["rows_in"] = sum(i.rows for i in imported)
     stats["bytes_in"] = sum(i.bytes for i in imported)
     stats["import_methods"] = {i.name: i.method for i in imported}
+    stats["import_decoded_because"] = {i.name: i.why for i in imported if i.method == "decode"}
     paths = {i.name: i.path for i in imported}
     output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
 
@@ -227,7 +231,7 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
             else:
                 partition_rows = export_partitions(batches, schema, store.open_output(key), spec.key,
                                                    spec.partitions)["rows"]
-            size = store.filesystem.get_file_info(store.path(key)).size or 0
+            size = store.size(key)
             requests.count_upload(size)
             requests.count("HEAD")  # the size check
         except UnsupportedKeyError as e:  # the same output fails every attempt the same way
@@ -246,6 +250,7 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
                   "counters": run.counters}
         if not store.put_if_absent(layout.commit_record(spec.run_id, spec.stage, spec.task),
                                    json.dumps(commit).encode()):
+            log.info("%s: another attempt committed the task first: its output %s is deleted", spec.label, key)
             store.delete([key])  # another attempt of this task committed first
             return TaskResult("duplicate", spec.stage, spec.task, spec.attempt, stats=_finish(stats))
         return TaskResult("ok", spec.stage, spec.task, spec.attempt, commit=commit, stats=_finish(stats))
@@ -306,16 +311,83 @@ def run_task(spec: TaskSpec, workdir: str, *, keep_workdir: bool = False) -> Tas
     os.makedirs(workdir, exist_ok=True)
     before = set(os.listdir(workdir))
     stats: dict[str, Any] = {}  # a failed attempt reports how far it got (the timeline shows it)
+    engine_log = _AttemptLog()
     try:
         return execute(spec, workdir, stats)
     except Exception as e:
         cause = str(e) if isinstance(e, BabelMRError) else f"{type(e).__name__}: {e}"
         error = cause if cause.startswith(spec.label) else f"{spec.label}: {cause}"
+        if not isinstance(e, BabelMRError):  # a bug or an unforeseen failure: keep the whole traceback
+            log.debug("%s: unexpected error", spec.label, exc_info=True)
+            engine_log.lines.append(f"{spec.label}: unexpected error:\n{traceback.format_exc()}")
+            # babelmr's own errors say what to fix: only an unexpected one costs the extra write
+            if where := _upload_engine_log(spec, engine_log.finish()):
+                error += f" (full traceback: {where})"
         return TaskResult("error", spec.stage, spec.task, spec.attempt, error=error, retryable=retryable(e),
                           stats=_finish(stats))
     finally:
+        engine_log.finish()
         if not keep_workdir:
             _clean(workdir, before)
+
+
+class _AttemptLog(logging.Handler):
+    """The babelmr log records of one attempt (those of its thread), for the task's engine log in the store.
+
+    When nothing in this process configured logging (a worker process, a container), records down to INFO are
+    kept (the engine's decisions: copy or decode and why, ...); else the level the process chose applies.
+    """
+
+    _lock = threading.Lock()
+    _active = 0
+    _saved_level = logging.NOTSET
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self._thread = threading.get_ident()
+        self._closed = False
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger = logging.getLogger("babelmr")
+        with _AttemptLog._lock:
+            if _AttemptLog._active == 0:
+                _AttemptLog._saved_level = logger.level
+                unconfigured = not logging.getLogger().handlers and not logger.handlers
+                if unconfigured and logger.getEffectiveLevel() > logging.INFO:
+                    logger.setLevel(logging.INFO)
+            _AttemptLog._active += 1
+        logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread:
+            self.lines.append(self.format(record))
+
+    def finish(self) -> str:
+        """Stop collecting; returns the log's text."""
+        if not self._closed:
+            self._closed = True
+            logger = logging.getLogger("babelmr")
+            logger.removeHandler(self)
+            with _AttemptLog._lock:
+                _AttemptLog._active -= 1
+                if _AttemptLog._active == 0:
+                    logger.setLevel(_AttemptLog._saved_level)
+            self.close()
+        return "\n".join(self.lines) + "\n" if self.lines else ""
+
+
+def _upload_engine_log(spec: TaskSpec, text: str) -> str | None:
+    """Write the engine log of an attempt that failed unexpectedly; returns its URI (None: not written)."""
+    if not text:
+        return None
+    try:
+        store = open_store(spec.store)
+        key = layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, "engine")
+        store.write_bytes(key, text.encode())
+        return store.uri_for(key)
+    except Exception:  # the store itself may be what failed: the error message still reaches the user
+        log.debug("%s: cannot write the engine log", spec.label, exc_info=True)
+        return None
 
 
 def _clean(workdir: str, keep: set[str]) -> None:

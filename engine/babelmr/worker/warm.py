@@ -10,7 +10,7 @@ and counter lines work as for a cold program, and its own logging cannot corrupt
 
 A program that times out is killed (its whole session) and started afresh for the next task; one that
 crashes, too. A program that never reads its task (it does not speak the protocol) is stopped after
-`READ_TIMEOUT` seconds with an error that is not retried.
+`warm_read_timeout` seconds (`babelmr.settings`) with an error that is not retried.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import time
 from multiprocessing import util as mp_util
 
 from babelmr.errors import TaskError
+from babelmr.settings import settings
 from babelmr.worker.program import PAGE_SIZE, ProgramRun, _PeakSampler, program_argv, read_counters, read_status
 
 # MR_* variables that differ from task to task: the rest of the environment identifies a warm program.
 PER_TASK = ("MR_TASK", "MR_ATTEMPT", "MR_INPUTS", "MR_INPUT", "MR_OUTPUT", "MR_WORKDIR", "MR_PARTITION")
-READ_TIMEOUT = float(os.environ.get("BABELMR_WARM_READ_TIMEOUT", "30"))  # seconds to read the first task
 MAX_IDLE = 4  # idle warm programs one worker keeps (e.g. a map and a reduce program of each of two runs)
 CHUNK = 1 << 20
 
@@ -151,15 +151,16 @@ class WarmProgram:
                 if not read:
                     read = written and _unread(self.task_w) == 0
                     if not read:
-                        waits.append(min(0.05, start + READ_TIMEOUT - now))
+                        waits.append(min(0.05, start + settings().warm_read_timeout - now))
                 if timeout and now - start >= timeout:
                     timed_out = True
                     break
-                if not read and now - start >= READ_TIMEOUT and not self.answered:
+                if not read and now - start >= settings().warm_read_timeout and not self.answered:
                     failure, retryable = (
                         f"the program {' '.join(self.argv)!r} was started in warm mode but never answered within "
-                        f"{READ_TIMEOUT:g} s (it did not read its task): set \"warm\": false on the stage, or read "
-                        "tasks from the file descriptor in $MR_WARM_IN as in docs/program-contract.md"), False
+                        f"{settings().warm_read_timeout:g} s (it did not read its task): set \"warm\": false on the "
+                        "stage, or read tasks from the file descriptor in $MR_WARM_IN as in "
+                        "docs/program-contract.md"), False
                     break
                 ready, _, _ = select.select([self.reply_r], [], [], max(0.0, min(waits)))
                 if not ready:
