@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 import requests.exceptions
@@ -48,6 +49,8 @@ class DockerBackend(Backend):
         self._client = None
         self._store: Store | None = None
         self._active: set[str] = set()
+        self._attempts: dict[tuple[str, int, int], str] = {}  # running attempt -> its container
+        self._stopped: dict[str, str] = {}  # container -> why the backend stopped it
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
@@ -72,8 +75,10 @@ class DockerBackend(Backend):
         options = container_options(spec, self._store, self.limits, {})
         env = {**aws_environment(), SPEC_ENV: spec.to_json()}
         container = self._client.containers.run(environment=env, **options)
+        key = (spec.stage, spec.task, spec.attempt)
         with self._lock:
             self._active.add(container.id)
+            self._attempts[key] = container.id
         if self._closed.is_set():  # close() ran while this container was being created: it missed it
             self._remove(container.id)
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
@@ -100,10 +105,27 @@ class DockerBackend(Backend):
             return TaskResult("error", spec.stage, spec.task, spec.attempt,
                               error=f"{spec.label}: the container exited with code {status.get('StatusCode')}: "
                                     f"{why}\n--- last lines of the container's stderr ---\n{tail}")
-        except docker.errors.APIError as e:
+        except (docker.errors.APIError, requests.exceptions.RequestException) as e:
+            with self._lock:
+                stopped = self._stopped.get(container.id)
+            if stopped or self._closed.is_set():
+                return TaskResult("error", spec.stage, spec.task, spec.attempt, retryable=False,
+                                  error=f"{spec.label}: stopped: {stopped or 'interrupted'}")
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: Docker: {e}")
         finally:
             self._remove(container.id)
+            with self._lock:
+                self._attempts.pop(key, None)
+                self._stopped.pop(container.id, None)
+
+    def cancel(self, spec: TaskSpec, reason: str) -> None:
+        """Stop a running attempt: remove its container (the attempt then reports ``stopped``)."""
+        with self._lock:
+            container_id = self._attempts.get((spec.stage, spec.task, spec.attempt))
+            if container_id is not None:
+                self._stopped[container_id] = reason
+        if container_id is not None:
+            self._remove(container_id)
 
     def _remove(self, container_id: str) -> None:
         try:
@@ -119,5 +141,6 @@ class DockerBackend(Backend):
         self._closed.set()
         with self._lock:
             active = list(self._active)
-        for container_id in active:
-            self._remove(container_id)
+        if active:  # at once, not one after the other: Ctrl-C must stop a wide stage within seconds
+            with ThreadPoolExecutor(max_workers=min(16, len(active))) as pool:
+                list(pool.map(self._remove, active))

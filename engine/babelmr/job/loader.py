@@ -19,6 +19,7 @@ from babelmr.job.model import (
     ExternalInput,
     Input,
     Job,
+    Speculation,
     Split,
     Stage,
     StageInput,
@@ -236,7 +237,17 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
         concurrency=d.get("concurrency"),
         memory=parse_size(d["memory"]) if "memory" in d else None,
         env=d.get("env", {}),
+        speculation=_speculation(d.get("speculation", {})),
     )
+
+
+def _speculation(d: dict[str, Any] | bool) -> Speculation | None:
+    if d is False:
+        return None
+    d = d if isinstance(d, dict) else {}
+    default = Speculation()
+    return Speculation(after=d.get("after", default.after), slowdown=d.get("slowdown", default.slowdown),
+                       min_seconds=d.get("min_seconds", default.min_seconds))
 
 
 def load_job(path: str, *, store: str | None = None) -> Job:

@@ -69,6 +69,15 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Speculation:
+    """When a stage backs up a straggler: enough tasks finished and one runs much longer than their median."""
+
+    after: float = 0.75
+    slowdown: float = 2.0
+    min_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage: a program over its inputs, optionally partitioned by key for later stages."""
 
@@ -88,6 +97,7 @@ class Stage:
     concurrency: int | None = None
     memory: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    speculation: Speculation | None = field(default_factory=Speculation)  # None: no backup attempts
 
     @property
     def external_inputs(self) -> list[ExternalInput]:
