@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.forkserver
 import os
 import re
 import shutil
@@ -64,6 +65,13 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group: the coordinator decides
     signal.signal(signal.SIGTERM, stop)
+    # Every forkserver child holds the write end of the pipe that keeps the forkserver alive: close ours, so the
+    # forkserver exits when the coordinator dies (and starts no process of its own, which this one never asks).
+    server = multiprocessing.forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
     libc = program._libc()
     if libc is not None:  # our parent is the forkserver, which exits when the coordinator dies
         libc.prctl(program.PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
