@@ -60,3 +60,21 @@ def data_checksum(folder: Path) -> tuple[int, str]:
 def leftover_folders(parent: Path, prefix: str = "babelmr-") -> list[str]:
     """Temporary working folders the local backend left in ``parent``."""
     return [p.name for p in parent.iterdir() if p.name.startswith(prefix)]
+
+
+def checksum_uris(uris: list[str]) -> tuple[int, str]:
+    """`checksum` of Parquet files at any URI babelmr reads (local paths or s3://)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from babelmr.store import filesystem_for
+
+    tables = []
+    for uri in uris:
+        fs, path = filesystem_for(uri)
+        tables.append(pq.read_table(path, filesystem=fs))
+    if not tables:
+        return 0, ""
+    table = pa.concat_tables(tables)  # noqa: F841 - DuckDB reads it by name
+    return duckdb.sql("select count(*), coalesce(md5(string_agg(j, chr(10) order by j)), '') from "
+                      "(select to_json(t)::varchar as j from 'table' t)").fetchall()[0]

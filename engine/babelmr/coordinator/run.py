@@ -16,7 +16,7 @@ from babelmr.coordinator.planner import StageOutput, StagePlan, plan_stage
 from babelmr.coordinator.records import new_run_id, write_record
 from babelmr.coordinator.signals import install_signal_handlers
 from babelmr.coordinator.speculation import LOSER_WAIT, Attempts, Speculator, speculation_summary, start_thread
-from babelmr.errors import JobFailed
+from babelmr.errors import JobFailed, StoreError
 from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout, open_store
@@ -259,5 +259,9 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
         record["seconds"] = record["finished_at"] - record["started_at"]
         try:
             write_record(store, record)
+        except StoreError:
+            if record["status"] == "succeeded":
+                raise
+            # the store is down: the run's own error says more; the record stays `running` (resumable)
         finally:
             restore_signals()

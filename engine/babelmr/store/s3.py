@@ -1,17 +1,28 @@
-"""A store on S3 or any S3-compatible server (SeaweedFS, MinIO, ...)."""
+"""A store on S3 or any S3-compatible server (SeaweedFS, MinIO, ...).
+
+Transient S3 errors (5xx, throttling, connection refused, timeouts) are retried with exponential back-off
+and jitter by the SDKs themselves: botocore's ``standard`` retry mode (``AWS_RETRY_MODE=adaptive`` adds
+client-side rate limiting) and pyarrow's `AwsStandardS3RetryStrategy`, both with ``AWS_MAX_ATTEMPTS``
+attempts (default `DEFAULT_MAX_ATTEMPTS`: rides out an outage of about a minute). When the budget is
+spent, the store's operations raise `StoreError` naming the store, the operation and the cause.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from functools import cache
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import pyarrow.fs as pafs
 
 from babelmr.errors import StoreError
-from babelmr.store.base import Store
+from babelmr.store.base import FileEntry, Store
 
 
 def endpoint_url() -> str | None:
@@ -19,10 +30,35 @@ def endpoint_url() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+DEFAULT_MAX_ATTEMPTS = 10  # back-off capped at 20 s between attempts: about a minute of outage on average
+CHECK_ATTEMPTS = 3  # the check before a run: a wrong endpoint or bucket fails within seconds
+CONNECT_TIMEOUT = 10  # seconds
+REQUEST_TIMEOUT = 120  # seconds without a byte before a request counts as failed (and is retried)
+
+
+def max_attempts() -> int:
+    """Attempts per S3 request, first one included: ``AWS_MAX_ATTEMPTS`` (the AWS SDKs' own variable)."""
+    try:
+        return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)))
+    except ValueError:
+        return DEFAULT_MAX_ATTEMPTS
+
+
+def retry_mode() -> str:
+    """botocore's retry mode: ``standard`` unless ``AWS_RETRY_MODE`` says ``adaptive`` (or ``legacy``)."""
+    mode = os.environ.get("AWS_RETRY_MODE", "standard")
+    return mode if mode in ("standard", "adaptive", "legacy") else "standard"
+
+
 @cache
-def s3_client():
-    """A boto3 S3 client from the standard chain (environment, config files, instance role)."""
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url())
+def s3_client(attempts: int | None = None):
+    """A boto3 S3 client from the standard chain (environment, config files, instance role), retrying with back-off.
+
+    ``attempts`` overrides `max_attempts` (a first check of the store fails fast on a wrong endpoint).
+    """
+    config = botocore.config.Config(retries={"mode": retry_mode(), "total_max_attempts": attempts or max_attempts()},
+                                    connect_timeout=CONNECT_TIMEOUT, read_timeout=REQUEST_TIMEOUT)
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url(), config=config)
 
 
 @cache
@@ -39,7 +75,39 @@ def s3_filesystem() -> pafs.S3FileSystem:
     if endpoint:
         parsed = urlparse(endpoint)
         kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
-    return pafs.S3FileSystem(**kwargs)
+    return pafs.S3FileSystem(**kwargs, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts()),
+                             connect_timeout=CONNECT_TIMEOUT, request_timeout=REQUEST_TIMEOUT)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _store_errors(method: F) -> F:
+    """Turn what is left of an S3 outage after the SDK's retries into a `StoreError` naming store, operation, cause."""
+
+    @functools.wraps(method)
+    def wrapper(self: S3Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except FileNotFoundError:
+            raise
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as e:
+            if isinstance(e, botocore.exceptions.ClientError) and not _transient(e):
+                raise
+            what = f"{method.__name__} {args[0]!r}" if args and isinstance(args[0], str) else method.__name__
+            raise StoreError(f"store {self.uri}: {what} failed after {max_attempts()} attempts with back-off "
+                             f"({type(e).__name__}: {e}): the store is unreachable or failing; once it is back, "
+                             "`babelmr resume` continues the run") from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _transient(e: botocore.exceptions.ClientError) -> bool:
+    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    code = e.response.get("Error", {}).get("Code", "")
+    return status >= 500 or status == 429 or "Throttl" in code or code in ("SlowDown", "RequestTimeout")
 
 
 def aws_environment() -> dict[str, str]:
@@ -107,7 +175,7 @@ class S3Store(Store):
     def check(self) -> None:
         """Fail early, with the fix, when the bucket is unreachable."""
         try:
-            s3_client().head_bucket(Bucket=self.bucket)
+            s3_client(CHECK_ATTEMPTS).head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchBucket"):
@@ -119,6 +187,7 @@ class S3Store(Store):
             where = endpoint_url() or "AWS"
             raise StoreError(f"cannot reach S3 at {where} for {self.uri!r}: {e}") from None
 
+    @_store_errors
     def put_if_absent(self, key: str, data: bytes) -> bool:
         try:
             s3_client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
@@ -129,12 +198,30 @@ class S3Store(Store):
                 return False
             raise
 
+    @_store_errors
     def write_bytes(self, key: str, data: bytes) -> None:
         s3_client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)  # S3 PUTs are atomic
 
+    @_store_errors
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
             chunk = keys[start:start + 1000]
             if chunk:
                 s3_client().delete_objects(Bucket=self.bucket, Delete={
                     "Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": True})
+
+    @_store_errors
+    def read_bytes(self, key: str) -> bytes:
+        return super().read_bytes(key)
+
+    @_store_errors
+    def exists(self, key: str) -> bool:
+        return super().exists(key)
+
+    @_store_errors
+    def list(self, prefix: str) -> list[FileEntry]:
+        return super().list(prefix)
+
+    @_store_errors
+    def upload_file(self, local_path: str, key: str) -> None:
+        super().upload_file(local_path, key)
