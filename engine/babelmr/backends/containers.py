@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import docker
 import docker.errors
+import psutil
 from docker.types import Mount
 
 from babelmr.errors import BabelMRError, InputError, StoreError
@@ -36,6 +37,8 @@ DEFAULT_MEMORY = 2048 << 20
 DEFAULT_EPHEMERAL = 512 << 20
 LABEL = "babelmr.backend"
 RUN_LABEL = "babelmr.run"
+COORDINATOR_LABEL = "babelmr.coordinator"  # host:pid:start time of the process that started the container
+PIDS_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,43 @@ def container_options(spec: TaskSpec, store: Store, limits: ContainerLimits, lab
         "mem_limit": memory + limits.ephemeral_storage,
         "nano_cpus": int(ContainerLimits(memory, limits.ephemeral_storage).cpus() * 1e9),
         "network_mode": network_mode(),
-        "labels": {LABEL: "1", RUN_LABEL: spec.run_id, **labels},
+        "labels": {LABEL: "1", RUN_LABEL: spec.run_id, **coordinator_labels(), **labels},
         "detach": True,
+        # hardened like a Lambda sandbox: no capabilities, no privilege gain through setuid, bounded processes
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": PIDS_LIMIT,
     }
+
+
+def coordinator_labels() -> dict[str, str]:
+    """Labels naming this coordinator process, so a later run can tell whether it is still alive."""
+    return {COORDINATOR_LABEL: f"{os.uname().nodename}:{os.getpid()}:{int(psutil.Process().create_time())}"}
+
+
+def _coordinator_alive(label: str) -> bool:
+    host, _, rest = label.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != os.uname().nodename:
+        return True  # another machine's: not ours to judge
+    try:
+        return int(psutil.Process(int(pid)).create_time()) == int(started)
+    except (psutil.Error, ValueError):
+        return False
+
+
+def remove_orphans(client: docker.DockerClient) -> list[str]:
+    """Remove task containers whose coordinator on this machine is dead (killed with SIGKILL, say); their ids."""
+    removed = []
+    try:
+        found = client.containers.list(all=True, filters={"label": [LABEL, COORDINATOR_LABEL]})
+    except docker.errors.DockerException:
+        return removed
+    for c in found:
+        if not _coordinator_alive(c.labels.get(COORDINATOR_LABEL, "")):
+            try:
+                client.api.remove_container(c.id, force=True)
+                removed.append(c.id)
+            except docker.errors.DockerException:
+                continue
+    return removed

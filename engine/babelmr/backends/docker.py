@@ -18,12 +18,13 @@ from babelmr.backends.containers import (
     container_options,
     docker_client,
     prepare_local_store,
+    remove_orphans,
 )
+from babelmr.backends.credentials import CredentialsFile
 from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
-from babelmr.store.s3 import aws_environment
 from babelmr.worker.__main__ import RESULT_MARKER, SPEC_ENV
 from babelmr.worker.program import TAIL_LINES
 
@@ -54,10 +55,12 @@ class DockerBackend(Backend):
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
+        self._credentials = CredentialsFile()
 
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
         self._client = docker_client(self.concurrency)
         self._store = store
+        remove_orphans(self._client)  # what a killed coordinator left
         for stage in job.stages:
             check_image(self._client, stage.image or BASE_IMAGE, stage.name)
         prepare_local_store(store, layout.run_prefix(run_id), [s.name for s in job.stages])
@@ -73,7 +76,8 @@ class DockerBackend(Backend):
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
                               retryable=False)
         options = container_options(spec, self._store, self.limits, {})
-        env = {**aws_environment(), SPEC_ENV: spec.to_json()}
+        options["mounts"] = options["mounts"] + self._credentials.mounts()
+        env = {**self._credentials.environment(), SPEC_ENV: spec.to_json()}
         container = self._client.containers.run(environment=env, **options)
         key = (spec.stage, spec.task, spec.attempt)
         with self._lock:
@@ -144,3 +148,4 @@ class DockerBackend(Backend):
         if active:  # at once, not one after the other: Ctrl-C must stop a wide stage within seconds
             with ThreadPoolExecutor(max_workers=min(16, len(active))) as pool:
                 list(pool.map(self._remove, active))
+        self._credentials.close()

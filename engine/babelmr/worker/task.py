@@ -29,12 +29,22 @@ from babelmr.worker.formats import EXTENSIONS, arrow_schema, read_batches
 from babelmr.worker.importer import import_inputs
 from babelmr.worker.program import run_program, stderr_tail
 
+PASS_CREDENTIALS = "BABELMR_PROGRAM_AWS_CREDENTIALS"
+PROGRAM_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                   "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
 JOB_DIR_ENV = "BABELMR_JOB_DIR"  # set in images: where the image keeps the job's folder (COPY . /opt/job)
 
 
 def program_env(spec: TaskSpec, workdir: str, paths: dict[str, str], output: str) -> dict[str, str]:
-    """The program's environment: ours, the job's ``env``, then the ``MR_*`` variables."""
+    """The program's environment: ours without AWS secrets, the job's ``env``, then the ``MR_*`` variables.
+
+    The engine's AWS credentials (keys, session token, the credentials file's path) reach the program only
+    when the job's ``env`` sets ``BABELMR_PROGRAM_AWS_CREDENTIALS`` to ``1``, or names a variable itself.
+    """
     env = dict(os.environ)
+    if spec.env.get(PASS_CREDENTIALS) != "1":
+        for name in PROGRAM_SECRETS:
+            env.pop(name, None)
     env.update(spec.env)
     env.update({
         "MR_MODE": spec.mode or "",
