@@ -40,8 +40,19 @@ def task_of(container) -> int | None:
     return None
 
 
-def containers_of(client: docker.DockerClient, run_id: str) -> list:
-    return client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+def containers_of(client: docker.DockerClient, run_id: str) -> list[dict]:
+    """The run's containers, as one listing (containers removed meanwhile cannot make it fail)."""
+    return client.api.containers(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+
+
+def running(client: docker.DockerClient, run_id: str) -> list:
+    """The run's running containers, inspected (those gone meanwhile left out)."""
+    found = []
+    for c in containers_of(client, run_id):
+        if c["State"] == "running":
+            with contextlib.suppress(docker.errors.NotFound):
+                found.append(client.containers.get(c["Id"]))
+    return found
 
 
 def test_a_killed_task_container_fails_only_its_attempt(base_image, tmp_path: Path) -> None:
@@ -52,8 +63,8 @@ def test_a_killed_task_container_fails_only_its_attempt(base_image, tmp_path: Pa
     def kill_first() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            for c in containers_of(client, "ctr-killed"):
-                if c.status == "running" and task_of(c) == 0:
+            for c in running(client, "ctr-killed"):
+                if task_of(c) == 0:
                     c.kill()
                     killed.append(c.id)
                     return
@@ -72,18 +83,20 @@ def test_a_killed_task_container_fails_only_its_attempt(base_image, tmp_path: Pa
     assert containers_of(client, "ctr-killed") == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_removes_every_container(base_image, tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(("backend", "sig"), [
+    ("docker", signal.SIGINT), ("docker", signal.SIGTERM), ("lambda", signal.SIGINT), ("lambda", signal.SIGTERM)])
+def test_a_signal_removes_every_container(base_image, tmp_path: Path, backend: str, sig: signal.Signals) -> None:
     client = docker.from_env()
     job = make_job(tmp_path, files=2, map_command=["sleep", "60"])
-    proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "--backend", "docker", "-c", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    options = ["--emulators", "2"] if backend == "lambda" else []
+    proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "--backend", backend, "-c", "2",
+                             *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     runs = tmp_path / ".babelmr" / "runs"
     deadline = time.monotonic() + 120
     run_id = ""
     while time.monotonic() < deadline:
         run_id = run_id or next((p.name for p in runs.iterdir()), "") if runs.exists() else ""
-        if run_id and len([c for c in containers_of(client, run_id) if c.status == "running"]) == 2:
+        if run_id and len(running(client, run_id)) == 2:
             break
         time.sleep(0.2)
     else:
@@ -127,7 +140,7 @@ def test_task_containers_are_hardened_and_keep_secrets_private(base_image, s3_pr
     def inspect() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not seen:
-            for c in containers_of(client, "hardened"):
+            for c in running(client, "hardened"):
                 seen.append(c.attrs)
                 return
             time.sleep(0.05)

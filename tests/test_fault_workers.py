@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from babelmr.backends.local import LocalBackend
 from babelmr.coordinator.run import run_job
 from babelmr.job import load_job
+from babelmr.spec import TaskSpec
+from babelmr.worker.task import program_env
 from faults import checksum, data_checksum, leftover_processes, run_processes
 from scripted import make_job
 
@@ -53,3 +56,21 @@ def test_a_killed_worker_fails_only_its_own_attempt(tmp_path: Path) -> None:
     assert not psutil.pid_exists(killed[1]) or psutil.Process(killed[1]).status() == psutil.STATUS_ZOMBIE, \
         "the killed attempt's program survived it"
     assert leftover_processes("worker-killed") == []
+
+
+def _spec(env: dict[str, str]) -> TaskSpec:
+    return TaskSpec(run_id="r", job="j", stage="s", task=0, attempt=1, store="/tmp/x", inputs=[], command=["true"],
+                    env=env)
+
+
+def test_the_program_gets_no_aws_secrets_unless_the_job_asks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secrets = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_SESSION_TOKEN": "tok",
+               "AWS_SHARED_CREDENTIALS_FILE": "/run/babelmr/aws-credentials"}
+    for k, v in {**secrets, "AWS_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(k, v)
+    env = program_env(_spec({}), str(tmp_path), {}, "out.parquet")
+    assert env["AWS_REGION"] == "eu-west-1" and not set(secrets) & set(env)
+    asked = program_env(_spec({"BABELMR_PROGRAM_AWS_CREDENTIALS": "1"}), str(tmp_path), {}, "out.parquet")
+    assert {k: asked[k] for k in secrets} == secrets
+    named = program_env(_spec({"AWS_ACCESS_KEY_ID": "other"}), str(tmp_path), {}, "out.parquet")
+    assert named["AWS_ACCESS_KEY_ID"] == "other" and "AWS_SECRET_ACCESS_KEY" not in named
