@@ -46,9 +46,11 @@ def record(tmp_path: Path, run_id: str) -> dict:
     return json.loads((tmp_path / ".babelmr" / "runs" / run_id / "run.json").read_text())
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_the_run_within_seconds_and_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
-    proc, run_id = start_run(tmp_path)
+@pytest.mark.parametrize(("backend", "sig"), [
+    ("local", signal.SIGINT), ("local", signal.SIGTERM), ("inline", signal.SIGTERM)])
+def test_a_signal_stops_the_run_within_seconds_and_leaves_nothing(tmp_path: Path, backend: str,
+                                                                  sig: signal.Signals) -> None:
+    proc, run_id = start_run(tmp_path, "--backend", backend)
     sent = time.monotonic()
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -60,7 +62,7 @@ def test_a_signal_stops_the_run_within_seconds_and_leaves_nothing(tmp_path: Path
     assert rec["status"] == "interrupted" and rec["error"] == sig.name
     assert rec["pid"] == proc.pid
     assert leftover_processes(run_id) == []
-    assert leftover_folders(tmp_path / "work") == []
+    assert leftover_folders(tmp_path / "work") + leftover_folders(tmp_path / "work", "babelmr-inline-") == []
     assert not list((tmp_path / ".babelmr" / "runs" / run_id / "stages" / "map" / "commits").glob("*")), \
         "nothing committed"
 

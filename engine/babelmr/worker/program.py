@@ -118,14 +118,14 @@ class _PeakSampler(threading.Thread):
     def __init__(self, sid: int):
         super().__init__(daemon=True)
         self.sid, self.peak = sid, 0
-        self._stop = threading.Event()
+        self._done = threading.Event()  # not `_stop`: that is a method of Thread, called after a fork
 
     def run(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
+        while not self._done.wait(SAMPLE_SECONDS):
             self.peak = max(self.peak, _session_rss(self.sid))
 
     def stop(self) -> int:
-        self._stop.set()
+        self._done.set()
         return self.peak
 
 
