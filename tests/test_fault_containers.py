@@ -161,3 +161,19 @@ def test_task_containers_are_hardened_and_keep_secrets_private(base_image, s3_pr
     assert "AWS_REGION=" in program_env and secret not in program_env
     assert "AWS_SHARED_CREDENTIALS_FILE" not in program_env
     assert checksum_uris(record["output"]["files"]) == data_checksum(tmp_path)
+
+
+def test_a_backup_container_beats_a_straggler_and_the_loser_is_removed(base_image, tmp_path: Path) -> None:
+    """A 120 s straggler: container start-up on a loaded machine makes the median of finished tasks several s."""
+    straggler = [SLOW_FIRST[0], SLOW_FIRST[1], SLOW_FIRST[2].replace("sleep 30", "sleep 120")]
+    job = load_job(str(make_job(tmp_path, files=4, map_command=straggler, map_options={"speculation": {
+        "min_seconds": 1}})))
+    with DockerBackend(concurrency=4) as backend:
+        record = run_job(job, backend, run_id="ctr-spec")
+    stage = record["stages"][0]
+    assert stage["speculation"] == {"backups": 1, "won": 1}
+    assert stage["seconds"] < 90, "the 120 s straggler held the stage"
+    slow = next(a for a in stage["task_attempts"] if a["task"] == 0 and a["attempt"] == 1)
+    assert "stopped" in slow["error"]
+    assert checksum_uris(record["output"]["files"]) == data_checksum(tmp_path)
+    assert containers_of(docker.from_env(), "ctr-spec") == []

@@ -12,6 +12,7 @@ memory (1,769 MB = one vCPU) and ``/tmp`` is a tmpfs sized like Lambda's ephemer
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ LABEL = "babelmr.backend"
 RUN_LABEL = "babelmr.run"
 COORDINATOR_LABEL = "babelmr.coordinator"  # host:pid:start time of the process that started the container
 PIDS_LIMIT = 1024
+PROBE_LABEL = "babelmr.probe"
 
 
 @dataclass(frozen=True)
@@ -207,13 +209,19 @@ def check_access(client: docker.DockerClient, tasks: list[TaskSpec], store: Stor
         return
     image = spec.image or BASE_IMAGE
     todo = json.dumps({"write": writes, "read": reads})
+    labels = {LABEL: "1", RUN_LABEL: spec.run_id, PROBE_LABEL: "1", **coordinator_labels()}
     try:
         output = client.containers.run(image, entrypoint=["python", "-c", _PROBE], command=[todo],
                                        mounts=list(chosen.values()), read_only=True, network_mode="none",
-                                       tmpfs={"/tmp": "rw,size=16m"}, labels={LABEL: "1", RUN_LABEL: spec.run_id},
+                                       tmpfs={"/tmp": "rw,size=16m"}, labels=labels,
                                        remove=True, stdout=True, stderr=False)
     except docker.errors.DockerException:
         return  # no python in a foreign image, say: the tasks report their own errors
+    except BaseException:  # Ctrl-C while it runs: the client would not remove it
+        for c in client.api.containers(all=True, filters={"label": [f"{RUN_LABEL}={spec.run_id}", PROBE_LABEL]}):
+            with contextlib.suppress(docker.errors.DockerException):
+                client.api.remove_container(c["Id"], force=True)
+        raise
     line = next((x for x in output.decode(errors="replace").splitlines() if x.startswith("BABELMR_PROBE ")), None)
     if line is None:
         return

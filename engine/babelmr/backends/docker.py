@@ -28,6 +28,7 @@ from babelmr.store.base import Store
 from babelmr.worker.__main__ import RESULT_MARKER, SPEC_ENV
 from babelmr.worker.program import TAIL_LINES
 
+CREATE_WAIT = 30  # seconds close() waits for containers being created, to remove them too
 WAIT_GRACE = 120  # seconds a container may outlive the program's timeout (import and export)
 
 
@@ -53,6 +54,8 @@ class DockerBackend(Backend):
         self._attempts: dict[tuple[str, int, int], str] = {}  # running attempt -> its container
         self._stopped: dict[str, str] = {}  # container -> why the backend stopped it
         self._lock = threading.Lock()
+        self._started = threading.Condition(self._lock)
+        self._starting = 0  # containers being created: close() waits for them (stage threads are daemons)
         self._closed = threading.Event()
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
         self._credentials = CredentialsFile()
@@ -78,11 +81,22 @@ class DockerBackend(Backend):
         options = container_options(spec, self._store, self.limits, {})
         options["mounts"] = options["mounts"] + self._credentials.mounts()
         env = {**self._credentials.environment(), SPEC_ENV: spec.to_json()}
-        container = self._client.containers.run(environment=env, **options)
         key = (spec.stage, spec.task, spec.attempt)
         with self._lock:
-            self._active.add(container.id)
-            self._attempts[key] = container.id
+            if self._closed.is_set():
+                return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
+                                  retryable=False)
+            self._starting += 1
+        container = None
+        try:
+            container = self._client.containers.run(environment=env, **options)
+        finally:
+            with self._lock:  # in one step with the count: close() sees the container once it stops waiting
+                self._starting -= 1
+                if container is not None:
+                    self._active.add(container.id)
+                    self._attempts[key] = container.id
+                self._started.notify_all()
         if self._closed.is_set():  # close() ran while this container was being created: it missed it
             self._remove(container.id)
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
@@ -136,6 +150,9 @@ class DockerBackend(Backend):
             self._client.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: its removal is already in progress (cancel() and the attempt's end)
+                raise
         finally:
             with self._lock:
                 self._active.discard(container_id)
@@ -143,7 +160,8 @@ class DockerBackend(Backend):
     def close(self) -> None:
         """Remove every container still running (Ctrl-C, a failed stage)."""
         self._closed.set()
-        with self._lock:
+        with self._lock:  # a container being created now is added to _active when its creation returns
+            self._started.wait_for(lambda: self._starting == 0, timeout=CREATE_WAIT)
             active = list(self._active)
         if active:  # at once, not one after the other: Ctrl-C must stop a wide stage within seconds
             with ThreadPoolExecutor(max_workers=min(16, len(active))) as pool:
