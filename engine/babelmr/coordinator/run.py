@@ -15,7 +15,14 @@ from babelmr.backends.base import Backend
 from babelmr.coordinator.planner import StageOutput, StagePlan, plan_stage
 from babelmr.coordinator.records import new_run_id, write_record
 from babelmr.coordinator.signals import install_signal_handlers
-from babelmr.coordinator.speculation import LOSER_WAIT, Attempts, Speculator, speculation_summary, start_thread
+from babelmr.coordinator.speculation import (
+    LOSER_WAIT,
+    Attempts,
+    Speculator,
+    speculation_summary,
+    start_thread,
+    stops_losers,
+)
 from babelmr.errors import JobFailed, StoreError
 from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
@@ -127,7 +134,8 @@ def run_stage(plan: StagePlan, backend: Backend, progress: StageProgress) -> lis
         # Ctrl-C or a bug: do not wait for running tasks here; the backend's close() stops them.
         stop.set()
         raise
-    wait(losers, timeout=LOSER_WAIT)  # stopped ones end at once: their attempts then show in the record
+    if stops_losers(backend):  # stopped ones end at once: their attempts then show in the record
+        wait(losers, timeout=LOSER_WAIT)
     return sorted(outcomes, key=lambda o: o.spec.task)
 
 

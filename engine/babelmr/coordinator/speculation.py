@@ -44,6 +44,11 @@ def start_thread(fn: Callable[..., Any], *args: Any, name: str = "babelmr-attemp
     return future
 
 
+def stops_losers(backend: Backend) -> bool:
+    """Whether ``backend`` can stop a running attempt (Lambda cannot: a losing invocation runs to its end)."""
+    return type(backend).cancel is not Backend.cancel
+
+
 @dataclass
 class Attempts:
     """What the coordinator knows about one task's attempts while they run (shared by its threads)."""

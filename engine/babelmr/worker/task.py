@@ -184,7 +184,9 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
             index = export_partitions(batches, schema, store.open_output(key), spec.key, spec.partitions)
             size = store.filesystem.get_file_info(store.path(key)).size or 0
         except BaseException:
-            store.delete([key])
+            # the stage's clean-up removes it too: a failing delete (the store is down) must not hide the cause
+            with contextlib.suppress(Exception):
+                store.delete([key])
             raise
         stats.update(export_seconds=time.perf_counter() - start, rows_out=sum(index["rows"]), bytes_out=size)
 
@@ -199,7 +201,10 @@ def execute(spec: TaskSpec, workdir: str) -> TaskResult:
             return TaskResult("duplicate", spec.stage, spec.task, spec.attempt, stats=_finish(stats))
         return TaskResult("ok", spec.stage, spec.task, spec.attempt, commit=commit, stats=_finish(stats))
     finally:
-        _upload_logs(store, spec, run.stdout_path, run.stderr_path)
+        # logs are a courtesy: a store outage must not turn a committed attempt into an error, or hide the cause
+        with contextlib.suppress(BabelMRError, OSError, botocore.exceptions.BotoCoreError,
+                                 botocore.exceptions.ClientError):
+            _upload_logs(store, spec, run.stdout_path, run.stderr_path)
 
 
 def _finish(stats: dict[str, Any]) -> dict[str, Any]:
