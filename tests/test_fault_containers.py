@@ -177,3 +177,30 @@ def test_a_backup_container_beats_a_straggler_and_the_loser_is_removed(base_imag
     assert "stopped" in slow["error"]
     assert checksum_uris(record["output"]["files"]) == data_checksum(tmp_path)
     assert containers_of(docker.from_env(), "ctr-spec") == []
+
+
+def test_the_next_run_removes_the_containers_of_a_killed_coordinator(base_image, tmp_path: Path) -> None:
+    """`babelmr run` SIGKILLed with task containers running; the next docker backend's prepare removes them."""
+    client = docker.from_env()
+    job = make_job(tmp_path, files=2, map_command=["sleep", "60"])
+    proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "--backend", "docker", "-c", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    runs = tmp_path / ".babelmr" / "runs"
+    deadline = time.monotonic() + 120
+    run_id = ""
+    while time.monotonic() < deadline:
+        run_id = run_id or next((p.name for p in runs.iterdir()), "") if runs.exists() else ""
+        if run_id and len(running(client, run_id)) == 2:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("no task container started")
+    proc.kill()
+    proc.wait()
+    assert len(running(client, run_id)) == 2, "SIGKILL cannot be handled: the containers outlive it"
+    loaded = load_job(str(job))
+    backend = DockerBackend(concurrency=1)
+    backend.prepare(loaded, open_store(str(tmp_path / ".babelmr")), "next-run")
+    backend.close()
+    assert containers_of(client, run_id) == []
