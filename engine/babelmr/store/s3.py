@@ -104,6 +104,22 @@ def _store_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _bucket_errors(function: F) -> F:
+    """Like `_store_errors`, for the functions that take a bucket and a key or prefix (input listing)."""
+
+    @functools.wraps(function)
+    def wrapper(bucket: str, key: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(bucket, key, *args, **kwargs)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            if isinstance(e, botocore.exceptions.ClientError) and not _transient(e):
+                raise
+            raise StoreError(f"s3://{bucket}/{key}: {function.__name__} failed after {max_attempts()} attempts with "
+                             f"back-off ({type(e).__name__}: {e}): S3 is unreachable or failing") from e
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _transient(e: botocore.exceptions.ClientError) -> bool:
     status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
     code = e.response.get("Error", {}).get("Code", "")
@@ -134,6 +150,7 @@ def _etag(value: str) -> str:
     return value.strip('"')
 
 
+@_bucket_errors
 def s3_list_objects(bucket: str, prefix: str) -> list[tuple[str, int, str]]:
     """(key, size, ETag) of every object under ``prefix`` (folder markers ending in '/' left out)."""
     found = []
@@ -144,6 +161,7 @@ def s3_list_objects(bucket: str, prefix: str) -> list[tuple[str, int, str]]:
     return found
 
 
+@_bucket_errors
 def s3_object_version(bucket: str, key: str) -> tuple[int, str] | None:
     """The size and ETag of an object (one HEAD request); None when it does not exist."""
     try:
