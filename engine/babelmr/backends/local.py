@@ -150,10 +150,15 @@ class LocalBackend(Backend):
         return _Worker(process, ours)
 
     def _take_worker(self) -> _Worker:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._start_worker()
+        """An idle worker, else a new one; one that died while idle (killed, OOM) is replaced, not used."""
+        while True:
+            with self._lock:
+                worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                return self._start_worker()
+            if worker.process.is_alive():
+                return worker
+            worker.conn.close()
 
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
         """Start the workers now, while the first stage is planned (the forkserver imports pyarrow once)."""
