@@ -27,8 +27,10 @@ def start_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "BABELMR_WORKDIR": str(work)}
+    # its own process group, like a terminal's foreground job: Ctrl-C reaches every process of the group
     proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "-c", "3", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                            process_group=0)
     runs = tmp_path / ".babelmr" / "runs"
     deadline = time.monotonic() + 60
     run_id = ""
@@ -43,6 +45,14 @@ def start_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"the programs did not start: {proc.communicate()}")
 
 
+def send(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    """Ctrl-C as a terminal sends it, to the whole process group; SIGTERM as `kill PID` does, to one process."""
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+
+
 def record(tmp_path: Path, run_id: str) -> dict:
     return json.loads((tmp_path / ".babelmr" / "runs" / run_id / "run.json").read_text())
 
@@ -53,7 +63,7 @@ def test_a_signal_stops_the_run_within_seconds_and_leaves_nothing(tmp_path: Path
                                                                   sig: signal.Signals) -> None:
     proc, run_id = start_run(tmp_path, "--backend", backend)
     sent = time.monotonic()
-    proc.send_signal(sig)
+    send(proc, sig)
     _, err = proc.communicate(timeout=60)
     took = time.monotonic() - sent
     assert took < STOP_SECONDS, f"{sig.name} took {took:.1f} s"
@@ -70,8 +80,8 @@ def test_a_signal_stops_the_run_within_seconds_and_leaves_nothing(tmp_path: Path
 
 def test_a_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
     proc, run_id = start_run(tmp_path)
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGINT)
+    send(proc, signal.SIGINT)
+    send(proc, signal.SIGINT)
     sent = time.monotonic()
     proc.communicate(timeout=60)
     assert time.monotonic() - sent < STOP_SECONDS
