@@ -86,6 +86,7 @@ class StageSummary:
     inputs: dict[str, list[str]]
     committed: list[CommittedFile]
     task_attempts: list[TaskAttempt]
+    speculation: dict[str, int] = field(default_factory=dict)  # backup attempts launched ("backups") and "won"
 
     @property
     def output_files(self) -> list[str]:
@@ -116,7 +117,7 @@ class StageSummary:
             program_seconds=data["program_seconds"], export_seconds=data["export_seconds"],
             engine_peak_rss_bytes=data.get("engine_peak_rss_bytes", 0),
             program_peak_rss_bytes=data.get("program_peak_rss_bytes", 0), inputs=data.get("inputs", {}),
-            committed=committed, task_attempts=attempts,
+            committed=committed, task_attempts=attempts, speculation=data.get("speculation", {}),
         )
 
 

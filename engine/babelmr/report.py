@@ -71,7 +71,10 @@ def summary_table(record: dict[str, Any]) -> Table:
     for s in record["stages"]:
         rss = max(s.get("engine_peak_rss_bytes", 0), s.get("program_peak_rss_bytes", 0))
         split = f"{s['import_seconds']:.2f}/{s['program_seconds']:.2f}/{s['export_seconds']:.2f}"
-        table.add_row(s["name"], str(s["tasks"]), str(s["retries"]), human_count(s["rows_in"]),
+        spec = s.get("speculation") or {}
+        backups = f" (+{spec['backups']} backup, {spec['won']} won)" if spec.get("backups") else ""
+        retries = str(s["retries"]) + backups
+        table.add_row(s["name"], str(s["tasks"]), retries, human_count(s["rows_in"]),
                       human_count(s["rows_out"]), human_bytes(s["bytes_out"]), f"{s['seconds']:.2f}", split,
                       human_bytes(rss))
     return table

@@ -35,8 +35,10 @@ from babelmr.backends.containers import (
     covers,
     mounts,
     prepare_local_store,
+    remove_orphans,
     stage_mounts,
 )
+from babelmr.backends.credentials import CredentialsFile
 from babelmr.cost import lambda_report
 from babelmr.errors import BabelMRError
 from babelmr.images import BASE_IMAGE, docker_client, image_repository
@@ -44,7 +46,6 @@ from babelmr.job import Job, Stage
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
-from babelmr.store.s3 import aws_environment
 
 PAYLOAD_LIMIT = 256 * 1024  # asynchronous limit; stay under it even for synchronous invokes
 THROTTLE_PATIENCE = 900  # seconds of throttling tolerated for one invocation
@@ -124,6 +125,8 @@ class LambdaBackend(Backend):
         self._lock = threading.Lock()
         self._docker = None
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
+        self._credentials = CredentialsFile()
+        self._closed = threading.Event()
 
     @property
     def memory_per_task(self) -> int | None:
@@ -142,6 +145,7 @@ class LambdaBackend(Backend):
             self._client(None)  # fails now, with the fix, when AWS is not configured
         else:
             self._docker = docker_client(self.concurrency)
+            remove_orphans(self._docker)  # what a killed coordinator left
             for stage in job.stages:
                 check_image(self._docker, stage.image or BASE_IMAGE, stage.name)
             prepare_local_store(store, layout.run_prefix(run_id), [s.name for s in job.stages])
@@ -183,12 +187,13 @@ class LambdaBackend(Backend):
         """A container of the stage's image serving invocations through AWS's Runtime Interface Emulator."""
         port, api_port = _free_port(), _free_port()
         options = container_options(spec, self._store, self.limits, {"babelmr.lambda-emulator": "1"})
-        options["mounts"] = mounted
+        options["mounts"] = list(mounted) + self._credentials.mounts()
         options["network_mode"] = "host"  # distinct ports per emulator, S3 on loopback reachable
         container = self._docker.containers.run(
             entrypoint=[RIE, "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
                         "--runtime-api-address", f"127.0.0.1:{api_port}"],
-            command=HANDLER, environment={**aws_environment(), "AWS_LAMBDA_FUNCTION_TIMEOUT": "900"}, **options)
+            command=HANDLER, environment={**self._credentials.environment(), "AWS_LAMBDA_FUNCTION_TIMEOUT": "900"},
+            **options)
         self._containers.append(container.id)
         url = f"http://127.0.0.1:{port}"
         self._wait_until_listening(port, container)
@@ -224,6 +229,9 @@ class LambdaBackend(Backend):
                         LogType="Tail", Payload=payload)
 
     def run_task(self, spec: TaskSpec) -> TaskResult:
+        if self._closed.is_set():
+            return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
+                              retryable=False)
         pool = self._pool(spec)
         endpoint = pool.get()
         try:
@@ -252,9 +260,11 @@ class LambdaBackend(Backend):
         return result
 
     def close(self) -> None:
-        """Remove the emulator containers."""
+        """Remove the emulator containers (an invocation waiting on one then fails at once)."""
+        self._closed.set()
         for container_id in self._containers:
             with contextlib.suppress(Exception):
                 self._docker.api.remove_container(container_id, force=True)
         self._containers.clear()
         self._pools.clear()
+        self._credentials.close()

@@ -73,6 +73,9 @@ class Backend(ABC):
     def run_task(self, spec: TaskSpec) -> TaskResult:
         """Run one attempt to completion; failures come back as a result with status ``error``."""
 
+    def cancel(self, spec: TaskSpec, reason: str) -> None:  # noqa: B027 - optional hook
+        """Stop the running attempt ``spec`` (a speculative attempt that lost); its result is then ignored."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release everything the backend holds (pools, containers); safe to call twice."""
 

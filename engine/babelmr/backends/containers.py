@@ -12,6 +12,7 @@ memory (1,769 MB = one vCPU) and ``/tmp`` is a tmpfs sized like Lambda's ephemer
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from urllib.parse import urlparse
 
 import docker
 import docker.errors
+import psutil
 from docker.types import Mount
 
 from babelmr.backends.base import BackendOptions
@@ -37,6 +39,9 @@ DEFAULT_EPHEMERAL = 512 << 20
 LABEL = "babelmr.backend"
 RUN_LABEL = "babelmr.run"
 PROBE_MARKER = "BABELMR_PROBE "  # starts the line the probe script (_PROBE) prints its findings on
+COORDINATOR_LABEL = "babelmr.coordinator"  # host:pid:start time of the process that started the container
+PIDS_LIMIT = 1024
+PROBE_LABEL = "babelmr.probe"
 
 
 @dataclass(frozen=True)
@@ -200,13 +205,19 @@ def check_access(client: docker.DockerClient, tasks: list[TaskSpec], store: Stor
         return
     image = spec.image or BASE_IMAGE
     todo = json.dumps({"write": writes, "read": reads})
+    labels = {LABEL: "1", RUN_LABEL: spec.run_id, PROBE_LABEL: "1", **coordinator_labels()}
     try:
         output = client.containers.run(image, entrypoint=["python", "-c", _PROBE], command=[todo],
                                        mounts=list(chosen.values()), read_only=True, network_mode="none",
-                                       tmpfs={"/tmp": "rw,size=16m"}, labels={LABEL: "1", RUN_LABEL: spec.run_id},
+                                       tmpfs={"/tmp": "rw,size=16m"}, labels=labels,
                                        remove=True, stdout=True, stderr=False)
     except docker.errors.DockerException:
         return  # no python in a foreign image, say: the tasks report their own errors
+    except BaseException:  # Ctrl-C while it runs: the client would not remove it
+        for c in client.api.containers(all=True, filters={"label": [f"{RUN_LABEL}={spec.run_id}", PROBE_LABEL]}):
+            with contextlib.suppress(docker.errors.DockerException):
+                client.api.remove_container(c["Id"], force=True)
+        raise
     line = next((x for x in output.decode(errors="replace").splitlines() if x.startswith(PROBE_MARKER)), None)
     if line is None:
         return
@@ -253,6 +264,43 @@ def container_options(spec: TaskSpec, store: Store, limits: ContainerLimits, lab
         "mem_limit": memory + limits.ephemeral_storage,
         "nano_cpus": int(ContainerLimits(memory, limits.ephemeral_storage).cpus() * 1e9),
         "network_mode": network_mode(),
-        "labels": {LABEL: "1", RUN_LABEL: spec.run_id, **labels},
+        "labels": {LABEL: "1", RUN_LABEL: spec.run_id, **coordinator_labels(), **labels},
         "detach": True,
+        # hardened like a Lambda sandbox: no capabilities, no privilege gain through setuid, bounded processes
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": PIDS_LIMIT,
     }
+
+
+def coordinator_labels() -> dict[str, str]:
+    """Labels naming this coordinator process, so a later run can tell whether it is still alive."""
+    return {COORDINATOR_LABEL: f"{os.uname().nodename}:{os.getpid()}:{int(psutil.Process().create_time())}"}
+
+
+def _coordinator_alive(label: str) -> bool:
+    host, _, rest = label.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != os.uname().nodename:
+        return True  # another machine's: not ours to judge
+    try:
+        return int(psutil.Process(int(pid)).create_time()) == int(started)
+    except (psutil.Error, ValueError):
+        return False
+
+
+def remove_orphans(client: docker.DockerClient) -> list[str]:
+    """Remove task containers whose coordinator on this machine is dead (killed with SIGKILL, say); their ids."""
+    removed = []
+    try:
+        found = client.containers.list(all=True, filters={"label": [LABEL, COORDINATOR_LABEL]})
+    except docker.errors.DockerException:
+        return removed
+    for c in found:
+        if not _coordinator_alive(c.labels.get(COORDINATOR_LABEL, "")):
+            try:
+                client.api.remove_container(c.id, force=True)
+                removed.append(c.id)
+            except docker.errors.DockerException:
+                continue
+    return removed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 import requests.exceptions
@@ -17,18 +18,20 @@ from babelmr.backends.containers import (
     check_image,
     container_options,
     prepare_local_store,
+    remove_orphans,
     stage_mounts,
 )
+from babelmr.backends.credentials import CredentialsFile
 from babelmr.bounded import MAX_LOG, TAIL_READ, bounded
 from babelmr.images import BASE_IMAGE, docker_client
 from babelmr.job import Job, Stage
 from babelmr.spec import RESULT_MARKER, SPEC_ENV, TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
-from babelmr.store.s3 import aws_environment
 from babelmr.worker.program import TAIL_LINES
 from babelmr.worker.warm_server import CLIENT, SOCKET
 
+CREATE_WAIT = 30  # seconds close() waits for containers being created, to remove them too
 WAIT_GRACE = 120  # seconds a container may outlive the program's timeout (import and export)
 
 
@@ -52,13 +55,18 @@ class DockerBackend(Backend):
         self._client = None
         self._store: Store | None = None
         self._active: set[str] = set()
+        self._attempts: dict[tuple[str, int, int], str] = {}  # running attempt -> its container
+        self._stopped: dict[str, str] = {}  # container -> why the backend stopped it
         self._lock = threading.Lock()
+        self._started = threading.Condition(self._lock)
+        self._starting = 0  # containers being created: close() waits for them (stage threads are daemons)
         self._closed = threading.Event()
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
         # warm stages: long-lived containers per (image, memory, stage mounts), each serving one task at a time
         self._warm: dict[tuple, queue.Queue[str]] = {}
         self._stage_mounts: dict[str, list] = {}
 
+        self._credentials = CredentialsFile()
     @property
     def memory_per_task(self) -> int | None:
         return self.limits.memory
@@ -66,6 +74,7 @@ class DockerBackend(Backend):
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
         self._client = docker_client(self.concurrency)
         self._store = store
+        remove_orphans(self._client)  # what a killed coordinator left
         for stage in job.stages:
             check_image(self._client, stage.image or BASE_IMAGE, stage.name)
         prepare_local_store(store, layout.run_prefix(run_id), [s.name for s in job.stages])
@@ -85,10 +94,24 @@ class DockerBackend(Backend):
         if spec.warm:
             return self._run_warm(spec)
         options = container_options(spec, self._store, self.limits, {})
-        env = {**aws_environment(), SPEC_ENV: spec.to_json()}
-        container = self._client.containers.run(environment=env, **options)
+        options["mounts"] = options["mounts"] + self._credentials.mounts()
+        env = {**self._credentials.environment(), SPEC_ENV: spec.to_json()}
+        key = (spec.stage, spec.task, spec.attempt)
         with self._lock:
-            self._active.add(container.id)
+            if self._closed.is_set():
+                return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
+                                  retryable=False)
+            self._starting += 1
+        container = None
+        try:
+            container = self._client.containers.run(environment=env, **options)
+        finally:
+            with self._lock:  # in one step with the count: close() sees the container once it stops waiting
+                self._starting -= 1
+                if container is not None:
+                    self._active.add(container.id)
+                    self._attempts[key] = container.id
+                self._started.notify_all()
         if self._closed.is_set():  # close() ran while this container was being created: it missed it
             self._remove(container.id)
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
@@ -115,10 +138,27 @@ class DockerBackend(Backend):
             return TaskResult("error", spec.stage, spec.task, spec.attempt,
                               error=f"{spec.label}: the container exited with code {status.get('StatusCode')}: "
                                     f"{why}\n--- last lines of the container's stderr ---\n{tail}")
-        except docker.errors.APIError as e:
+        except (docker.errors.APIError, requests.exceptions.RequestException) as e:
+            with self._lock:
+                stopped = self._stopped.get(container.id)
+            if stopped or self._closed.is_set():
+                return TaskResult("error", spec.stage, spec.task, spec.attempt, retryable=False,
+                                  error=f"{spec.label}: stopped: {stopped or 'interrupted'}")
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: Docker: {e}")
         finally:
             self._remove(container.id)
+            with self._lock:
+                self._attempts.pop(key, None)
+                self._stopped.pop(container.id, None)
+
+    def cancel(self, spec: TaskSpec, reason: str) -> None:
+        """Stop a running attempt: remove its container (the attempt then reports ``stopped``)."""
+        with self._lock:
+            container_id = self._attempts.get((spec.stage, spec.task, spec.attempt))
+            if container_id is not None:
+                self._stopped[container_id] = reason
+        if container_id is not None:
+            self._remove(container_id)
 
     def _warm_pool(self, spec: TaskSpec) -> tuple[queue.Queue[str], list]:
         mounted = self._stage_mounts.get(spec.stage) or container_options(spec, self._store, self.limits, {})["mounts"]
@@ -129,9 +169,9 @@ class DockerBackend(Backend):
     def _start_warm(self, spec: TaskSpec, mounted: list) -> str:
         """A container of the stage's image running the warm worker (babelmr.worker.warm_server)."""
         options = container_options(spec, self._store, self.limits, {"babelmr.warm": "1"})
-        options["mounts"] = mounted
+        options["mounts"] = mounted + self._credentials.mounts()  # credentials as for cold tasks: a private file
         container = self._client.containers.run(entrypoint=["python", "-m", "babelmr.worker.warm_server", SOCKET],
-                                                command=[], environment=aws_environment(), **options)
+                                                command=[], environment=self._credentials.environment(), **options)
         with self._lock:
             self._active.add(container.id)
         return container.id
@@ -176,6 +216,9 @@ class DockerBackend(Backend):
             self._client.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: its removal is already in progress (cancel() and the attempt's end)
+                raise
         finally:
             with self._lock:
                 self._active.discard(container_id)
@@ -184,7 +227,10 @@ class DockerBackend(Backend):
         """Remove every container still running (Ctrl-C, a failed stage) and the warm workers."""
         self._closed.set()
         self._warm.clear()
-        with self._lock:
+        with self._lock:  # a container being created now is added to _active when its creation returns
+            self._started.wait_for(lambda: self._starting == 0, timeout=CREATE_WAIT)
             active = list(self._active)
-        for container_id in active:
-            self._remove(container_id)
+        if active:  # at once, not one after the other: Ctrl-C must stop a wide stage within seconds
+            with ThreadPoolExecutor(max_workers=min(16, len(active))) as pool:
+                list(pool.map(self._remove, active))
+        self._credentials.close()

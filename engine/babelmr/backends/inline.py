@@ -8,9 +8,12 @@ backend. One task at a time unless ``concurrency`` says otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 
 from babelmr.backends.base import Backend, ProcessOptions
 from babelmr.settings import settings
@@ -26,6 +29,8 @@ class InlineBackend(Backend):
     def __init__(self, concurrency: int | None = None, workdir: str | None = None):
         super().__init__(concurrency)
         self._root = tempfile.mkdtemp(prefix="babelmr-inline-", dir=workdir or settings().workdir)
+        self._programs: set[int] = set()  # process groups of the programs running now
+        self._lock = threading.Lock()
 
     def default_concurrency(self) -> int:
         """One task at a time: runs are reproducible step by step and a debugger sees one task."""
@@ -33,7 +38,10 @@ class InlineBackend(Backend):
 
     def run_task(self, spec: TaskSpec) -> TaskResult:
         """Run the attempt here and now; the worker turns every failure into an ``error`` result."""
+        from babelmr.worker import program
         from babelmr.worker.task import run_task  # imported on first use: pyarrow is not needed before
+
+        program.on_program_started = self._started  # close() kills what Ctrl-C interrupted
 
         # The spec crosses JSON as on every other backend, so a field that does not survive the trip
         # fails here too rather than only in containers.
@@ -46,6 +54,23 @@ class InlineBackend(Backend):
             shutil.rmtree(workdir, ignore_errors=True)
         return TaskResult.from_dict(result.to_dict())
 
+    def _started(self, pid: int) -> None:
+        with self._lock:
+            self._programs = {p for p in self._programs if _alive(p)} | {pid}
+
     def close(self) -> None:
-        """Remove the temporary working directories."""
+        """Kill the programs still running (Ctrl-C) and remove the temporary working directories."""
+        with self._lock:
+            running, self._programs = self._programs, set()
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
         shutil.rmtree(self._root, ignore_errors=True)
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False

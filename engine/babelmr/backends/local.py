@@ -1,14 +1,30 @@
-"""The embedded default: tasks run in a pool of local worker processes, no Docker or cloud needed."""
+"""The embedded default: tasks run in local worker processes the backend owns, no Docker or cloud needed.
+
+Worker processes are forked from a forkserver that has already imported the engine (pyarrow, pandas); each
+runs one attempt at a time, many in a row. The backend owns every worker: a worker that dies (killed, out of
+memory) fails only its own attempt, and stopping an attempt (Ctrl-C, a speculative backup that lost) kills
+its process and the program's process group. Nothing outlives a killed coordinator either: the forkserver
+exits when the coordinator dies, its workers get SIGTERM from the kernel (``PR_SET_PDEATHSIG``)
+and kill their program's group, and each program gets SIGKILL when its worker dies.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import multiprocessing.connection
+import multiprocessing.forkserver
 import os
+import re
 import shutil
+import signal
 import tempfile
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
 
 from babelmr.backends.base import Backend, ProcessOptions
 from babelmr.job import Job
@@ -17,6 +33,9 @@ from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store.base import Store
 from babelmr.store.s3 import aws_environment, reset_clients
 
+STOP_WAIT = 5.0  # seconds close() waits for killed attempt processes to be gone
+_ROOT_PREFIX = "babelmr-"
+
 
 def _tunables() -> dict[str, str]:
     """The ``BABELMR_*`` variables of this process (the settings' source)."""
@@ -24,7 +43,7 @@ def _tunables() -> dict[str, str]:
 
 
 def _sync_environment(aws_env: dict[str, str], tunables: dict[str, str]) -> None:
-    """Pool workers outlive environment changes in the coordinator: adopt its current AWS settings and
+    """The forkserver outlives environment changes in the coordinator: adopt its current AWS settings and
     ``BABELMR_*`` tunables (then read the settings again)."""
     if aws_env != aws_environment():
         for k in aws_environment():
@@ -38,24 +57,81 @@ def _sync_environment(aws_env: dict[str, str], tunables: dict[str, str]) -> None
         reload()
 
 
-def _run_in_worker(spec_json: str, workdir_root: str, aws_env: dict[str, str], tunables: dict[str, str]) -> dict:
+def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+    """A worker process: run the attempts the backend sends, one at a time; report each program's pid, then the
+    result. Ends when the backend closes its end of the pipe."""
+    from babelmr.worker import program
     from babelmr.worker.task import run_task
 
-    _sync_environment(aws_env, tunables)
-    spec = TaskSpec.from_json(spec_json)
-    workdir = tempfile.mkdtemp(prefix=f"{spec.stage}-t{spec.task}-a{spec.attempt}-", dir=workdir_root)
-    try:
-        return run_task(spec, workdir).to_dict()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    current: dict[str, Any] = {"programs": [], "workdir": None}
+
+    def stop(signum: int, _frame: Any) -> None:
+        # the coordinator died (PDEATHSIG) or stops us: the program's group must not survive us
+        for pid in current["programs"]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        if current["workdir"]:
+            shutil.rmtree(current["workdir"], ignore_errors=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group: the coordinator decides
+    signal.signal(signal.SIGTERM, stop)
+    # Every forkserver child holds the write end of the pipe that keeps the forkserver alive: close ours, so the
+    # forkserver exits when the coordinator dies (and starts no process of its own, which this one never asks).
+    server = multiprocessing.forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
+    libc = program._libc()
+    if libc is not None:  # our parent is the forkserver, which exits when the coordinator dies
+        libc.prctl(program.PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    def report(pid: int) -> None:
+        current["programs"].append(pid)
+        conn.send(("program", pid))
+
+    program.on_program_started = report
+    while True:
+        try:
+            spec_json, workdir, aws_env, tunables = conn.recv()
+        except (EOFError, OSError):
+            return
+        current.update(programs=[], workdir=workdir)
+        _sync_environment(aws_env, tunables)
+        conn.send(("result", run_task(TaskSpec.from_json(spec_json), workdir).to_dict()))
+        current.update(programs=[], workdir=None)
 
 
-def _warm_up() -> None:
-    import babelmr.worker.task  # noqa: F401 - the import is the point
+@dataclass
+class _Worker:
+    """A worker process the backend owns, and the attempt it runs."""
+
+    process: Any  # multiprocessing's Process of the forkserver context
+    conn: multiprocessing.connection.Connection
+    program_pid: int | None = None
+    stopped: str | None = None  # why the backend stopped its attempt
+
+    def kill(self) -> None:
+        """SIGKILL the program's process group and the worker process."""
+        if self.program_pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.program_pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.process.kill()
+
+
+def _remove_stale_roots(parent: str) -> None:
+    """Remove working folders that a killed coordinator of this machine left (named after its pid)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(parent):
+            m = re.fullmatch(rf"{_ROOT_PREFIX}(\d+)-\w+", entry.name)
+            if m and entry.is_dir(follow_symlinks=False) and not psutil.pid_exists(int(m.group(1))):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
 
 class LocalBackend(Backend):
-    """Each task attempt runs in a long-lived worker process, in its own private working directory."""
+    """Each task attempt runs in its own worker process, in its own private working directory."""
 
     name = "local"
     Options = ProcessOptions
@@ -63,38 +139,118 @@ class LocalBackend(Backend):
     def __init__(self, concurrency: int | None = None, workdir: str | None = None):
         super().__init__(concurrency)
         self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
-        self._root = tempfile.mkdtemp(prefix="babelmr-", dir=workdir or settings().workdir)
+        self._running: dict[tuple[str, int, int], _Worker] = {}  # attempt -> the worker running it
+        self._idle: list[_Worker] = []
+        self._closed = threading.Event()
+        parent = workdir or settings().workdir or tempfile.gettempdir()
+        _remove_stale_roots(parent)
+        self._root = tempfile.mkdtemp(prefix=f"{_ROOT_PREFIX}{os.getpid()}-", dir=parent)
 
-    def _get_pool(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(["babelmr.worker.task"])
-                self._pool = ProcessPoolExecutor(max_workers=self.concurrency, mp_context=ctx)
-            return self._pool
+    @staticmethod
+    def _context() -> Any:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["babelmr.worker.task"])
+        return ctx
+
+    def _start_worker(self) -> _Worker:
+        ctx = self._context()
+        ours, theirs = ctx.Pipe()
+        # daemon: should the coordinator exit without close(), multiprocessing terminates it
+        process = ctx.Process(target=_worker_main, args=(theirs,), daemon=True, name="babelmr-worker")
+        process.start()
+        theirs.close()
+        return _Worker(process, ours)
+
+    def _take_worker(self) -> _Worker:
+        """An idle worker, else a new one; one that died while idle (killed, OOM) is replaced, not used."""
+        while True:
+            with self._lock:
+                worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                return self._start_worker()
+            if worker.process.is_alive():
+                return worker
+            worker.conn.close()
 
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
-        """Start the workers now, while the first stage is planned (each imports pyarrow and pandas once)."""
-        pool = self._get_pool()
-        for _ in range(self.concurrency):
-            pool.submit(_warm_up)
+        """Start the workers now, while the first stage is planned (the forkserver imports pyarrow once)."""
+        workers = [self._start_worker() for _ in range(self.concurrency)]
+        with self._lock:
+            self._idle.extend(workers)
 
     def run_task(self, spec: TaskSpec) -> TaskResult:
-        pool = self._get_pool()
+        if self._closed.is_set():
+            return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
+                              retryable=False)
+        worker = self._take_worker()
+        worker.program_pid, worker.stopped = None, None
+        workdir = tempfile.mkdtemp(prefix=f"{spec.stage}-t{spec.task}-a{spec.attempt}-", dir=self._root)
+        key = (spec.stage, spec.task, spec.attempt)
+        result: dict | None = None
+        with self._lock:
+            self._running[key] = worker
         try:
-            future = pool.submit(_run_in_worker, spec.to_json(), self._root, aws_environment(), _tunables())
-            return TaskResult.from_dict(future.result())
-        except BrokenProcessPool:
-            with self._lock:  # the next attempt gets a fresh pool
-                if self._pool is pool:
-                    self._pool = None
-            return TaskResult("error", spec.stage, spec.task, spec.attempt,
-                              error=f"{spec.label}: the worker process died (killed, or out of memory?)")
+            if self._closed.is_set():  # close() ran while this attempt was starting: it may have missed it
+                worker.stopped = "interrupted"
+                worker.kill()
+            with contextlib.suppress(OSError):
+                worker.conn.send((spec.to_json(), workdir, aws_environment(), _tunables()))
+            while result is None:
+                try:
+                    kind, value = worker.conn.recv()
+                except (EOFError, OSError):
+                    break
+                if kind == "program":
+                    worker.program_pid = value
+                else:
+                    result = value
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+                keep = result is not None and not self._closed.is_set()
+                if keep:
+                    self._idle.append(worker)
+            if not keep:  # died or stopped mid-attempt: it and its program must not outlive the attempt
+                worker.kill()
+                worker.conn.close()
+                multiprocessing.connection.wait([worker.process.sentinel], timeout=STOP_WAIT)
+            shutil.rmtree(workdir, ignore_errors=True)
+        if result is not None:
+            return TaskResult.from_dict(result)
+        if worker.stopped:
+            return TaskResult("error", spec.stage, spec.task, spec.attempt, retryable=False,
+                              error=f"{spec.label}: stopped: {worker.stopped}")
+        code = worker.process.exitcode
+        how = f"killed by {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+        return TaskResult("error", spec.stage, spec.task, spec.attempt,
+                          error=f"{spec.label}: the worker process died ({how}: killed, or out of memory?)")
+
+    def cancel(self, spec: TaskSpec, reason: str) -> None:
+        """Stop the attempt ``spec`` if it is running: its worker process and the program's process group."""
+        with self._lock:
+            worker = self._running.get((spec.stage, spec.task, spec.attempt))
+        if worker is not None:
+            worker.stopped = reason
+            worker.kill()
 
     def close(self) -> None:
+        """Kill every running attempt (Ctrl-C, a failed stage), wait until they are gone, remove the folders."""
+        self._closed.set()
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+            running, idle = list(self._running.values()), list(self._idle)
+            self._idle.clear()
+        for worker in running:
+            worker.stopped = worker.stopped or "interrupted"
+            worker.kill()
+        for worker in idle:  # an idle worker ends when its pipe closes; killing it is as good and quicker
+            worker.kill()
+            worker.conn.close()
+        sentinels = []
+        for worker in running + idle:
+            with contextlib.suppress(Exception):
+                sentinels.append(worker.process.sentinel)
+        deadline = time.monotonic() + STOP_WAIT
+        while sentinels and time.monotonic() < deadline:
+            ready = multiprocessing.connection.wait(sentinels, timeout=deadline - time.monotonic())
+            sentinels = [s for s in sentinels if s not in ready]
         shutil.rmtree(self._root, ignore_errors=True)

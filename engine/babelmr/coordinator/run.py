@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,16 @@ from babelmr.coordinator.output import check_target, final_files, publish, stage
 from babelmr.coordinator.planner import StageOutput, StagePlan, plan_stage
 from babelmr.coordinator.records import new_run_id, write_record
 from babelmr.coordinator.resume import RunBook, tolerated_failures
-from babelmr.errors import BabelMRError, JobFailed
+from babelmr.coordinator.signals import install_signal_handlers
+from babelmr.coordinator.speculation import (
+    LOSER_WAIT,
+    Attempts,
+    Speculator,
+    speculation_summary,
+    start_thread,
+    stops_losers,
+)
+from babelmr.errors import BabelMRError, JobFailed, StoreError
 from babelmr.job import Job, Stage
 from babelmr.schemas import deserialize_schema, serialize_schema
 from babelmr.spec import TaskResult, TaskSpec
@@ -31,10 +40,12 @@ log = logging.getLogger(__name__)
 class TaskOutcome:
     spec: TaskSpec
     attempts: list[TaskResult] = field(default_factory=list)
+    state: Attempts = field(default_factory=Attempts)
 
     @property
     def final(self) -> TaskResult:
-        return self.attempts[-1]
+        """The attempt that committed (a speculative backup may have beaten a later-listed one), else the last."""
+        return self.state.winner or self.attempts[-1]
 
 
 class StageProgress:
@@ -48,13 +59,14 @@ class StageProgress:
 
 
 def _run_attempts(backend: Backend, spec: TaskSpec, retries: int, stop: threading.Event,
-                  on_retry: Callable[[TaskResult], None]) -> TaskOutcome:
+                  on_retry: Callable[[TaskResult], None], outcome: TaskOutcome | None = None) -> TaskOutcome:
     """Attempts of one task until one commits, retries run out, or the error will not go away."""
-    outcome = TaskOutcome(spec)
+    outcome = outcome or TaskOutcome(spec)
     first = spec.attempt  # 1, or on resume the attempt after the task's earlier ones
     for attempt in range(first, first + retries + 1):
-        result = backend.run_task(spec.with_attempt(attempt))
-        outcome.attempts.append(result)
+        if outcome.state.settled:  # a speculative backup committed
+            break
+        result = _attempt(backend, spec.with_attempt(attempt), outcome)
         for name, why in (result.stats.get("import_decoded_because") or {}).items():  # logged in the worker's process
             log.debug("%s: input %r decoded, not copied: %s", spec.with_attempt(attempt).label, name, why)
         if result.status == "duplicate":
@@ -62,49 +74,89 @@ def _run_attempts(backend: Backend, spec: TaskSpec, retries: int, stop: threadin
                      spec.with_attempt(attempt).label)
         if result.status != "error" or not result.retryable or attempt == first + retries or stop.is_set():
             break
+        if outcome.state.settled:
+            break
         # INFO: the progress display already shows each retry; the log keeps the cause with -v
         log.info("%s failed; retrying (%d of %d retries): %s", spec.with_attempt(attempt).label, attempt - first + 1,
-                 retries,
-                 (result.error or "").splitlines()[0] if result.error else "no error message")
+                 retries, (result.error or "").splitlines()[0] if result.error else "no error message")
         on_retry(result)
     return outcome
+
+
+def _attempt(backend: Backend, spec: TaskSpec, outcome: TaskOutcome) -> TaskResult:
+    """One attempt of a task; the first attempt of a task to commit stops the others."""
+    outcome.state.started(spec)
+    result = TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted")
+    try:
+        result = backend.run_task(spec)
+    finally:
+        outcome.attempts.append(result)
+        outcome.state.finished(backend, result)
+    return result
 
 
 def run_stage(plan: StagePlan, backend: Backend, progress: StageProgress, *, skip: set[int] | None = None,
               tolerated: int = 0) -> list[TaskOutcome]:
     """Run the tasks of a stage (but ``skip``) with bounded concurrency; once more than ``tolerated`` tasks
-    failed for good, start no new tasks."""
+    failed for good, start no new tasks.
+
+    Stragglers get a backup attempt (`babelmr.coordinator.speculation`); a task is done when one attempt
+    committed, or when all of its attempts have ended.
+    """
     stage = plan.stage
     stop = threading.Event()
     outcomes: list[TaskOutcome] = []
     pending = [t for t in plan.tasks if t.task not in (skip or set())]
     failures = 0
-    running: set[Future] = set()
-    pool = ThreadPoolExecutor(max_workers=backend.stage_concurrency(stage), thread_name_prefix=f"stage-{stage.name}")
+    running: dict[Future, TaskOutcome] = {}
+    losers: list[Future] = []
+    limit = backend.stage_concurrency(stage)
+    speculator = Speculator(stage, backend, len(pending))
+
+    def launch(fn: Callable[..., Any], outcome: TaskOutcome, *args: Any) -> None:
+        outcome.state.futures += 1
+        running[start_thread(fn, *args, name=f"stage-{stage.name}")] = outcome
+
     try:
         while pending or running:
-            while pending and len(running) < backend.stage_concurrency(stage) and not stop.is_set():
+            while pending and len(running) < limit and not stop.is_set():
                 spec = pending.pop(0)
                 progress.task_started(stage, spec)
-                running.add(pool.submit(_run_attempts, backend, spec, stage.retries, stop,
-                                        lambda r: progress.task_retrying(stage, r)))
+                outcome = TaskOutcome(spec)
+                launch(_run_attempts, outcome, backend, spec, stage.retries, stop,
+                       lambda r: progress.task_retrying(stage, r), outcome)
             if not running:
                 break
-            done, running = wait(running, return_when=FIRST_COMPLETED)
+            if not stop.is_set():
+                waiting = {id(o): (o.spec, o.state) for o in running.values() if not o.state.reported}
+                for backup, state in speculator.stragglers(waiting.values(), limit - len(running)):
+                    owner = next(o for o in running.values() if o.state is state)
+                    launch(_attempt, owner, backend, backup, owner)
+            done, _ = wait(running, timeout=speculator.tick, return_when=FIRST_COMPLETED)
             for future in done:
-                outcome = future.result()
+                outcome = running.pop(future)
+                future.result()
+                outcome.state.futures -= 1
+                if outcome.state.reported or (outcome.state.futures and not outcome.state.settled):
+                    continue  # reported already, or another attempt of the task still runs and may commit
+                outcome.state.reported = True
+                speculator.task_done(outcome.state)
                 outcomes.append(outcome)
                 progress.task_finished(stage, outcome.final)
                 if outcome.final.status == "error":
                     failures += 1
                     if failures > tolerated:
                         stop.set()
+            # a settled task's loser may still run (Lambda cannot be stopped): it holds no slot
+            for future in [f for f, o in running.items() if o.state.reported]:
+                running.pop(future)
+                losers.append(future)
     except BaseException:
         # Ctrl-C or a bug: do not wait for running tasks here; the backend's close() stops them.
         stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    if stops_losers(backend):  # stopped ones end at once: their attempts then show in the record
+        wait(losers, timeout=LOSER_WAIT)
     return sorted(outcomes, key=lambda o: o.spec.task)
 
 
@@ -178,7 +230,8 @@ def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float)
         "tasks": len(plan.tasks),
         "skipped_tasks": plan.skipped,
         "attempts": sum(len(o.attempts) for o in outcomes),
-        "retries": sum(len(o.attempts) - 1 for o in outcomes),
+        "retries": sum(len(o.attempts) - 1 - (o.state.backup is not None) for o in outcomes),
+        "speculation": speculation_summary(o.state for o in outcomes),
         "seconds": seconds,
         "rows_in": int(total("rows_in")),
         "bytes_in": int(total("bytes_in")),
@@ -224,6 +277,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
     final: list = []
     schema = None
     upstream: dict[str, StageOutput] = {}
+    restore_signals = install_signal_handlers(backend.close)  # SIGTERM stops the run like Ctrl-C
     try:
         book.write_fingerprint()
         backend.prepare(job, store, run_id)
@@ -303,4 +357,11 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
         now = requests.snapshot()
         record["coordinator_s3_requests"] = {k: now[k] - coordinator_requests.get(k, 0) for k in now}
         record["cost"] = run_cost(record, prices).to_dict()
-        write_record(store, record)
+        try:
+            write_record(store, record)
+        except StoreError:
+            if record["status"] == "succeeded":
+                raise
+            # the store is down: the run's own error says more; the record stays `running` (resumable)
+        finally:
+            restore_signals()

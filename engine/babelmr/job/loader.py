@@ -23,6 +23,7 @@ from babelmr.job.model import (
     Input,
     Job,
     Output,
+    Speculation,
     Split,
     Stage,
     StageInput,
@@ -523,7 +524,17 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
         sort=tuple(d["sort"]) if "sort" in d else None,
         combiner=_command(d.get("combiner"), d.get("shell", False)),
         warm=d.get("warm", False),
+        speculation=_speculation(d.get("speculation", {})),
     )
+
+
+def _speculation(d: dict[str, Any] | bool) -> Speculation | None:
+    if d is False:
+        return None
+    d = d if isinstance(d, dict) else {}
+    default = Speculation()
+    return Speculation(after=d.get("after", default.after), slowdown=d.get("slowdown", default.slowdown),
+                       min_seconds=d.get("min_seconds", default.min_seconds))
 
 
 def _output(data: dict[str, Any] | None, job_dir: str, uri: str | None, fmt: str | None,

@@ -71,6 +71,15 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Speculation:
+    """When a stage backs up a straggler: enough tasks finished and one runs much longer than their median."""
+
+    after: float = 0.75
+    slowdown: float = 2.0
+    min_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage: a program over its inputs, optionally partitioned by key for later stages."""
 
@@ -94,6 +103,7 @@ class Stage:
     sort: tuple[str | dict[str, str], ...] | None = None  # as the job says; the planner puts the key first
     combiner: tuple[str, ...] | None = None
     warm: bool = False
+    speculation: Speculation | None = field(default_factory=Speculation)  # None: no backup attempts
 
     def tolerated(self, tasks: int) -> int:
         """How many of ``tasks`` may fail for good while the stage still succeeds (a percentage rounds down)."""

@@ -1,18 +1,29 @@
-"""A store on S3 or any S3-compatible server (SeaweedFS, MinIO, ...)."""
+"""A store on S3 or any S3-compatible server (SeaweedFS, MinIO, ...).
+
+Transient S3 errors (5xx, throttling, connection refused, timeouts) are retried with exponential back-off
+and jitter by the SDKs themselves: botocore's ``standard`` retry mode (``AWS_RETRY_MODE=adaptive`` adds
+client-side rate limiting) and pyarrow's `AwsStandardS3RetryStrategy`, both with ``AWS_MAX_ATTEMPTS``
+attempts (default `DEFAULT_MAX_ATTEMPTS`: rides out an outage of about a minute). When the budget is
+spent, the store's operations raise `StoreError` naming the store, the operation and the cause.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from functools import cache
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import pyarrow.fs as pafs
 
 from babelmr.errors import StoreError
 from babelmr.store import requests
-from babelmr.store.base import Store
+from babelmr.store.base import FileEntry, Store
 
 
 def endpoint_url() -> str | None:
@@ -66,12 +77,37 @@ def describe_s3_error(error: BaseException) -> str:
     return f"S3 request failed at {where}: {text[:300]}"
 
 
-@cache
-def s3_client():
-    """A boto3 S3 client from the standard chain (environment, config files, instance role)."""
-    endpoint = checked_endpoint_url()
+DEFAULT_MAX_ATTEMPTS = 10  # back-off capped at 20 s between attempts: about a minute of outage on average
+CHECK_ATTEMPTS = 3  # the check before a run: a wrong endpoint or bucket fails within seconds
+CONNECT_TIMEOUT = 10  # seconds
+REQUEST_TIMEOUT = 120  # seconds without a byte before a request counts as failed (and is retried)
+
+
+def max_attempts() -> int:
+    """Attempts per S3 request, first one included: ``AWS_MAX_ATTEMPTS`` (the AWS SDKs' own variable)."""
     try:
-        return boto3.session.Session().client("s3", endpoint_url=endpoint)
+        return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)))
+    except ValueError:
+        return DEFAULT_MAX_ATTEMPTS
+
+
+def retry_mode() -> str:
+    """botocore's retry mode: ``standard`` unless ``AWS_RETRY_MODE`` says ``adaptive`` (or ``legacy``)."""
+    mode = os.environ.get("AWS_RETRY_MODE", "standard")
+    return mode if mode in ("standard", "adaptive", "legacy") else "standard"
+
+
+@cache
+def s3_client(attempts: int | None = None):
+    """A boto3 S3 client from the standard chain (environment, config files, instance role), retrying with back-off.
+
+    ``attempts`` overrides `max_attempts` (a first check of the store fails fast on a wrong endpoint).
+    """
+    endpoint = checked_endpoint_url()
+    config = botocore.config.Config(retries={"mode": retry_mode(), "total_max_attempts": attempts or max_attempts()},
+                                    connect_timeout=CONNECT_TIMEOUT, read_timeout=REQUEST_TIMEOUT)
+    try:
+        return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
     except (ValueError, botocore.exceptions.BotoCoreError) as e:
         raise StoreError(f"cannot make an S3 client: {describe_s3_error(e)}") from None
 
@@ -90,7 +126,55 @@ def s3_filesystem() -> pafs.S3FileSystem:
     if endpoint:
         parsed = urlparse(endpoint)
         kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
-    return pafs.S3FileSystem(**kwargs)
+    return pafs.S3FileSystem(**kwargs, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts()),
+                             connect_timeout=CONNECT_TIMEOUT, request_timeout=REQUEST_TIMEOUT)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _store_errors(method: F) -> F:
+    """Turn what is left of an S3 outage after the SDK's retries into a `StoreError` naming store, operation, cause."""
+
+    @functools.wraps(method)
+    def wrapper(self: S3Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except FileNotFoundError:
+            raise
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as e:
+            if isinstance(e, botocore.exceptions.ClientError) and not _transient(e):
+                raise
+            what = f"{method.__name__} {args[0]!r}" if args and isinstance(args[0], str) else method.__name__
+            raise StoreError(f"store {self.uri}: {what} failed after {max_attempts()} attempts with back-off "
+                             f"({type(e).__name__}: {e}): the store is unreachable or failing; once it is back, "
+                             "`babelmr resume` continues the run") from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _bucket_errors(function: F) -> F:
+    """Like `_store_errors`, for the functions that take a bucket and a key or prefix (input listing)."""
+
+    @functools.wraps(function)
+    def wrapper(bucket: str, key: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(bucket, key, *args, **kwargs)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            if isinstance(e, botocore.exceptions.ClientError) and not _transient(e):
+                raise
+            raise StoreError(f"s3://{bucket}/{key}: {function.__name__} failed after {max_attempts()} attempts with "
+                             f"back-off ({type(e).__name__}: {e}): S3 is unreachable or failing") from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _transient(e: botocore.exceptions.ClientError) -> bool:
+    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    code = e.response.get("Error", {}).get("Code", "")
+    return status >= 500 or status == 429 or "Throttl" in code or code in ("SlowDown", "RequestTimeout")
 
 
 def aws_environment() -> dict[str, str]:
@@ -117,6 +201,7 @@ def _etag(value: str) -> str:
     return value.strip('"')
 
 
+@_bucket_errors
 def s3_list_objects(bucket: str, prefix: str) -> list[tuple[str, int, str]]:
     """(key, size, ETag) of every object under ``prefix`` (folder markers ending in '/' left out)."""
     found = []
@@ -127,6 +212,7 @@ def s3_list_objects(bucket: str, prefix: str) -> list[tuple[str, int, str]]:
     return found
 
 
+@_bucket_errors
 def s3_object_version(bucket: str, key: str) -> tuple[int, str] | None:
     """The size and ETag of an object (one HEAD request); None when it does not exist."""
     try:
@@ -158,10 +244,12 @@ class S3Store(Store):
     def check(self) -> None:
         """Fail early, naming the store, the cause and the fix, when the bucket cannot be used."""
         try:
-            s3_client().head_bucket(Bucket=self.bucket)
+            s3_client(CHECK_ATTEMPTS).head_bucket(Bucket=self.bucket)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
             raise StoreError(f"store {self.uri}: bucket {self.bucket!r}: {describe_s3_error(e)}") from None
 
+
+    @_store_errors
     def put_if_absent(self, key: str, data: bytes) -> bool:
         requests.count("PUT")
         try:
@@ -173,10 +261,12 @@ class S3Store(Store):
                 return False
             raise
 
+    @_store_errors
     def write_bytes(self, key: str, data: bytes) -> None:
         requests.count("PUT")
         s3_client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)  # S3 PUTs are atomic
 
+    @_store_errors
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
             chunk = keys[start:start + 1000]
@@ -192,3 +282,19 @@ class S3Store(Store):
         bucket, source_key = split_s3_uri(source_uri)
         s3_client().copy({"Bucket": bucket, "Key": source_key}, self.bucket, self._key(key))
         return None
+
+    @_store_errors
+    def read_bytes(self, key: str) -> bytes:
+        return super().read_bytes(key)
+
+    @_store_errors
+    def exists(self, key: str) -> bool:
+        return super().exists(key)
+
+    @_store_errors
+    def list(self, prefix: str) -> list[FileEntry]:
+        return super().list(prefix)
+
+    @_store_errors
+    def upload_file(self, local_path: str, key: str) -> None:
+        super().upload_file(local_path, key)

@@ -9,6 +9,8 @@ which is watched while the program runs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shlex
 import signal
@@ -18,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 from babelmr.bounded import cut_line, read_tail
 from babelmr.errors import TaskError
@@ -144,6 +147,26 @@ class _StatusWatcher(threading.Thread):
         self.join(timeout=5)
 
 
+PR_SET_PDEATHSIG = 1
+
+# Called with the program's pid (= its process group and session id) as soon as it started: the local
+# backend reports it to the coordinator, which kills the group when this worker process dies or is stopped.
+on_program_started: Callable[[int], None] | None = None
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name, use_errno=True) if name else None
+
+
+def _die_with_parent() -> None:
+    """In the program's child before exec: SIGKILL it when the worker that started it dies (Linux only)."""
+    libc = _libc()
+    if libc is not None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def _session_rss(sid: int) -> int:
     """Bytes resident in all processes of session ``sid`` (the program and everything it started)."""
     total = 0
@@ -169,14 +192,14 @@ class _PeakSampler(threading.Thread):
     def __init__(self, sid: int):
         super().__init__(daemon=True)
         self.sid, self.peak = sid, 0
-        self._stop = threading.Event()
+        self._done = threading.Event()  # not `_stop`: that is a method of Thread, called after a fork
 
     def run(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
+        while not self._done.wait(SAMPLE_SECONDS):
             self.peak = max(self.peak, _session_rss(self.sid))
 
     def stop(self) -> int:
-        self._stop.set()
+        self._done.set()
         return self.peak
 
 
@@ -190,16 +213,19 @@ def run_program(command: list[str], mode: str | None, *, shell: bool, env: dict[
     argv = program_argv(command, mode, shell)
     stdout_path, stderr_path = os.path.join(log_dir, "stdout.log"), os.path.join(log_dir, "stderr.log")
     start = time.perf_counter()
+    _libc()  # loaded here: the child between fork and exec must not search for libraries
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         try:
             proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=err, start_new_session=True)
+                                    stderr=err, start_new_session=True, preexec_fn=_die_with_parent)
         except FileNotFoundError:
             raise TaskError(f"{label}: command {argv[0]!r} not found: install it (in the image) or fix the "
                             "stage's 'command'", retryable=False) from None
         except PermissionError:
             raise TaskError(f"{label}: command {argv[0]!r} is not executable: chmod +x it or run it "
                             "through its interpreter", retryable=False) from None
+        if on_program_started is not None:
+            on_program_started(proc.pid)
         timed_out = threading.Event()
 
         def kill() -> None:

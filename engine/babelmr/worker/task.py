@@ -39,11 +39,21 @@ from babelmr.worker.program import run_program, stderr_tail
 from babelmr.worker.warm import run_warm
 
 log = logging.getLogger(__name__)
+PASS_CREDENTIALS = "BABELMR_PROGRAM_AWS_CREDENTIALS"
+PROGRAM_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                   "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN")
 
 
 def program_env(spec: TaskSpec, workdir: str, paths: dict[str, str], output: str) -> dict[str, str]:
-    """The program's environment: ours, the job's ``env``, then the ``MR_*`` variables."""
+    """The program's environment: ours without AWS secrets, the job's ``env``, then the ``MR_*`` variables.
+
+    The engine's AWS credentials (keys, session token, the credentials file's path) reach the program only
+    when the job's ``env`` sets ``BABELMR_PROGRAM_AWS_CREDENTIALS`` to ``1``, or names a variable itself.
+    """
     env = dict(os.environ)
+    if spec.env.get(PASS_CREDENTIALS) != "1":
+        for name in PROGRAM_SECRETS:
+            env.pop(name, None)
     env.update(spec.env)
     env.update({
         "MR_MODE": spec.mode or "",
@@ -238,7 +248,9 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
             store.delete([key])
             raise TaskError(_failure(spec, f"{e}", run.stderr_path), retryable=False) from None
         except BaseException:
-            store.delete([key])
+            # the stage's clean-up removes it too: a failing delete (the store is down) must not hide the cause
+            with contextlib.suppress(Exception):
+                store.delete([key])
             raise
         stats.update(export_seconds=time.perf_counter() - start, rows_out=sum(partition_rows), bytes_out=size)
 
@@ -255,7 +267,10 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
             return TaskResult("duplicate", spec.stage, spec.task, spec.attempt, stats=_finish(stats))
         return TaskResult("ok", spec.stage, spec.task, spec.attempt, commit=commit, stats=_finish(stats))
     finally:
-        _upload_logs(store, spec, run.stdout_path, run.stderr_path)
+        # logs are a courtesy: a store outage must not turn a committed attempt into an error, or hide the cause
+        with contextlib.suppress(BabelMRError, OSError, botocore.exceptions.BotoCoreError,
+                                 botocore.exceptions.ClientError):
+            _upload_logs(store, spec, run.stdout_path, run.stderr_path)
         stats["s3_requests"] = requests.snapshot()
 
 
