@@ -255,8 +255,11 @@ def test_stop_interrupts_a_detached_run_which_then_resumes(tmp_path: Path) -> No
     run_id = babelmr("run", str(job), "--detach", "-c", "3").stdout.strip()
     store = tmp_path / "store"
     wait_until(lambda: len(invocations(tmp_path)) == 3, what="all map tasks started")
+    # the heartbeat (every 2 s) carries the stage's progress: wait for the beat after the stage started
+    wait_until(lambda: "stage map: running" in cli("status", run_id, "--store", str(store)).stdout,
+               what="status shows the map stage running")
     status = cli("status", run_id, "--store", str(store)).stdout
-    assert "stage map: running" in status and "heartbeat" in status, status
+    assert "heartbeat" in status, status
     stopped = cli("stop", run_id, "--store", str(store))
     assert "interrupted" in stopped.stderr
     (tmp_path / "release").touch()

@@ -13,6 +13,8 @@ import os
 import socket
 import sys
 
+from babelmr.spec import RESULT_MARKER, SPEC_ENV
+
 SOCKET = "/tmp/.babelmr-worker.sock"
 
 # Runs in the container per task: only the standard library, so it starts in a few tens of milliseconds.
@@ -27,10 +29,10 @@ while True:  # a fresh container's worker binds the socket after importing the e
         if time.monotonic() > deadline:
             raise
         time.sleep(0.02)
-s.sendall(os.environ["BABELMR_TASK_SPEC"].encode())
+s.sendall(os.environ[__SPEC_ENV__].encode())
 s.shutdown(socket.SHUT_WR)
-print("BABELMR_RESULT " + b"".join(iter(lambda: s.recv(1 << 16), b"")).decode(), flush=True)
-"""
+print(__RESULT_MARKER__ + b"".join(iter(lambda: s.recv(1 << 16), b"")).decode(), flush=True)
+""".replace("__SPEC_ENV__", repr(SPEC_ENV)).replace("__RESULT_MARKER__", repr(RESULT_MARKER))
 
 
 def serve(path: str = SOCKET, workdir: str | None = None) -> None:
