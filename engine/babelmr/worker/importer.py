@@ -25,7 +25,7 @@ from babelmr.errors import InputChanged, InputError, TaskError
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for
 from babelmr.store.locations import file_version
-from babelmr.worker import chunkcopy
+from babelmr.worker import chunkcopy, shuffleindex
 from babelmr.worker.formats import (
     BATCH_ROWS,
     EXTENSIONS,
@@ -87,6 +87,17 @@ def partition_row_groups(metadata: pq.FileMetaData, partition: int, uri: str) ->
     return groups[partition]
 
 
+def _partition_footer(handle: pa.NativeFile, partition: int, uri: str,
+                      name: str) -> tuple[pq.FileMetaData, int] | None:
+    """The metadata of ``partition``'s row groups of an exported file (see `shuffleindex`), or None."""
+    try:
+        return shuffleindex.read_partition(handle, partition)
+    except LookupError as e:
+        raise InputError(f"{uri} has {e.args[0]} partitions; partition {partition} was asked for") from None
+    except shuffleindex.IndexError_ as e:
+        raise InputError(f"input {name!r}: cannot read the partition index of {uri}: {e}") from None
+
+
 def check_pinned(inp: TaskInput, piece: FileSlice) -> None:
     """Raise `InputChanged` when ``piece``'s file is no longer the version the planner listed.
 
@@ -141,9 +152,13 @@ class _ParquetSource:
         self.inp, self.piece = inp, piece
         check_pinned(inp, piece)
         fs, path = filesystem_for(piece.uri)
+        partition_footer = None
         try:
             self.handle = fs.open_input_file(path)
-            self.file = pq.ParquetFile(self.handle, pre_buffer=True)
+            if inp.kind == "stage":  # only this partition's footer: its cost does not grow with the partitions
+                partition_footer = _partition_footer(self.handle, inp.partition or 0, piece.uri, inp.name)
+            self.file = pq.ParquetFile(self.handle, pre_buffer=True,
+                                       metadata=partition_footer[0] if partition_footer else None)
         except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
             check_pinned(inp, piece)  # unless it changed since planned: say so
             raise InputError(f"input {inp.name!r}: cannot read Parquet file {piece.uri}: {e}") from None
@@ -152,7 +167,9 @@ class _ParquetSource:
             schema = pa.schema([schema.field(c) for c in inp.columns if c in schema.names])
         self.schema = schema
         self.columns = schema.names if inp.columns else None
-        if inp.kind == "stage":
+        if partition_footer is not None:
+            self.row_groups = list(range(self.file.num_row_groups))
+        elif inp.kind == "stage":  # written before partition footers existed
             self.row_groups = partition_row_groups(self.file.metadata, inp.partition or 0, piece.uri)
         elif piece.row_groups is not None:
             bad = [g for g in piece.row_groups if g >= self.file.num_row_groups]
