@@ -18,7 +18,7 @@ from babelmr.job import load_job
 from benchmarks.common import ROOT, Context, Result
 
 
-def job_copy(ctx: Context, language: str) -> Path:
+def job_copy(ctx: Context, language: str, program_format: str | None = None) -> Path:
     """The example's folder copied into the scratch folder, its inputs pointed at the benchmark data."""
     folder = ctx.work / f"{language}-{ctx.query}"
     shutil.copytree(ROOT / language / ctx.query, folder, dirs_exist_ok=True,
@@ -30,6 +30,8 @@ def job_copy(ctx: Context, language: str) -> Path:
                 inp["uri"] = ctx.inputs()[inp["name"]]
         if ctx.query == "bigbench-q1":
             stage.setdefault("env", {})["Q1_MIN_COUNT"] = str(ctx.min_count)
+        if program_format:
+            stage["program_format"] = program_format
     (folder / "job.json").write_text(json.dumps(job, indent=2))
     return folder / "job.json"
 
@@ -47,9 +49,10 @@ def timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = "local", **options: Any) -> Result:
+def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = "local",
+                program_format: str | None = None, **options: Any) -> Result:
     """Run the example job of ``language`` on ``backend``; wall time is the whole `run_job`."""
-    job = load_job(str(job_copy(ctx, language)), store=str(ctx.work / "store"))
+    job = load_job(str(job_copy(ctx, language, program_format)), store=str(ctx.work / "store"))
     with get_backend(backend, concurrency=ctx.parallelism, **options) as b:
         start = time.perf_counter()
         record = run_job(job, b)
@@ -62,6 +65,13 @@ def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = 
 
 def local(ctx: Context) -> Result:
     return run_babelmr(ctx)
+
+
+def local_arrow(ctx: Context) -> Result:
+    """The Python example reading and writing Arrow IPC files (``program_format: "arrow"``)."""
+    if ctx.query != "tpch-q1":
+        raise NotImplementedError("only the TPC-H Q1 example reads Arrow IPC")
+    return run_babelmr(ctx, program_format="arrow")
 
 
 CONTAINER = ContainerLimits(memory=3 << 30, ephemeral_storage=3 << 30)  # CSV of a 512 MiB share fits in /tmp
