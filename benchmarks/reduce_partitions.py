@@ -82,9 +82,14 @@ def measure(rows: int, maps: int, partitions: list[int], backend: str = "local")
                 raise SystemExit(f"{n} partitions: the reduce stage wrote {rows_out} rows, not {rows}")
             imports = [a.stats.get("import_seconds", 0.0) for a in run.stage("reduce").task_attempts
                        if a.status == "ok"]
-            out.append({"block": "reduce task", "partitions": n, "rows": rows, "maps": maps,
+            out.append({"block": "reduce task", "case": f"{rows:,} rows from {maps} map outputs, {n:,} partitions",
+                        "variant": "babelmr", "partitions": n, "rows": rows, "maps": maps,
                         "task_ms": statistics.median(seconds) * 1e3,
-                        "import_ms": statistics.median(imports) * 1e3, "run_seconds": wall})
+                        "import_ms": statistics.median(imports) * 1e3, "run_seconds": wall,
+                        "definition": "median time of one reduce task in the worker (import, program, export, "
+                                      "commit) when a map stage of `cp` programs partitions the same rows into "
+                                      "N partitions and a reduce stage of `cp` programs reads them back "
+                                      "(benchmarks/reduce_partitions.py)"})
     return out
 
 
