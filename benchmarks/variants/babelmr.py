@@ -18,7 +18,7 @@ from babelmr.job import load_job
 from benchmarks.common import ROOT, Context, Result
 
 
-def job_copy(ctx: Context, language: str, program_format: str | None = None, source: Path | None = None,
+def job_copy(ctx: Context, language: str, source: Path | None = None,
              inputs: dict[str, str] | None = None, split: dict[str, Any] | None = None) -> Path:
     """The example's folder (or ``source``) copied into the scratch folder, its inputs pointed at the benchmark
     data (or at ``inputs``); ``split`` cuts the stages' external inputs into tasks."""
@@ -35,8 +35,6 @@ def job_copy(ctx: Context, language: str, program_format: str | None = None, sou
                     stage["split"] = split
         if ctx.query == "bigbench-q1":
             stage.setdefault("env", {})["Q1_MIN_COUNT"] = str(ctx.min_count)
-        if program_format:
-            stage["program_format"] = program_format
     (folder / "job.json").write_text(json.dumps(job, indent=2))
     return folder / "job.json"
 
@@ -63,12 +61,12 @@ def timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = "local",
-                program_format: str | None = None, source: Path | None = None, store: str | None = None,
+                source: Path | None = None, store: str | None = None,
                 inputs: dict[str, str] | None = None, split: dict[str, Any] | None = None,
                 **options: Any) -> Result:
     """Run the example job of ``language`` (or the job in ``source``) on ``backend``; wall time is the whole
     `run_job`. ``store`` defaults to a folder in the scratch folder."""
-    job = load_job(str(job_copy(ctx, language, program_format, source, inputs, split)),
+    job = load_job(str(job_copy(ctx, language, source, inputs, split)),
                    store=store or str(ctx.work / "store"))
     with get_backend(backend, concurrency=ctx.parallelism, **options) as b:
         start = time.perf_counter()
@@ -91,14 +89,8 @@ def duckdb_programs(ctx: Context) -> Result:
     return run_babelmr(ctx, source=ROOT / "benchmarks" / "byoe")
 
 
-def local_arrow(ctx: Context) -> Result:
-    """The Python example reading and writing Arrow IPC files (``program_format: "arrow"``)."""
-    if ctx.query != "tpch-q1":
-        raise NotImplementedError("only the TPC-H Q1 example reads Arrow IPC")
-    return run_babelmr(ctx, program_format="arrow")
-
-
-CONTAINER = ContainerLimits(memory=3 << 30, ephemeral_storage=3 << 30)  # CSV of a 512 MiB share fits in /tmp
+# /tmp is on the host's disk: up to Lambda's 10 GB of ephemeral storage, whatever the memory
+CONTAINER = ContainerLimits(memory=3 << 30, ephemeral_storage=10 << 30)
 
 
 def docker_python(ctx: Context) -> Result:

@@ -1,11 +1,11 @@
 """The paper's setting: data and store on S3 (a SeaweedFS server the benchmark starts), many map outputs.
 
-TPC-H Q1's lineitem is rewritten into ``MAP_TASKS`` Parquet objects (at least 64, so each reducer fans in
-from that many map outputs) in a bucket of a throw-away SeaweedFS (tests/s3server.py's ``SeaweedS3``), once
-per scale factor; the upload is not timed. babelmr runs one map task per object with its store in the same
-bucket; the hand-written code (benchmarks/handwritten/tpch_q1.py) reads the same objects and writes its
-shuffle files there too. Both see the server through the standard AWS environment variables, set only
-while a variant runs.
+TPC-H Q1's lineitem is rewritten into ``MAP_TASKS`` Parquet objects (64, so each reducer fans in from that
+many map outputs; ``SMOKE_MAP_TASKS`` below SF 0.1, to keep the smoke run short) in a bucket of a
+throw-away SeaweedFS (tests/s3server.py's ``SeaweedS3``), once per scale factor; the upload is not timed.
+babelmr runs one map task per object with its store in the same bucket; the hand-written code
+(benchmarks/handwritten/tpch_q1.py) reads the same objects and writes its shuffle files there too. Both see
+the server through the standard AWS environment variables, set only while a variant runs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ import pyarrow.parquet as pq
 from benchmarks.common import ROOT, Context, Result, timed
 
 MAP_TASKS = 64
+SMOKE_MAP_TASKS = 8
+
+
+def map_tasks(sf: float) -> int:
+    """Map tasks (objects of lineitem) at scale factor ``sf``."""
+    return MAP_TASKS if sf >= 0.1 else SMOKE_MAP_TASKS
 BUCKET = "bench"
 
 _server = None
@@ -59,14 +65,15 @@ def s3_environment() -> Iterator[None]:
 
 
 def lineitem(ctx: Context) -> str:
-    """The s3:// prefix of ``MAP_TASKS`` lineitem objects at the context's scale factor (uploaded once)."""
+    """The s3:// prefix of `map_tasks` lineitem objects at the context's scale factor (uploaded once)."""
     if ctx.sf in _uploaded:
         return _uploaded[ctx.sf]
     prefix = f"tpch-q1-sf{ctx.sf:g}/lineitem"
     client = server().client()
     table = pq.read_table(sorted((Path(ctx.data) / "lineitem").glob("*.parquet")))
-    per = -(-table.num_rows // MAP_TASKS)
-    for i in range(MAP_TASKS):
+    tasks = map_tasks(ctx.sf)
+    per = -(-table.num_rows // tasks)
+    for i in range(tasks):
         local = ctx.work / f"lineitem-{i:03d}.parquet"
         pq.write_table(table.slice(i * per, per), local)
         client.upload_file(str(local), BUCKET, f"{prefix}/part-{i:03d}.parquet")

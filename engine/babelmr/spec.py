@@ -57,7 +57,7 @@ class TaskSpec:
     command: list[str] | None
     mode: str | None = None
     shell: bool = False
-    program_format: Literal["parquet", "csv", "jsonl", "arrow"] = "parquet"
+    program_format: Literal["parquet", "csv", "jsonl"] = "parquet"
     schema: dict[str, str] | None = None
     key: list[str] | None = None
     partitions: int = 1

@@ -11,7 +11,6 @@ import sys
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 INPUT = os.environ.get("MR_INPUT", "in.parquet")
@@ -20,33 +19,15 @@ FLAGS = ["l_returnflag", "l_linestatus"]
 SHIPPED_BY = datetime.date(1998, 12, 1) - datetime.timedelta(days=90)
 
 
-def read_table(path: str, shipped_by: datetime.date | None = None) -> pa.Table:
-    """The input (Parquet, or an Arrow IPC file with program_format "arrow"), items shipped by a date if given."""
-    if path.endswith(".arrow"):  # memory-mapped: the columns are read in place, not copied
-        table = pa.ipc.open_file(pa.memory_map(path)).read_all()
-        return table if shipped_by is None else table.filter(pc.field("l_shipdate") <= shipped_by)
-    return pq.read_table(path, filters=None if shipped_by is None else [("l_shipdate", "<=", shipped_by)])
-
-
-def write_table(frame: pd.DataFrame, path: str) -> None:
-    """The output in the format its name asks for (out.parquet or out.arrow)."""
-    if not path.endswith(".arrow"):
-        frame.to_parquet(path, index=False)
-        return
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-
-
-def read_as_floats(path: str, shipped_by: datetime.date | None = None) -> pd.DataFrame:
-    """Read the input with its decimals as float64: pandas is slow on Python Decimal objects."""
-    table = read_table(path, shipped_by)
+def read_as_floats(path: str, **kwargs) -> pd.DataFrame:
+    """Read Parquet with its decimals as float64: pandas is slow on Python Decimal objects."""
+    table = pq.read_table(path, **kwargs)
     floats = [pa.field(f.name, pa.float64()) if pa.types.is_decimal(f.type) else f for f in table.schema]
     return table.cast(pa.schema(floats)).to_pandas()
 
 
 def map_lineitem() -> pd.DataFrame:
-    items = read_as_floats(INPUT, SHIPPED_BY)
+    items = read_as_floats(INPUT, filters=[("l_shipdate", "<=", SHIPPED_BY)])
     items["disc_price"] = items.l_extendedprice * (1 - items.l_discount)
     items["charge"] = items.disc_price * (1 + items.l_tax)
     return items.groupby(FLAGS, as_index=False).agg(
@@ -60,7 +41,7 @@ def map_lineitem() -> pd.DataFrame:
 
 
 def reduce_partials() -> pd.DataFrame:
-    q1 = read_table(INPUT).to_pandas().groupby(FLAGS, as_index=False).sum()
+    q1 = pd.read_parquet(INPUT).groupby(FLAGS, as_index=False).sum()
     q1["avg_qty"] = q1.sum_qty / q1.count_order
     q1["avg_price"] = q1.sum_base_price / q1.count_order
     q1["avg_disc"] = q1.sum_disc / q1.count_order
@@ -73,4 +54,4 @@ if __name__ == "__main__":
     steps = {"map": map_lineitem, "reduce": reduce_partials}
     if len(sys.argv) != 2 or sys.argv[1] not in steps:
         sys.exit(f"usage: {sys.argv[0]} {'|'.join(steps)}")
-    write_table(steps[sys.argv[1]](), OUTPUT)
+    steps[sys.argv[1]]().to_parquet(OUTPUT, index=False)

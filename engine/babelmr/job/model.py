@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ProgramFormat = Literal["parquet", "csv", "jsonl", "arrow"]
+ProgramFormat = Literal["parquet", "csv", "jsonl"]
 InputFormat = Literal["parquet", "csv"]
 
 DEFAULT_RETRIES = 2

@@ -1,4 +1,4 @@
-"""Files the user program reads and writes: Parquet, CSV, JSON Lines and Arrow IPC, streamed in record batches."""
+"""Files the user program reads and writes: Parquet, CSV and JSON Lines, streamed in record batches."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "arrow": "arrow"}
+EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 BATCH_ROWS = 64 * 1024
 READ_BLOCK = 16 << 20  # bytes per CSV/JSON block: large blocks make type inference see more rows
 # Program output is read through a buffer of this size: a program may write one huge row group, whose column
@@ -342,44 +342,9 @@ class _JsonLinesWriter:
         self._file.close()
 
 
-class _ArrowWriter:
-    """An Arrow IPC file, uncompressed: the program memory-maps it and reads its columns without a copy."""
-
-    def __init__(self, path: str, schema: pa.Schema):
-        self._sink = pa.OSFile(path, "wb")
-        self._writer = pa.ipc.new_file(self._sink, schema)
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
-
-    def close(self) -> None:
-        self._writer.close()
-        self._sink.close()
-
-
 def open_writer(path: str, fmt: str, schema: pa.Schema) -> BatchWriter:
     """A writer of record batches into ``path`` in the program format ``fmt``."""
-    writers = {"parquet": _ParquetWriter, "csv": _CsvWriter, "jsonl": _JsonLinesWriter, "arrow": _ArrowWriter}
-    return writers[fmt](path, schema)
-
-
-def _arrow_output(path: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """An Arrow IPC output, file or stream format, memory-mapped: each batch is paged in as it is read."""
-    source = pa.memory_map(path)
-    try:
-        reader = pa.ipc.open_file(source)
-    except pa.ArrowInvalid:  # not the file format: the stream format (what many writers produce) then
-        reader = pa.ipc.open_stream(source)
-        plain = plain_schema(reader.schema)
-        return plain, (b if b.schema == plain else b.cast(plain) for b in reader)
-    plain = plain_schema(reader.schema)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        for i in range(reader.num_record_batches):
-            batch = reader.get_batch(i)
-            yield batch if batch.schema == plain else batch.cast(plain)
-
-    return plain, batches()
+    return {"parquet": _ParquetWriter, "csv": _CsvWriter, "jsonl": _JsonLinesWriter}[fmt](path, schema)
 
 
 def _json_read_type(t: pa.DataType) -> pa.DataType:
@@ -429,9 +394,6 @@ def open_output(path: str, fmt: str, types: dict[str, pa.DataType] | None = None
         return (plain if len(plain) else None), _parquet_batches(f, plain)
     if os.path.getsize(path) == 0:
         return None, iter(())
-    if fmt == "arrow":
-        ipc_schema, batches = _arrow_output(path)
-        return (ipc_schema if len(ipc_schema) else None), batches
     types = types or {}
     if fmt == "csv":
         try:
