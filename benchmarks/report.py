@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import QUERIES
+from benchmarks.common import QUERIES, ROOT
 
 LANGUAGE_OF = {"Python": "examples-python", "Go": "examples-go", "C#": "examples-csharp"}
 
@@ -42,11 +42,14 @@ def _machine() -> str:
 
 
 def _lines(variant: str, query: str) -> str:
-    from benchmarks.loc import babelmr_lines, handwritten_lines
+    from benchmarks.loc import babelmr_lines, count_lines, handwritten_lines
 
-    if variant.startswith("babelmr"):
-        language = LANGUAGE_OF[variant.rsplit(", ", 1)[1].rstrip(")")]
-        counts = babelmr_lines(language, query)
+    if variant == "babelmr (local, DuckDB programs)":
+        byoe = ROOT / "benchmarks" / "byoe"
+        counts = {p.name: count_lines(p) for p in (byoe / "q1_duckdb.py", byoe / "job.json")}
+    elif variant.startswith("babelmr"):
+        detail = variant.rsplit(", ", 1)[-1].rstrip(")")
+        counts = babelmr_lines(LANGUAGE_OF.get(detail, "examples-python"), query)  # S3: the Python example
     elif variant.startswith("hand-written"):
         counts = handwritten_lines(query)
     else:
