@@ -13,11 +13,11 @@ those of the file. A fixed-width table and trailer locate them:
     trailer: (table offset u64, P u32, b"BMRX"): the 16 bytes just before the final footer
 
 The final footer is the whole file's, so every Parquet reader reads the file as before (the bytes
-between the last column chunk and the footer are never referenced). A reducer makes four small
-ranged reads per upstream file, of fixed size except its own footer: the last 8 bytes, the trailer,
-its table entry and its partition footer; then pyarrow reads the data with that footer as the file's
-metadata (``pq.ParquetFile(..., metadata=...)``). Files without the trailer (written before it
-existed) are read through their whole footer, as before.
+between the last column chunk and the footer are never referenced). A reducer reads the file's last
+64 KiB and, when the footer is larger than that (many partitions), three small ranged reads more: the
+trailer, its table entry and its partition footer, whatever the partition count. pyarrow then reads
+the data with that partition footer as the file's metadata (``pq.ParquetFile(..., metadata=...)``).
+Files without the trailer (written before it existed) are read through their whole footer, as before.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ PARQUET_MAGIC = b"PAR1"
 TRAILER = struct.Struct("<QI4s")  # table offset, partitions, MAGIC
 ENTRY = struct.Struct("<QI")  # a partition footer's offset and length
 FMD_NUM_ROWS, FMD_ROW_GROUPS, FMD_KV = 3, 4, 5  # FileMetaData's field ids (parquet.thrift)
+TAIL_BYTES = 64 << 10  # read first, as Parquet readers read a footer: one S3 GET, or one pread
 
 
 class IndexError_(ValueError):
@@ -103,37 +104,54 @@ def write_index(stream: pa.NativeFile, metadata: pq.FileMetaData, row_groups: li
     stream.write(struct.pack("<I", len(footer)) + PARQUET_MAGIC)
 
 
-def _read(handle: pa.NativeFile, length: int, offset: int) -> bytes:
-    buf = bytes(handle.read_at(length, offset))
-    if len(buf) != length:
-        raise IndexError_(f"short read at byte {offset} ({len(buf)} of {length} bytes)")
-    return buf
+class _Tail:
+    """The file's last ``TAIL_BYTES``, read at once; reads before them go to the file (one ranged read each)."""
+
+    def __init__(self, handle: pa.NativeFile, size: int):
+        self.handle = handle
+        self.start = max(0, size - TAIL_BYTES)
+        self.buf = self._read(size - self.start, self.start)
+
+    def _read(self, length: int, offset: int) -> bytes:
+        buf = bytes(self.handle.read_at(length, offset))
+        if len(buf) != length:
+            raise IndexError_(f"short read at byte {offset} ({len(buf)} of {length} bytes)")
+        return buf
+
+    def read(self, length: int, offset: int) -> bytes:
+        if offset >= self.start:
+            return self.buf[offset - self.start:offset - self.start + length]
+        return self._read(length, offset)
 
 
 def read_partition(handle: pa.NativeFile, partition: int) -> tuple[pq.FileMetaData, int] | None:
     """Partition ``partition``'s metadata from its partition footer, and the file's partition count.
 
-    None: the file has no partition footers (it was written before they existed). Raises `IndexError_`
-    when they are damaged, or `LookupError` when the file has fewer partitions.
+    The file's tail is read first: with few partitions the footer, the table and the partition footer all lie
+    in it (one read, as reading a footer always took); with many, the footer is larger and the trailer, the
+    table entry and the partition footer take one small read each. None: the file has no partition footers
+    (it was written before they existed). Raises `IndexError_` when they are damaged, or `LookupError` when
+    the file has fewer partitions.
     """
     size = handle.size()
     if size < 2 * len(PARQUET_MAGIC) + 4 + TRAILER.size:
         return None
-    length, magic = struct.unpack("<I4s", _read(handle, 8, size - 8))
+    tail = _Tail(handle, size)
+    length, magic = struct.unpack("<I4s", tail.read(8, size - 8))
     trailer_at = size - 8 - length - TRAILER.size
     if magic != PARQUET_MAGIC or trailer_at < len(PARQUET_MAGIC):
         return None
-    table, partitions, mark = TRAILER.unpack(_read(handle, TRAILER.size, trailer_at))
+    table, partitions, mark = TRAILER.unpack(tail.read(TRAILER.size, trailer_at))
     if mark != MAGIC:
         return None
     if partition >= partitions:
         raise LookupError(partitions)
     if table + ENTRY.size * partitions != trailer_at:
         raise IndexError_(f"the partition table at byte {table} does not end at the trailer (byte {trailer_at})")
-    offset, mini_length = ENTRY.unpack(_read(handle, ENTRY.size, table + ENTRY.size * partition))
+    offset, mini_length = ENTRY.unpack(tail.read(ENTRY.size, table + ENTRY.size * partition))
     if offset + mini_length > table:
         raise IndexError_(f"partition {partition}'s footer (bytes {offset}-{offset + mini_length}) overlaps its table")
-    mini = _read(handle, mini_length, offset)
+    mini = tail.read(mini_length, offset)
     try:
         metadata = pq.read_metadata(pa.BufferReader(PARQUET_MAGIC + mini + struct.pack("<I", mini_length)
                                                     + PARQUET_MAGIC))
