@@ -59,10 +59,11 @@ def partition_footers(footer: bytes, row_groups: list[list[int]], rows: list[int
     The row groups are copied as bytes (never decoded), and the key-value metadata loses the partition
     index (it lists every partition: kept, it would make each partition footer grow with their count).
     """
-    spans = thrift.field_spans(footer)
+    found: dict[int, list[tuple[int, int]]] = {FMD_ROW_GROUPS: []}
+    spans = thrift.field_spans(footer, found)  # one pass: the row groups' spans come with the fields'
     if FMD_ROW_GROUPS not in spans:
         raise thrift.ThriftError("the footer has no row groups field")
-    etype, groups = thrift.list_spans(footer, spans[FMD_ROW_GROUPS][2])
+    etype, groups = thrift.STRUCT, found[FMD_ROW_GROUPS]
     parts: list[tuple[int, bytes]] = []  # (field id, its value bytes) of the fields shared by every partition
     for fid, (_, _, value, end) in sorted(spans.items()):
         if fid == FMD_KV:

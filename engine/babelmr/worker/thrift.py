@@ -70,11 +70,13 @@ def loads(buf: bytes) -> Struct:
         raise ThriftError(f"truncated Thrift struct at byte {reader.pos} of {len(buf)}") from e
 
 
-def field_spans(buf: bytes) -> dict[int, tuple[int, int, int, int]]:
+def field_spans(buf: bytes, elements: dict[int, list[tuple[int, int]]] | None = None
+                ) -> dict[int, tuple[int, int, int, int]]:
     """Where each top-level field of the struct in ``buf`` lies, without decoding it.
 
     field id -> (wire type, start of its field header, start of its value, end). Bytes between fields are
-    copied as they are: the parts of a large footer that need no edit cost no Python objects.
+    copied as they are: the parts of a large footer that need no edit cost no Python objects. For each list
+    field whose id is a key of ``elements``, its elements' (start, end) are appended there (same pass).
     """
     reader = _Reader(buf)
     spans: dict[int, tuple[int, int, int, int]] = {}
@@ -89,7 +91,16 @@ def field_spans(buf: bytes) -> dict[int, tuple[int, int, int, int]]:
             fid = last + delta if delta else reader.zigzag()
             last = fid
             value = reader.pos
-            if wire not in (TRUE, FALSE):
+            if elements is not None and fid in elements and wire in (LIST, SET):
+                list_header = reader.byte()
+                size, etype = list_header >> 4, list_header & 0x0F
+                if size == 15:
+                    size = reader.varint()
+                for _ in range(size):
+                    begin = reader.pos
+                    reader.skip(etype)
+                    elements[fid].append((begin, reader.pos))
+            elif wire not in (TRUE, FALSE):
                 reader.skip(wire)
             spans[fid] = (wire, start, value, reader.pos)
     except (IndexError, struct.error) as e:
