@@ -159,6 +159,9 @@ def test_field_spans_match_the_decoded_footer(tmp_path: Path) -> None:
     decoded = thrift.loads(footer)
     spans = thrift.field_spans(footer)
     assert sorted(spans) == sorted(decoded.fields)
+    found: dict[int, list[tuple[int, int]]] = {4: []}
+    assert thrift.field_spans(footer, found) == spans
+    assert found[4] == thrift.list_spans(footer, spans[4][2])[1] and len(found[4]) == len(decoded.get(4).items)
     for fid, (wire, _, value, end) in spans.items():
         assert wire == decoded.fields[fid][0]
         if wire == thrift.LIST:
