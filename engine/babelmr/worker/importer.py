@@ -94,7 +94,7 @@ def _partition_footer(handle: pa.NativeFile, partition: int, uri: str,
         return shuffleindex.read_partition(handle, partition)
     except LookupError as e:
         raise InputError(f"{uri} has {e.args[0]} partitions; partition {partition} was asked for") from None
-    except shuffleindex.IndexError_ as e:
+    except shuffleindex.PartitionIndexError as e:
         raise InputError(f"input {name!r}: cannot read the partition index of {uri}: {e}") from None
 
 

@@ -40,7 +40,7 @@ FMD_NUM_ROWS, FMD_ROW_GROUPS, FMD_KV = 3, 4, 5  # FileMetaData's field ids (parq
 TAIL_BYTES = 64 << 10  # read first, as Parquet readers read a footer: one S3 GET, or one pread
 
 
-class IndexError_(ValueError):
+class PartitionIndexError(ValueError):
     """The partition footers are damaged (a truncated or corrupt file)."""
 
 
@@ -116,7 +116,7 @@ class _Tail:
     def _read(self, length: int, offset: int) -> bytes:
         buf = bytes(self.handle.read_at(length, offset))
         if len(buf) != length:
-            raise IndexError_(f"short read at byte {offset} ({len(buf)} of {length} bytes)")
+            raise PartitionIndexError(f"short read at byte {offset} ({len(buf)} of {length} bytes)")
         return buf
 
     def read(self, length: int, offset: int) -> bytes:
@@ -131,7 +131,7 @@ def read_partition(handle: pa.NativeFile, partition: int) -> tuple[pq.FileMetaDa
     The file's tail is read first: with few partitions the footer, the table and the partition footer all lie
     in it (one read, as reading a footer always took); with many, the footer is larger and the trailer, the
     table entry and the partition footer take one small read each. None: the file has no partition footers
-    (it was written before they existed). Raises `IndexError_` when they are damaged, or `LookupError` when
+    (it was written before they existed). Raises `PartitionIndexError` when they are damaged, or `LookupError` when
     the file has fewer partitions.
     """
     size = handle.size()
@@ -148,14 +148,16 @@ def read_partition(handle: pa.NativeFile, partition: int) -> tuple[pq.FileMetaDa
     if partition >= partitions:
         raise LookupError(partitions)
     if table + ENTRY.size * partitions != trailer_at:
-        raise IndexError_(f"the partition table at byte {table} does not end at the trailer (byte {trailer_at})")
+        raise PartitionIndexError(f"the partition table at byte {table} does not end at the trailer "
+                                  f"(byte {trailer_at})")
     offset, mini_length = ENTRY.unpack(tail.read(ENTRY.size, table + ENTRY.size * partition))
     if offset + mini_length > table:
-        raise IndexError_(f"partition {partition}'s footer (bytes {offset}-{offset + mini_length}) overlaps its table")
+        raise PartitionIndexError(f"partition {partition}'s footer (bytes {offset}-{offset + mini_length}) "
+                                  "overlaps its table")
     mini = tail.read(mini_length, offset)
     try:
         metadata = pq.read_metadata(pa.BufferReader(PARQUET_MAGIC + mini + struct.pack("<I", mini_length)
                                                     + PARQUET_MAGIC))
     except (pa.ArrowException, OSError) as e:
-        raise IndexError_(f"partition {partition}'s footer does not parse: {e}") from None
+        raise PartitionIndexError(f"partition {partition}'s footer does not parse: {e}") from None
     return metadata, partitions
