@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import QUERIES
+from benchmarks.common import QUERIES, ROOT
 
 LANGUAGE_OF = {"Python": "examples-python", "Go": "examples-go", "C#": "examples-csharp"}
 
@@ -42,11 +42,14 @@ def _machine() -> str:
 
 
 def _lines(variant: str, query: str) -> str:
-    from benchmarks.loc import babelmr_lines, handwritten_lines
+    from benchmarks.loc import babelmr_lines, count_lines, handwritten_lines
 
-    if variant.startswith("babelmr"):
-        language = LANGUAGE_OF[variant.rsplit(", ", 1)[1].rstrip(")")]
-        counts = babelmr_lines(language, query)
+    if variant == "babelmr (local, DuckDB programs)":
+        byoe = ROOT / "benchmarks" / "byoe"
+        counts = {p.name: count_lines(p) for p in (byoe / "q1_duckdb.py", byoe / "job.json")}
+    elif variant.startswith("babelmr"):
+        detail = variant.rsplit(", ", 1)[-1].rstrip(")")
+        counts = babelmr_lines(LANGUAGE_OF.get(detail, "examples-python"), query)  # S3: the Python example
     elif variant.startswith("hand-written"):
         counts = handwritten_lines(query)
     else:
@@ -116,7 +119,51 @@ def _micro_value(r: dict[str, Any]) -> str:
         verdict = f" (target {r['target']}: {'met' if r['meets_target'] else 'MISSED'})" if "target" in r else ""
         return (f"program cold {r['cold_program_ms']:.1f} ms, warm {r['warm_program_ms']:.1f} ms; task cold "
                 f"{r['cold_task_ms']:.1f} ms, warm {r['warm_task_ms']:.1f} ms{verdict}")
+    if r["block"] == "reduce task":
+        return f"{r['task_ms']:.1f} ms per task (import {r['import_ms']:.1f} ms)"
     return f"{r['engine_peak_rss_mb']:.0f} MB peak RSS"
+
+
+def _scaling_plot(scaling: dict, path: Path) -> None:
+    """Median seconds of TPC-H Q1 against the scale factor, one line per variant (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for variant in dict.fromkeys(v for v, _, _ in scaling):
+        points = sorted((sf, s) for (v, _, sf), s in scaling.items() if v == variant)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=variant)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("TPC-H scale factor")
+    ax.set_ylabel("median wall time (s)")
+    ax.set_title("tpch-q1: scaling")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def scaling_section(results: dict[str, Any], plots: Path) -> list[str]:
+    """The scaling series' table and plot, when the run had one (``--scaling``)."""
+    from benchmarks.__main__ import median_seconds
+
+    runs = results.get("scaling", {}).get("runs", [])
+    if not runs:
+        return []
+    medians = median_seconds(runs)
+    sfs = sorted({sf for _, _, sf in medians})
+    _scaling_plot(medians, plots / "scaling.png")
+    lines = ["", "## Scaling: TPC-H Q1", "", "| variant | " + " | ".join(f"SF {s:g} s" for s in sfs) + " |",
+             "|---|" + "---|" * len(sfs)]
+    for v in dict.fromkeys(v for v, _, _ in medians):
+        lines.append(f"| {v} | " + " | ".join(f"{medians[(v, 'tpch-q1', s)]:.2f}" if (v, "tpch-q1", s) in medians
+                                              else "—" for s in sfs) + " |")
+    for name, why in results["scaling"].get("skipped", {}).items():
+        lines.append(f"\n- skipped {name}: {why}")
+    return [*lines, "", f"![TPC-H Q1 against the scale factor]({plots.name}/scaling.png)"]
 
 
 def _micro_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -197,6 +244,7 @@ def write_report(out: Path, results: dict[str, Any], micro: list[dict[str, Any]]
                   "Import, program and export of each task (cf. the BabelMR paper's Figure 5); grey is the engine's "
                   "own time around them (worker start, commit, log upload).", "",
                   f"![per-task timeline]({plots.name}/timeline.png)"]
+    lines += scaling_section(results, plots)
     lines += ["", "## Engine building blocks", "", *_micro_table(micro)]
     out.write_text("\n".join(lines) + "\n")
     return out

@@ -56,6 +56,7 @@ def targets(medians: dict, runs: list[dict[str, Any]], micro: list[dict[str, Any
             rows.append(f"| {block} ({case}) ≥ 3× hand-written | {ours_v / hand:.2f}× | {_mark(ours_v / hand >= 3)} |")
         if ours_v and raw:
             rows.append(f"| {block} ({case}) ≥ 0.8× raw pyarrow | {ours_v / raw:.2f}× | {_mark(ours_v / raw >= 0.8)} |")
+    rows += _new_targets(medians, micro, sf)
     for r in micro:
         if r.get("block") == "task overhead" and r.get("variant") == "local" and "tasks_per_s" in r:
             rate = float(r["tasks_per_s"])
@@ -66,4 +67,36 @@ def targets(medians: dict, runs: list[dict[str, Any]], micro: list[dict[str, Any
         if r.get("block") == "peak RSS" and "engine_peak_rss_mb" in r:
             mb = float(r["engine_peak_rss_mb"])
             rows.append(f"| engine peak RSS ≤ 512 MB ({r.get('case', '')}) | {mb:.0f} MB | {_mark(mb <= 512)} |")
+    return rows
+
+
+def _ratio_row(target: str, ours: float | None, theirs: float | None, limit: float, ours_name: str,
+               theirs_name: str) -> str:
+    """A row for 'ours within ``limit`` times theirs' (seconds: lower is better)."""
+    if not (ours and theirs):
+        return f"| {target} | — | {_mark(None)} |"
+    return (f"| {target} | {ours_name} {ours:.2f} s, {theirs_name} {theirs:.2f} s: {ours / theirs:.2f}× | "
+            f"{_mark(ours / theirs <= limit)} |")
+
+
+def _new_targets(medians: dict, micro: list[dict[str, Any]], sf: float) -> list[str]:
+    """Issue 10's targets: S3 fan-in, reduce tasks against the partition count, DuckDB programs."""
+    rows = []
+    s3, hand = medians.get(("babelmr (S3)", "tpch-q1", sf)), medians.get(
+        ("hand-written (S3)", "tpch-q1", sf))
+    measured = f"babelmr {s3:.2f} s, hand-written {hand:.2f} s: speed-up {hand / s3:.2f}×" if s3 and hand else "—"
+    from benchmarks.variants.s3 import map_tasks
+
+    rows.append(f"| on S3 with {map_tasks(sf)} map tasks (TPC-H Q1, SF {sf:g}) ≥ 2× faster than hand-written | "
+                f"{measured} | "
+                f"{_mark(None if not (s3 and hand) else hand / s3 >= 2)} |")
+    reduce = {r["partitions"]: r["task_ms"] for r in micro if r.get("block") == "reduce task"}
+    if reduce:
+        few, many = min(reduce), max(reduce)
+        q = reduce[many] / reduce[few]
+        rows.append(f"| reduce task at {many:,} partitions ≤ 1.5× the {few}-partition time | {reduce[many]:.1f} ms vs "
+                    f"{reduce[few]:.1f} ms: {q:.2f}× | {_mark(q <= 1.5 if many >= 1000 else None)} |")
+    rows.append(_ratio_row(f"babelmr running DuckDB programs within 1.5× of DuckDB alone (TPC-H Q1, SF {sf:g})",
+                           medians.get(("babelmr (local, DuckDB programs)", "tpch-q1", sf)),
+                           medians.get(("DuckDB SQL", "tpch-q1", sf)), 1.5, "babelmr", "DuckDB"))
     return rows

@@ -18,20 +18,33 @@ from babelmr.job import load_job
 from benchmarks.common import ROOT, Context, Result
 
 
-def job_copy(ctx: Context, language: str) -> Path:
-    """The example's folder copied into the scratch folder, its inputs pointed at the benchmark data."""
+def job_copy(ctx: Context, language: str, source: Path | None = None,
+             inputs: dict[str, str] | None = None, split: dict[str, Any] | None = None) -> Path:
+    """The example's folder (or ``source``) copied into the scratch folder, its inputs pointed at the benchmark
+    data (or at ``inputs``); ``split`` cuts the stages' external inputs into tasks."""
     folder = ctx.work / f"{language}-{ctx.query}"
-    shutil.copytree(ROOT / language / ctx.query, folder, dirs_exist_ok=True,
+    shutil.copytree(source or ROOT / language / ctx.query, folder, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("data", ".babelmr", "__pycache__"))
     job = json.loads((folder / "job.json").read_text())
+    uris = inputs or ctx.inputs()
     for stage in job["stages"]:
         for inp in stage["inputs"]:
-            if inp["name"] in ctx.inputs():
-                inp["uri"] = ctx.inputs()[inp["name"]]
+            if inp["name"] in uris:
+                inp["uri"] = uris[inp["name"]]
+                if split:
+                    stage["split"] = split
         if ctx.query == "bigbench-q1":
             stage.setdefault("env", {})["Q1_MIN_COUNT"] = str(ctx.min_count)
     (folder / "job.json").write_text(json.dumps(job, indent=2))
     return folder / "job.json"
+
+
+def read_output(uri: str) -> pd.DataFrame:
+    """One committed output file (a local path or an s3:// URI) as a DataFrame."""
+    from babelmr.store import filesystem_for
+
+    fs, path = filesystem_for(uri)
+    return pq.read_table(path, filesystem=fs).to_pandas()
 
 
 def timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -47,14 +60,19 @@ def timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = "local", **options: Any) -> Result:
-    """Run the example job of ``language`` on ``backend``; wall time is the whole `run_job`."""
-    job = load_job(str(job_copy(ctx, language)), store=str(ctx.work / "store"))
+def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = "local",
+                source: Path | None = None, store: str | None = None,
+                inputs: dict[str, str] | None = None, split: dict[str, Any] | None = None,
+                **options: Any) -> Result:
+    """Run the example job of ``language`` (or the job in ``source``) on ``backend``; wall time is the whole
+    `run_job`. ``store`` defaults to a folder in the scratch folder."""
+    job = load_job(str(job_copy(ctx, language, source, inputs, split)),
+                   store=store or str(ctx.work / "store"))
     with get_backend(backend, concurrency=ctx.parallelism, **options) as b:
         start = time.perf_counter()
         record = run_job(job, b)
         seconds = time.perf_counter() - start
-    answer = pd.concat([pq.read_table(f).to_pandas() for f in record["output"]["files"]], ignore_index=True)
+    answer = pd.concat([read_output(f) for f in record["output"]["files"]], ignore_index=True)
     engine = {k: sum(s[f"{k}_seconds"] for s in record["stages"]) for k in ("import", "program", "export")}
     return Result(seconds, answer, engine, timeline(record),
                   max(s["engine_peak_rss_bytes"] for s in record["stages"]))
@@ -64,7 +82,15 @@ def local(ctx: Context) -> Result:
     return run_babelmr(ctx)
 
 
-CONTAINER = ContainerLimits(memory=3 << 30, ephemeral_storage=3 << 30)  # CSV of a 512 MiB share fits in /tmp
+def duckdb_programs(ctx: Context) -> Result:
+    """Bring your own engine: TPC-H Q1 whose map and reduce programs are DuckDB SQL (benchmarks/byoe/)."""
+    if ctx.query != "tpch-q1":
+        raise NotImplementedError("only TPC-H Q1 has DuckDB programs")
+    return run_babelmr(ctx, source=ROOT / "benchmarks" / "byoe")
+
+
+# /tmp is on the host's disk: up to Lambda's 10 GB of ephemeral storage, whatever the memory
+CONTAINER = ContainerLimits(memory=3 << 30, ephemeral_storage=10 << 30)
 
 
 def docker_python(ctx: Context) -> Result:

@@ -1,14 +1,28 @@
-"""Tasks in Docker containers of each stage's image: the same image that goes to Lambda."""
+"""Tasks in Docker containers of each stage's image: the same image that goes to Lambda.
+
+A task's ``/tmp`` (its working directory: the imported input, the program's output, its scratch files) is a
+folder on the host's disk bind-mounted into the container, as Lambda's ``/tmp`` is disk, not memory: a task
+may write more than its memory to ``/tmp``. Its size is limited like Lambda's ephemeral storage: a watchdog
+measures the folder every ``TMP_POLL_SECONDS`` and kills the container when it holds more than the backend's
+``ephemeral_storage``; the task then fails with an error saying so. (The limit is enforced by polling, not by
+a file system quota: a task can overshoot it by what it writes in one interval before it is stopped.) The
+folders live under ``$BABELMR_TASK_TMP`` (default: the host's temporary folder) and are removed after the task.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
+import shutil
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 import requests.exceptions
+from docker.types import Mount
 
 from babelmr.backends.base import Backend
 from babelmr.backends.containers import (
@@ -33,6 +47,59 @@ from babelmr.worker.warm_server import CLIENT, SOCKET
 
 CREATE_WAIT = 30  # seconds close() waits for containers being created, to remove them too
 WAIT_GRACE = 120  # seconds a container may outlive the program's timeout (import and export)
+TMP_POLL_SECONDS = 0.5  # how often a task's /tmp folder is measured against its ephemeral storage
+
+
+def folder_bytes(path: str) -> int:
+    """Disk bytes of the files below ``path`` (allocated blocks: a sparse file counts what it uses)."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # removed while measured
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+    return total
+
+
+class TmpWatchdog:
+    """Kills a container whose /tmp folder outgrows ``limit`` bytes; ``exceeded`` says whether it did."""
+
+    def __init__(self, folder: str, limit: int, kill):
+        self.folder, self.limit, self._kill = folder, limit, kill
+        self.exceeded = 0  # the bytes seen when the limit was exceeded
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="babelmr-tmp-watchdog", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(TMP_POLL_SECONDS):
+            used = folder_bytes(self.folder)
+            if used > self.limit:
+                self.exceeded = used
+                with contextlib.suppress(docker.errors.DockerException):  # it ended meanwhile
+                    self._kill()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def task_tmp(limits: ContainerLimits) -> str:
+    """A new host folder for one task's /tmp, writable by the image's (non-root) user like a tmpfs."""
+    root = os.environ.get("BABELMR_TASK_TMP") or tempfile.gettempdir()
+    os.makedirs(root, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix="babelmr-task-", dir=root)
+    os.chmod(folder, 0o1777)
+    return folder
+
+
+def disk_tmp(options: dict, folder: str, memory: int) -> dict:
+    """``options`` with /tmp bind-mounted from ``folder`` instead of a tmpfs, and memory for the task alone."""
+    options = dict(options)
+    options.pop("tmpfs", None)
+    options["mounts"] = [*options.get("mounts", []), Mount(target="/tmp", source=folder, type="bind")]
+    options["mem_limit"] = memory  # no tmpfs pages to count against the container's memory any more
+    return options
 
 
 def parse_result(stdout: str) -> dict | None:
@@ -93,7 +160,17 @@ class DockerBackend(Backend):
                               retryable=False)
         if spec.warm:
             return self._run_warm(spec)
-        options = container_options(spec, self._store, self.limits, {})
+        tmp = task_tmp(self.limits)
+        try:
+            return self._run_in(spec, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _run_in(self, spec: TaskSpec, tmp: str) -> TaskResult:
+        """Run the attempt in a container whose /tmp is the host folder ``tmp``."""
+        assert self._client is not None and self._store is not None
+        options = disk_tmp(container_options(spec, self._store, self.limits, {}), tmp,
+                           spec.memory or self.limits.memory)
         options["mounts"] = options["mounts"] + self._credentials.mounts()
         env = {**self._credentials.environment(), SPEC_ENV: spec.to_json()}
         key = (spec.stage, spec.task, spec.attempt)
@@ -116,6 +193,7 @@ class DockerBackend(Backend):
             self._remove(container.id)
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: interrupted",
                               retryable=False)
+        watchdog = TmpWatchdog(tmp, self.limits.ephemeral_storage, container.kill)
         try:
             timeout = spec.timeout + WAIT_GRACE if spec.timeout else None
             try:
@@ -124,6 +202,15 @@ class DockerBackend(Backend):
                 container.kill()
                 return TaskResult("error", spec.stage, spec.task, spec.attempt,
                                   error=f"{spec.label}: the container did not finish within {timeout:g} s")
+            watchdog.stop()
+            if watchdog.exceeded:  # the same task writes as much again: another attempt would fail the same way
+                limit = self.limits.ephemeral_storage
+                return TaskResult("error", spec.stage, spec.task, spec.attempt, retryable=False,
+                                  error=f"{spec.label}: the task wrote more than its ephemeral storage of "
+                                        f"{limit / 2**20:,.0f} MiB to /tmp (at least {watchdog.exceeded / 2**20:,.0f}"
+                                        " MiB) and was stopped: give the run more ephemeral storage "
+                                        "(--ephemeral-storage, up to 10 GB as on Lambda), or let each task read less "
+                                        "(more tasks, fewer columns)")
             stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
             stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
             self._store.write_bytes(layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, "container"),
@@ -146,6 +233,7 @@ class DockerBackend(Backend):
                                   error=f"{spec.label}: stopped: {stopped or 'interrupted'}")
             return TaskResult("error", spec.stage, spec.task, spec.attempt, error=f"{spec.label}: Docker: {e}")
         finally:
+            watchdog.stop()
             self._remove(container.id)
             with self._lock:
                 self._attempts.pop(key, None)

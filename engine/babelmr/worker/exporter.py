@@ -1,7 +1,8 @@
 """Export a program's output as ONE Parquet object whose row groups each hold a single partition.
 
 The partition -> row groups index goes into the file's key-value metadata (`PARTITION_INDEX_KEY`),
-so reducer i reads only its row groups of every upstream object. Rows stream through per-partition
+and each partition gets its own footer before the file's (`shuffleindex`): reducer i reads only its
+footer and its row groups of every upstream object, whatever the partition count. Rows stream through per-partition
 buffers bounded in bytes; a buffer becomes a row group when it is full, and all buffers are flushed
 when the batches they hold slices of exceed the budget (a slice keeps its whole batch in memory).
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 from babelmr.settings import settings
 from babelmr.spec import PARTITION_INDEX_KEY
 from babelmr.worker.partition import split_by_partition
+from babelmr.worker.shuffleindex import write_index
 
 # A partition's row group ends once settings().row_group_bytes (BABELMR_ROW_GROUP_BYTES) are buffered, and
 # settings().export_buffer (BABELMR_EXPORT_BUFFER) bounds the batches held over all partitions. The writer thread
@@ -132,7 +134,8 @@ class PartitionedWriter:
         index = {"version": 1, "key": self.key, "partitions": self.partitions,
                  "row_groups": self._row_groups, "rows": self._rows}
         writer.add_key_value_metadata({PARTITION_INDEX_KEY.decode(): json.dumps(index)})
-        writer.close()
+        writer.close()  # the stream stays open: the partition footers and the footer again follow
+        write_index(self._stream, writer.writer.metadata, self._row_groups, self._rows)
         self._stream.close()
         return index
 

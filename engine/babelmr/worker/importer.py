@@ -28,7 +28,7 @@ from babelmr.settings import settings
 from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
 from babelmr.store import filesystem_for, requests
 from babelmr.store.locations import file_version
-from babelmr.worker import chunkcopy, csvsplit, sort
+from babelmr.worker import chunkcopy, csvsplit, shuffleindex, sort
 from babelmr.worker.formats import (
     BATCH_ROWS,
     EXTENSIONS,
@@ -92,6 +92,17 @@ def partition_row_groups(metadata: pq.FileMetaData, partition: int, uri: str) ->
     return groups[partition]
 
 
+def _partition_footer(handle: pa.NativeFile, partition: int, uri: str,
+                      name: str) -> tuple[pq.FileMetaData, int] | None:
+    """The metadata of ``partition``'s row groups of an exported file (see `shuffleindex`), or None."""
+    try:
+        return shuffleindex.read_partition(handle, partition)
+    except LookupError as e:
+        raise InputError(f"{uri} has {e.args[0]} partitions; partition {partition} was asked for") from None
+    except shuffleindex.PartitionIndexError as e:
+        raise InputError(f"input {name!r}: cannot read the partition index of {uri}: {e}") from None
+
+
 def check_pinned(inp: TaskInput, piece: FileSlice) -> None:
     """Raise `InputChanged` when ``piece``'s file is no longer the version the planner listed.
 
@@ -146,9 +157,13 @@ class _ParquetSource:
         self.inp, self.piece = inp, piece
         check_pinned(inp, piece)
         fs, path = filesystem_for(piece.uri)
+        partition_footer = None
         try:
             self.handle = fs.open_input_file(path)
-            self.file = pq.ParquetFile(self.handle, pre_buffer=True)
+            if inp.kind == "stage":  # only this partition's footer: its cost does not grow with the partitions
+                partition_footer = _partition_footer(self.handle, inp.partition or 0, piece.uri, inp.name)
+            self.file = pq.ParquetFile(self.handle, pre_buffer=True,
+                                       metadata=partition_footer[0] if partition_footer else None)
             requests.count("HEAD")  # the open asks for the size
             requests.count("GET")  # the footer (one read of the file's tail)
         except (pa.ArrowInvalid, FileNotFoundError) as e:  # corrupt or vanished: retrying will not help
@@ -159,7 +174,9 @@ class _ParquetSource:
             schema = pa.schema([schema.field(c) for c in inp.columns if c in schema.names])
         self.schema = schema
         self.columns = schema.names if inp.columns else None
-        if inp.kind == "stage":
+        if partition_footer is not None:
+            self.row_groups = list(range(self.file.num_row_groups))
+        elif inp.kind == "stage":  # written before partition footers existed
             self.row_groups = partition_row_groups(self.file.metadata, inp.partition or 0, piece.uri)
         elif piece.row_groups is not None:
             try:

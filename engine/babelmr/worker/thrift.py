@@ -70,6 +70,92 @@ def loads(buf: bytes) -> Struct:
         raise ThriftError(f"truncated Thrift struct at byte {reader.pos} of {len(buf)}") from e
 
 
+def field_spans(buf: bytes, elements: dict[int, list[tuple[int, int]]] | None = None
+                ) -> dict[int, tuple[int, int, int, int]]:
+    """Where each top-level field of the struct in ``buf`` lies, without decoding it.
+
+    field id -> (wire type, start of its field header, start of its value, end). Bytes between fields are
+    copied as they are: the parts of a large footer that need no edit cost no Python objects. For each list
+    field whose id is a key of ``elements``, its elements' (start, end) are appended there (same pass).
+    """
+    reader = _Reader(buf)
+    spans: dict[int, tuple[int, int, int, int]] = {}
+    last = 0
+    try:
+        while True:
+            start = reader.pos
+            header = reader.byte()
+            if header == STOP:
+                return spans
+            wire, delta = header & 0x0F, header >> 4
+            fid = last + delta if delta else reader.zigzag()
+            last = fid
+            value = reader.pos
+            if elements is not None and fid in elements and wire in (LIST, SET):
+                list_header = reader.byte()
+                size, etype = list_header >> 4, list_header & 0x0F
+                if size == 15:
+                    size = reader.varint()
+                for _ in range(size):
+                    begin = reader.pos
+                    reader.skip(etype)
+                    elements[fid].append((begin, reader.pos))
+            elif wire not in (TRUE, FALSE):
+                reader.skip(wire)
+            spans[fid] = (wire, start, value, reader.pos)
+    except (IndexError, struct.error) as e:
+        raise ThriftError(f"truncated Thrift struct at byte {reader.pos} of {len(buf)}") from e
+
+
+def list_spans(buf: bytes, start: int) -> tuple[int, list[tuple[int, int]]]:
+    """The element type and each element's (start, end) of the list whose header is at ``start``."""
+    reader = _Reader(buf)
+    reader.pos = start
+    try:
+        header = reader.byte()
+        size, etype = header >> 4, header & 0x0F
+        if size == 15:
+            size = reader.varint()
+        items = []
+        for _ in range(size):
+            begin = reader.pos
+            reader.skip(etype)
+            items.append((begin, reader.pos))
+    except (IndexError, struct.error) as e:
+        raise ThriftError(f"truncated Thrift list at byte {reader.pos} of {len(buf)}") from e
+    return etype, items
+
+
+def field_header(fid: int, wire: int, last: int) -> bytes:
+    """The compact protocol's header of field ``fid`` after field ``last``."""
+    out = bytearray()
+    delta = fid - last
+    if 0 < delta <= 15:
+        out.append(delta << 4 | wire)
+    else:
+        out.append(wire)
+        _zigzag(out, fid)
+    return bytes(out)
+
+
+def list_header(etype: int, size: int) -> bytes:
+    """The compact protocol's header of a list of ``size`` elements of type ``etype``."""
+    out = bytearray()
+    if size < 15:
+        out.append(size << 4 | etype)
+    else:
+        out.append(0xF0 | etype)
+        _varint(out, size)
+    return bytes(out)
+
+
+def value_bytes(wire: int, value: Any) -> bytes:
+    """``value`` of wire type ``wire`` in the compact protocol (no field header)."""
+    out = bytearray()
+    _write_value(out, wire, value)
+    return bytes(out)
+
+
 def dumps(s: Struct) -> bytes:
     """``s`` in the compact protocol."""
     out = bytearray()
@@ -99,6 +185,48 @@ class _Reader:
     def zigzag(self) -> int:
         n = self.varint()
         return (n >> 1) ^ -(n & 1)
+
+    def skip(self, wire: int) -> None:
+        """Move past a value of type ``wire`` without building it."""
+        if wire in (TRUE, FALSE, BYTE):
+            self.pos += 1
+        elif wire in (I16, I32, I64):
+            while self.buf[self.pos] & 0x80:
+                self.pos += 1
+            self.pos += 1
+        elif wire == DOUBLE:
+            self.pos += 8
+        elif wire == BINARY:
+            n = self.varint()
+            if self.pos + n > len(self.buf):
+                raise IndexError("binary runs past the end")
+            self.pos += n
+        elif wire in (LIST, SET):
+            header = self.byte()
+            size, etype = header >> 4, header & 0x0F
+            if size == 15:
+                size = self.varint()
+            for _ in range(size):
+                self.skip(etype)
+        elif wire == MAP:
+            size = self.varint()
+            if size:
+                types = self.byte()
+                for _ in range(size):
+                    self.skip(types >> 4)
+                    self.skip(types & 0x0F)
+        elif wire == STRUCT:
+            while True:
+                header = self.byte()
+                if header == STOP:
+                    return
+                field_wire, delta = header & 0x0F, header >> 4
+                if not delta:
+                    self.zigzag()
+                if field_wire not in (TRUE, FALSE):
+                    self.skip(field_wire)
+        else:
+            raise ThriftError(f"unknown Thrift compact type {wire} at byte {self.pos}")
 
     def value(self, wire: int) -> Any:
         if wire in (TRUE, FALSE):  # only in lists, sets and maps: one byte each
