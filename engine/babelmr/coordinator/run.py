@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -306,7 +307,8 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             if forgiven is None or len(outcomes) + len(skip) < len(plan.tasks):
                 summary["status"] = "failed"
                 record["stages"].append(summary)
-                book.stage_finished(summary, skip)
+                with contextlib.suppress(StoreError):  # a store that is down: the tasks' error says more
+                    book.stage_finished(summary, skip)
                 # the cause, not a task stopped because of it
                 causes = [o for o in failed if not o.final.retryable or o.final.attempt > stage.retries]
                 raise JobFailed(_failure_message(stage, (causes or failed or [None])[0]))
