@@ -89,14 +89,13 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
     assert leftover_processes(run_id) == []
 
 
-def test_a_killed_coordinator_leaves_no_program_or_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_coordinator_leaves_no_program_or_worker(tmp_path: Path) -> None:
     """SIGKILL cannot be handled: the kernel's parent-death signals end the workers and the programs."""
     proc, run_id = start_run(tmp_path)
     proc.kill()
     proc.communicate(timeout=60)
     assert leftover_processes(run_id, seconds=10) == []
     assert record(tmp_path, run_id)["status"] == "running"  # what `babelmr resume` picks up
-    with monkeypatch.context() as m:  # the next local run removes the dead coordinator's working folder
-        m.setenv("BABELMR_WORKDIR", str(tmp_path / "work"))
-        LocalBackend(concurrency=1).close()
+    LocalBackend(concurrency=1, workdir=str(tmp_path / "work")).close()  # the next local run removes the dead
+    # coordinator's working folder (the killed run used BABELMR_WORKDIR, set in its environment)
     assert leftover_folders(tmp_path / "work") == []

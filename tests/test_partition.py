@@ -620,3 +620,11 @@ def test_timestamps_follow_the_documented_rule(unit: str, values: list[int]) -> 
     expected = [reference_instant(*divmod(v * NANOS[unit], 10**9)) for v in values]
     assert column_hash(pa.array(values, pa.timestamp(unit))).tolist() == expected
     assert column_hash(pa.array(values, pa.duration(unit))).tolist() == expected
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_the_extreme_int64_timestamps_follow_the_rule(unit: str) -> None:
+    """The smallest int64 (whose absolute value overflows) and the largest, in every unit (found by Hypothesis)."""
+    values = [-(2**63), 2**63 - 1, -(2**63) + 1]
+    expected = [reference_instant(*divmod(v * NANOS[unit], 10**9)) for v in values]
+    assert column_hash(pa.array(values, pa.timestamp(unit))).tolist() == expected

@@ -92,6 +92,9 @@ class Settings:
     workdir: str | None = _setting(None, _optional, "local/inline backends: folder for the tasks' temporary "
                                    "working directories (`babelmr run --workdir` overrides; default: the "
                                    "system's temporary folder).")
+    task_tmp: str | None = _setting(None, _optional, "docker backend: host folder under which each task's /tmp "
+                                    "(disk-backed, limited to the ephemeral storage) is made; default: the "
+                                    "system's temporary folder.")
     config: str | None = _setting(None, _optional, "The config file (prices); default "
                                   "$XDG_CONFIG_HOME/babelmr/config.toml or ~/.config/babelmr/config.toml.")
     docker: str | None = _setting(None, _optional, "`babelmr image`: the docker CLI to build with (default: the "

@@ -39,6 +39,7 @@ from babelmr.backends.credentials import CredentialsFile
 from babelmr.bounded import MAX_LOG, TAIL_READ, bounded
 from babelmr.images import BASE_IMAGE, docker_client
 from babelmr.job import Job, Stage
+from babelmr.settings import settings
 from babelmr.spec import RESULT_MARKER, SPEC_ENV, TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
@@ -86,7 +87,7 @@ class TmpWatchdog:
 
 def task_tmp(limits: ContainerLimits) -> str:
     """A new host folder for one task's /tmp, writable by the image's (non-root) user like a tmpfs."""
-    root = os.environ.get("BABELMR_TASK_TMP") or tempfile.gettempdir()
+    root = settings().task_tmp or tempfile.gettempdir()
     os.makedirs(root, exist_ok=True)
     folder = tempfile.mkdtemp(prefix="babelmr-task-", dir=root)
     os.chmod(folder, 0o1777)

@@ -77,7 +77,8 @@ def _instant_hash(values: np.ndarray, nanos_per_unit: int) -> np.ndarray:
         micros, rest = np.divmod(values, 1000)
         if not rest.any():  # every value a whole microsecond, and any ns value fits as microseconds
             return _mix(micros.view(np.uint64))
-    elif len(values) and np.abs(values).max() < 2**63 // (nanos_per_unit // 1000) - 1:
+    elif len(values) and -(limit := 2**63 // (nanos_per_unit // 1000) - 1) < values.min() and values.max() < limit:
+        # (not np.abs: the absolute value of the smallest int64 overflows to itself)
         return _mix((values * (nanos_per_unit // 1000)).view(np.uint64))  # s or ms: no overflow
     seconds, rest = np.divmod(values, 1_000_000_000 // nanos_per_unit)  # floor: rest >= 0
     nanos = rest * nanos_per_unit
