@@ -214,20 +214,6 @@ def _size_problem(value: Any) -> str | None:
     return None
 
 
-_DECIMAL = re.compile(r"decimal128\(([0-9]+), ?([0-9]+)\)")
-
-
-def _decimal_problems(types: Any, at: str) -> list[tuple[str, str]]:
-    """decimal128(p,s) types Arrow cannot make: precision 1 to 38, scale at most the precision."""
-    problems = []
-    for column, name in (types.items() if isinstance(types, dict) else ()):
-        m = _DECIMAL.fullmatch(name) if isinstance(name, str) else None
-        if m and not (1 <= int(m[1]) <= 38 and int(m[2]) <= int(m[1])):
-            problems.append((f"{at}{_json_path([column])[1:]}",
-                             f"{name!r}: decimal128 needs a precision from 1 to 38 and a scale no larger than it"))
-    return problems
-
-
 def _join_problem(upstream: dict[str, dict[str, Any]]) -> str | None:
     """Why the partitioned stages read by one stage cannot be joined task by task, if they cannot.
 
@@ -289,7 +275,6 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                 problems.append((f"{at}.split.bytes_per_task", why))
         if "memory" in stage and (why := _size_problem(stage["memory"])):
             problems.append((f"{at}.memory", why))
-        problems += _decimal_problems(stage.get("schema"), f"{at}.schema")
         inputs = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
         names = [inp.get("name") for inp in inputs if isinstance(inp, dict) and isinstance(inp.get("name"), str)]
         split_inputs: list[str] = []
@@ -318,8 +303,6 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                     problems.append((f"{iat}.row_groups", "row_groups works only with format 'parquet'"))
                 if inp.get("csv") is not None and fmt != "csv":
                     problems.append((f"{iat}.csv", "csv options need \"format\": \"csv\""))
-                if isinstance(inp.get("csv"), dict):
-                    problems += _decimal_problems(inp["csv"].get("schema"), f"{iat}.csv.schema")
                 if inp.get("broadcast", False) is not True:
                     split_inputs.append(iat)
         has_upstream = any(isinstance(inp, dict) and "stage" in inp for inp in inputs)

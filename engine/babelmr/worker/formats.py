@@ -66,7 +66,8 @@ def arrow_type(name: str) -> pa.DataType:
         bits, precision, scale = int(m[1]), int(m[2]), int(m[3])
         limit = 38 if bits == 128 else 76
         if not 1 <= precision <= limit or scale > precision:
-            raise ValueError(f"{name!r}: decimal{bits} needs 1 <= precision <= {limit} and scale <= precision")
+            raise ValueError(f"{name!r}: decimal{bits} needs a precision from 1 to {limit} and a scale no larger "
+                             f"than it (1 <= precision <= {limit}, scale <= precision)")
         return (pa.decimal128 if bits == 128 else pa.decimal256)(precision, scale)
     if m := _TIMESTAMP.match(name):
         return pa.timestamp(m[1], tz=_zone(m[2]) if m[2] else None)
