@@ -88,9 +88,11 @@ def _lines(f, limit: int = 64 * 1024):
         yield line
 
 
-def read_counters(path: str) -> dict[str, int]:
-    """Sum the Hadoop-Streaming-style counter lines in a stderr log (streaming: long lines cost no memory)."""
+def read_reports(path: str) -> tuple[dict[str, int], str | None]:
+    """The Hadoop-Streaming-style reports in a stderr log, in one streaming pass (long lines cost no memory):
+    the summed counter lines and the last status line (``reporter:status:MESSAGE``)."""
     counters: dict[str, int] = {}
+    status = None
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in _lines(f):
             if line.startswith(COUNTER_PREFIX):
@@ -99,17 +101,21 @@ def read_counters(path: str) -> dict[str, int]:
                     counters[f"{group}.{name}"] = counters.get(f"{group}.{name}", 0) + int(amount)
                 except ValueError:
                     continue
-    return counters
+            elif line.startswith(STATUS_PREFIX):
+                status = line[len(STATUS_PREFIX):].strip()[:STATUS_CHARS]
+    return counters, status
+
+
+def read_counters(path: str) -> dict[str, int]:
+    """Sum the counter lines in a stderr log."""
+    return read_reports(path)[0]
 
 
 def read_status(path: str) -> str | None:
-    """The last status line (``reporter:status:MESSAGE``) in a stderr log, if any."""
-    status = None
-    with contextlib.suppress(FileNotFoundError), open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith(STATUS_PREFIX):
-                status = line[len(STATUS_PREFIX):].strip()[:STATUS_CHARS]
-    return status
+    """The last status line in a stderr log, if any (None also when there is no log)."""
+    with contextlib.suppress(FileNotFoundError):
+        return read_reports(path)[1]
+    return None
 
 
 SAMPLE_SECONDS = 0.05
@@ -255,5 +261,4 @@ def run_program(command: list[str], mode: str | None, *, shell: bool, env: dict[
                 timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
     return ProgramRun(argv, proc.returncode, time.perf_counter() - start, peak,
-                      timed_out.is_set(), stdout_path, stderr_path, read_counters(stderr_path),
-                      read_status(stderr_path))
+                      timed_out.is_set(), stdout_path, stderr_path, *read_reports(stderr_path))

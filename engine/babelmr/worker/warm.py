@@ -31,7 +31,7 @@ from multiprocessing import util as mp_util
 
 from babelmr.errors import TaskError
 from babelmr.settings import settings
-from babelmr.worker.program import PAGE_SIZE, ProgramRun, _PeakSampler, program_argv, read_counters, read_status
+from babelmr.worker.program import PAGE_SIZE, ProgramRun, _PeakSampler, program_argv, read_reports
 
 # MR_* variables that differ from task to task: the rest of the environment identifies a warm program.
 PER_TASK = ("MR_TASK", "MR_ATTEMPT", "MR_INPUTS", "MR_INPUT", "MR_OUTPUT", "MR_WORKDIR", "MR_PARTITION")
@@ -204,7 +204,7 @@ class WarmProgram:
         self._cut_log(self.out, stdout_path)
         self._cut_log(self.err, stderr_path)
         return ProgramRun(self.argv, exit_code, seconds, peak, timed_out, stdout_path,
-                          stderr_path, read_counters(stderr_path), read_status(stderr_path), failure=failure,
+                          stderr_path, *read_reports(stderr_path), failure=failure,
                           retryable=retryable)
 
     def _verdict(self, reply: bytes) -> tuple[str | None, bool]:
