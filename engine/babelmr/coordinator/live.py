@@ -13,19 +13,13 @@ import time
 from typing import Any
 
 from babelmr.coordinator.records import write_record
-from babelmr.coordinator.run import StageProgress
+from babelmr.coordinator.run import StageProgress, attempt_entry
 from babelmr.job import Stage
 from babelmr.spec import TaskResult
 from babelmr.store import layout
 from babelmr.store.base import Store
 
 POLL_SECONDS = 2.0  # on S3 each poll is a LIST request: $0.009 an hour at this rate
-
-
-def attempt_entry(result: TaskResult) -> dict[str, Any]:
-    """How the record lists one attempt (the same fields as a finished stage's ``task_attempts``)."""
-    return {"task": result.task, "attempt": result.attempt, "status": result.status, "error": result.error,
-            **result.stats}
 
 
 class LiveRecord(StageProgress):

@@ -211,12 +211,17 @@ def _failure_message(stage: Stage, failed: TaskOutcome | None) -> str:
             f"({why}):\n{last.error}")
 
 
+def attempt_entry(result: TaskResult) -> dict[str, Any]:
+    """How the run record lists one attempt (a finished stage's ``task_attempts``, the live record's too)."""
+    return {"task": result.task, "attempt": result.attempt, "status": result.status, "error": bounded(result.error),
+            **({"retryable": result.retryable} if result.status == "error" else {}), **result.stats}
+
+
 def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float) -> dict[str, Any]:
     tasks = []
     for o in outcomes:
         for r in o.attempts:
-            tasks.append({"task": r.task, "attempt": r.attempt, "status": r.status, "error": bounded(r.error),
-                          **({"retryable": r.retryable} if r.status == "error" else {}), **r.stats})
+            tasks.append(attempt_entry(r))
     ok = [o.final.stats for o in outcomes if o.final.status != "error"]
 
     def total(k: str) -> float:
