@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from babelmr.backends.local import LocalBackend
@@ -99,3 +100,53 @@ def test_a_killed_coordinator_leaves_no_program_or_worker(tmp_path: Path) -> Non
     LocalBackend(concurrency=1, workdir=str(tmp_path / "work")).close()  # the next local run removes the dead
     # coordinator's working folder (the killed run used BABELMR_WORKDIR, set in its environment)
     assert leftover_folders(tmp_path / "work") == []
+
+
+WARM_PROGRAM = r'''
+import json, os, shutil, sys, time
+with open(int(os.environ["MR_WARM_IN"])) as tasks, open(int(os.environ["MR_WARM_OUT"]), "w") as replies:
+    for line in tasks:
+        task = json.loads(line)
+        os.chdir(task["MR_WORKDIR"])
+        if sys.argv[1] == "sleep":
+            time.sleep(60)
+        shutil.copy("in.parquet", task["MR_OUTPUT"])
+        print(json.dumps({"ok": True}), file=replies, flush=True)
+'''
+
+
+def _marked(marker: str) -> list[str]:
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if p.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(p.info["cmdline"] or []):
+            found.append(f"{p.pid} {' '.join(p.info['cmdline'])}")
+    return found
+
+
+@pytest.mark.parametrize("when", ["mid-task", "idle"])
+def test_a_killed_coordinator_leaves_no_warm_program(tmp_path: Path, when: str) -> None:
+    """A warm program outlives the task that started it: it must not outlive the worker (busy or idle)."""
+    script = tmp_path / "warm_program.py"
+    script.write_text(WARM_PROGRAM)
+    action = "sleep" if when == "mid-task" else "copy"
+    job = make_job(tmp_path, files=1, partitions=1, map_command=[sys.executable, str(script), action],
+                   map_options={"warm": True})
+    if when == "idle":  # the worker's warm map program idles while the same worker runs the sleeping reduce
+        spec = json.loads(job.read_text())
+        spec["stages"][1]["command"] = SLOW
+        job.write_text(json.dumps(spec))
+    (tmp_path / "work").mkdir()
+    env = {**os.environ, "BABELMR_WORKDIR": str(tmp_path / "work")}
+    proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "-c", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, process_group=0)
+    deadline = time.monotonic() + 60
+    while not (_marked(str(script)) and (when == "mid-task" or _marked("sleep 60"))):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    time.sleep(0.5)  # the program runs its task (mid-task) or idles (idle)
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while _marked(str(script)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _marked(str(script)) == []

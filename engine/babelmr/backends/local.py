@@ -32,6 +32,7 @@ from babelmr.settings import PREFIX, reload, settings
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store.base import Store
 from babelmr.store.s3 import aws_environment, reset_clients
+from babelmr.worker import warm
 
 STOP_WAIT = 5.0  # seconds close() waits for killed attempt processes to be gone
 _ROOT_PREFIX = "babelmr-"
@@ -70,6 +71,7 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
         for pid in current["programs"]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        warm.kill_all()  # idle warm programs too: they outlive the task that started them
         if current["workdir"]:
             shutil.rmtree(current["workdir"], ignore_errors=True)
         os._exit(128 + signum)

@@ -31,6 +31,7 @@ from multiprocessing import util as mp_util
 
 from babelmr.errors import TaskError
 from babelmr.settings import settings
+from babelmr.worker import program as program_module
 from babelmr.worker.program import PAGE_SIZE, ProgramRun, _PeakSampler, program_argv, read_reports
 
 # MR_* variables that differ from task to task: the rest of the environment identifies a warm program.
@@ -243,6 +244,14 @@ def _give_back(key: tuple, program: WarmProgram) -> None:
         p.close()
 
 
+def kill_all() -> None:
+    """SIGKILL every idle warm program of this process without waiting (safe in a signal handler)."""
+    for _, p in list(_idle):
+        if getattr(p, "proc", None) is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.proc.pid, signal.SIGKILL)
+
+
 def close_all() -> None:
     """Stop every idle warm program of this process (a worker's exit)."""
     with _lock:
@@ -265,6 +274,8 @@ def run_warm(command: list[str], mode: str | None, *, shell: bool, env: dict[str
             program.close()
         # a folder that outlives the task (the local backends' root; / in a container, where /tmp is the task's)
         program = WarmProgram(argv, base_env, os.path.dirname(os.path.abspath(workdir)) or "/", label)
+    if program_module.on_program_started is not None:  # each attempt: the backend kills it with the attempt
+        program_module.on_program_started(program.proc.pid)
     try:
         run = program.run(request, timeout=timeout, log_dir=log_dir, label=label)
     except BaseException:
