@@ -20,7 +20,15 @@ import pytest
 from docker.models.containers import Container
 
 from babelmr.errors import ImageError
-from babelmr.images import BASE_TAG, BuildReport, ensure_base_image, ensure_docker
+from babelmr.images import (
+    BASE_TAG,
+    BuildReport,
+    build_base_image,
+    ensure_base_image,
+    ensure_docker,
+    image_exists,
+    source_hash,
+)
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +47,19 @@ def base_image(docker_client: docker.DockerClient) -> BuildReport:
         return ensure_base_image(BASE_TAG, quiet=True)
     except ImageError as e:
         pytest.fail(str(e))
+
+
+@pytest.fixture(scope="session")
+def checkout_image(docker_client: docker.DockerClient) -> str:
+    """The base image built from this checkout, under a tag of its own sources' hash.
+
+    ``babelmr-base:latest`` is one tag for every checkout on the machine: another checkout rebuilding it
+    while these tests run would put other engine sources in their containers.
+    """
+    tag = f"babelmr-base:checkout-{source_hash()}"
+    if not image_exists(tag):
+        build_base_image(tag, quiet=True)
+    return tag
 
 
 def build_job_image(folder: Path, tag: str, files: dict[str, str]) -> float:

@@ -30,7 +30,6 @@ from hypothesis import strategies as st
 
 from babelmr.backends import Backend, get_backend
 from babelmr.coordinator.run import run_job
-from babelmr.images import build_base_image, image_exists, source_hash
 from babelmr.job import load_job
 from conftest import write_job
 
@@ -231,19 +230,6 @@ def _rows(results: list[str]) -> list[tuple]:
     """Every result row, with its reduce task, in a canonical order (NaNs compared by their text)."""
     rows = duckdb.sql(f"SELECT * FROM read_parquet({_sql_list(results)}) ORDER BY row").fetchall()
     return [tuple(json.dumps(v, default=str) for v in row) for row in rows]
-
-
-@pytest.fixture(scope="module")
-def checkout_image(docker_client) -> str:
-    """The base image built from this checkout, under a tag of its own sources' hash.
-
-    ``babelmr-base:latest`` is one tag for every checkout on the machine: another checkout rebuilding it
-    while these tests run would put other engine sources in their containers.
-    """
-    tag = f"babelmr-base:differential-{source_hash()}"
-    if not image_exists(tag):
-        build_base_image(tag, quiet=True)
-    return tag
 
 
 @pytest.mark.docker

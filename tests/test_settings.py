@@ -104,3 +104,11 @@ def test_the_cli_refuses_an_invalid_setting_without_a_traceback(monkeypatch: pyt
 def test_help_lists_every_setting() -> None:
     text = CliRunner().invoke(main, ["--help"]).output
     assert all(s.variable(f.name) in text for f in fields(s.Settings))
+
+
+def test_only_worker_tunables_travel_to_containers() -> None:
+    """Container tasks get the worker tunables the coordinator was given, and no coordinator-only ones."""
+    from babelmr.settings import worker_environment
+    env = {"BABELMR_SORT_RUN_BYTES": "4096", "BABELMR_HEARTBEAT_SECONDS": "1", "BABELMR_WORKDIR": "/x",
+           "BABELMR_READ_THREADS": "2", "HOME": "/root"}
+    assert worker_environment(env) == {"BABELMR_SORT_RUN_BYTES": "4096", "BABELMR_READ_THREADS": "2"}

@@ -181,14 +181,25 @@ def replaced(**changes: Any) -> Iterator[Settings]:
         _current = before
 
 
+def worker_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The worker tunables (their doc starts with "Worker") set in ``environ`` (default: this process's).
+
+    Container backends pass them to their tasks, so a tunable set for a run means the same on every backend.
+    """
+    environ = os.environ if environ is None else environ
+    names = [variable(f.name) for f in fields(Settings) if f.metadata["doc"].startswith("Worker")]
+    return {name: environ[name] for name in names if name in environ}
+
+
 def markdown() -> str:
     """docs/settings.md: every setting in one table."""
     lines = [
         "# Settings",
         "",
         "Tunables are environment variables, read once per process (the coordinator's and each worker's; the",
-        "local backend's workers inherit the coordinator's environment, container tasks get only the AWS_*",
-        "variables). An invalid value stops babelmr with a message naming the variable.",
+        "local backend's workers inherit the coordinator's environment; docker and Lambda-emulator tasks get the",
+        "AWS_* variables and the *Worker* tunables set in the coordinator's environment; a function deployed to",
+        "AWS Lambda reads its own configuration). An invalid value stops babelmr with a message naming the variable.",
         "Generated from `engine/babelmr/settings.py` by `python -m babelmr.settings > docs/settings.md`.",
         "",
         "| Variable | Type | Default | What it does |",

@@ -43,6 +43,7 @@ from babelmr.cost import lambda_report
 from babelmr.errors import BabelMRError
 from babelmr.images import BASE_IMAGE, docker_client, image_repository
 from babelmr.job import Job, Stage
+from babelmr.settings import worker_environment
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
@@ -192,7 +193,8 @@ class LambdaBackend(Backend):
         container = self._docker.containers.run(
             entrypoint=[RIE, "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
                         "--runtime-api-address", f"127.0.0.1:{api_port}"],
-            command=HANDLER, environment={**self._credentials.environment(), "AWS_LAMBDA_FUNCTION_TIMEOUT": "900"},
+            command=HANDLER, environment={**worker_environment(), **self._credentials.environment(),
+                                          "AWS_LAMBDA_FUNCTION_TIMEOUT": "900"},
             **options)
         self._containers.append(container.id)
         url = f"http://127.0.0.1:{port}"

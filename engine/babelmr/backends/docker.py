@@ -39,7 +39,7 @@ from babelmr.backends.credentials import CredentialsFile
 from babelmr.bounded import MAX_LOG, TAIL_READ, bounded
 from babelmr.images import BASE_IMAGE, docker_client
 from babelmr.job import Job, Stage
-from babelmr.settings import settings
+from babelmr.settings import settings, worker_environment
 from babelmr.spec import RESULT_MARKER, SPEC_ENV, TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
@@ -173,7 +173,7 @@ class DockerBackend(Backend):
         options = disk_tmp(container_options(spec, self._store, self.limits, {}), tmp,
                            spec.memory or self.limits.memory)
         options["mounts"] = options["mounts"] + self._credentials.mounts()
-        env = {**self._credentials.environment(), SPEC_ENV: spec.to_json()}
+        env = {**worker_environment(), **self._credentials.environment(), SPEC_ENV: spec.to_json()}
         key = (spec.stage, spec.task, spec.attempt)
         with self._lock:
             if self._closed.is_set():
@@ -259,8 +259,9 @@ class DockerBackend(Backend):
         """A container of the stage's image running the warm worker (babelmr.worker.warm_server)."""
         options = container_options(spec, self._store, self.limits, {"babelmr.warm": "1"})
         options["mounts"] = mounted + self._credentials.mounts()  # credentials as for cold tasks: a private file
+        env = {**worker_environment(), **self._credentials.environment()}
         container = self._client.containers.run(entrypoint=["python", "-m", "babelmr.worker.warm_server", SOCKET],
-                                                command=[], environment=self._credentials.environment(), **options)
+                                                command=[], environment=env, **options)
         with self._lock:
             self._active.add(container.id)
         return container.id
