@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import boto3
 import botocore.config
 import botocore.exceptions
+import docker
 from docker.types import Mount
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -123,7 +124,7 @@ class LambdaBackend(Backend):
         self._clients: dict[str | None, object] = {}
         self._containers: list[str] = []
         self._lock = threading.Lock()
-        self._docker = None
+        self._docker: docker.DockerClient | None = None
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
         self._credentials = CredentialsFile()
         self._closed = threading.Event()
@@ -150,11 +151,23 @@ class LambdaBackend(Backend):
                 check_image(self._docker, stage.image or BASE_IMAGE, stage.name)
             prepare_local_store(store, layout.run_prefix(run_id), [s.name for s in job.stages])
 
+    def _prepared_store(self) -> Store:
+        """The store that prepare() was given."""
+        if self._store is None:
+            raise RuntimeError("the lambda backend was used before prepare()")
+        return self._store
+
+    def _emulator_docker(self) -> docker.DockerClient:
+        """The Docker client that prepare() opened for the emulator containers."""
+        if self._docker is None:
+            raise RuntimeError("the lambda backend started an emulator before prepare() or without emulators")
+        return self._docker
+
     def check_tasks(self, stage: Stage, tasks: list[TaskSpec]) -> None:
         if self.emulators:  # the emulator containers mount the store and inputs like the docker backend's
-            self._stage_mounts[stage.name] = stage_mounts(tasks, self._store)
+            self._stage_mounts[stage.name] = stage_mounts(tasks, self._prepared_store())
             image = stage.image or BASE_IMAGE
-            check_access(self._docker, tasks, self._store, "lambda emulator",
+            check_access(self._emulator_docker(), tasks, self._prepared_store(), "lambda emulator",
                          check_store=image not in self._store_checked)
             self._store_checked.add(image)
 
@@ -168,7 +181,7 @@ class LambdaBackend(Backend):
         image = spec.image or BASE_IMAGE
         needed: list[Mount] = []
         if self.emulators:  # every folder any task of the stage reads: an emulator serves many tasks
-            needed = self._stage_mounts.get(spec.stage) or mounts(spec, self._store)
+            needed = self._stage_mounts.get(spec.stage) or mounts(spec, self._prepared_store())
         with self._lock:
             for (have_image, have), pool in self._pools.items():
                 if have_image == image and all(covers(list(have), m["Target"]) for m in needed):
@@ -186,10 +199,10 @@ class LambdaBackend(Backend):
     def _start_emulator(self, spec: TaskSpec, mounted: list[Mount]) -> Endpoint:
         """A container of the stage's image serving invocations through AWS's Runtime Interface Emulator."""
         port, api_port = _free_port(), _free_port()
-        options = container_options(spec, self._store, self.limits, {"babelmr.lambda-emulator": "1"})
+        options = container_options(spec, self._prepared_store(), self.limits, {"babelmr.lambda-emulator": "1"})
         options["mounts"] = list(mounted) + self._credentials.mounts()
         options["network_mode"] = "host"  # distinct ports per emulator, S3 on loopback reachable
-        container = self._docker.containers.run(
+        container = self._emulator_docker().containers.run(
             entrypoint=[RIE, "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
                         "--runtime-api-address", f"127.0.0.1:{api_port}"],
             command=HANDLER, environment={**self._credentials.environment(), "AWS_LAMBDA_FUNCTION_TIMEOUT": "900"},
@@ -218,8 +231,9 @@ class LambdaBackend(Backend):
         if len(payload) <= PAYLOAD_LIMIT:
             return payload
         key = layout.task_spec(spec.run_id, spec.stage, spec.task, spec.attempt)
-        self._store.write_bytes(key, spec.to_json().encode())
-        return json.dumps({"spec_uri": self._store.uri_for(key)}).encode()
+        store = self._prepared_store()
+        store.write_bytes(key, spec.to_json().encode())
+        return json.dumps({"spec_uri": store.uri_for(key)}).encode()
 
     def _invoke(self, endpoint: Endpoint, payload: bytes) -> dict:
         client = self._client(endpoint.url)
@@ -264,7 +278,7 @@ class LambdaBackend(Backend):
         self._closed.set()
         for container_id in self._containers:
             with contextlib.suppress(Exception):
-                self._docker.api.remove_container(container_id, force=True)
+                self._emulator_docker().api.remove_container(container_id, force=True)
         self._containers.clear()
         self._pools.clear()
         self._credentials.close()
