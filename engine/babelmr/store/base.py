@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 from abc import ABC, abstractmethod
@@ -92,7 +93,7 @@ class Store(ABC):
         requests.count("LIST", max(1, -(-len(entries) // 1000)))  # S3 lists 1000 keys a page
         return sorted(entries, key=lambda e: e.path)
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:  # `list` here would name the method above
         """Remove objects; absent ones are ignored."""
         requests.count("DELETE", len(keys))
         for key in keys:

@@ -11,7 +11,7 @@ import tempfile
 import pyarrow.fs as pafs
 
 from babelmr.store import requests
-from babelmr.store.base import Store
+from babelmr.store.base import FileEntry, Store
 
 
 class LocalStore(Store):
@@ -60,7 +60,7 @@ class LocalStore(Store):
         requests.count("PUT")
         os.replace(self._temp_file(key, data), self.path(key))
 
-    def list(self, prefix: str):  # type: ignore[override]
+    def list(self, prefix: str) -> list[FileEntry]:
         # Hide the temporary files of writes in progress.
         return [e for e in super().list(prefix) if not os.path.basename(e.path).startswith(".tmp-")]
 

@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
 import boto3
@@ -91,10 +91,12 @@ def max_attempts() -> int:
         return DEFAULT_MAX_ATTEMPTS
 
 
-def retry_mode() -> str:
+def retry_mode() -> Literal["standard", "adaptive", "legacy"]:
     """botocore's retry mode: ``standard`` unless ``AWS_RETRY_MODE`` says ``adaptive`` (or ``legacy``)."""
     mode = os.environ.get("AWS_RETRY_MODE", "standard")
-    return mode if mode in ("standard", "adaptive", "legacy") else "standard"
+    if mode == "adaptive":
+        return "adaptive"
+    return "legacy" if mode == "legacy" else "standard"
 
 
 @cache
