@@ -23,6 +23,7 @@ from babelmr.backends import BACKENDS, get_backend
 from babelmr.errors import BabelMRError, InputError, JobFileError
 from babelmr.images import BASE_IMAGE
 from babelmr.job import job_schema, load_job
+from babelmr.job.model import OutputFormat
 from babelmr.settings import help_text, settings
 from babelmr.store import Store, filesystem_for, list_input_files, open_store
 from babelmr.store.s3 import describe_s3_error
@@ -117,7 +118,7 @@ def main(verbose: int) -> None:
 @click.option("--run-id", hidden=True, help="The id of the new run (used by --detach).")
 def run(job_file: str, backend: str, store: str | None, concurrency: int | None, memory: str,
         ephemeral_storage: str, workdir: str | None, emulators: int | None, output: str | None,
-        output_format: str | None, overwrite: bool, as_json: bool, resume_run: str | None = None,
+        output_format: OutputFormat | None, overwrite: bool, as_json: bool, resume_run: str | None = None,
         force: bool = False, detach: bool = False, run_id: str | None = None) -> None:
     """Validate JOB_FILE, run its stages and print where the result is."""
     from babelmr.backends.containers import ContainerLimits
