@@ -63,7 +63,7 @@ class RangeStream(io.RawIOBase):
         self._pos += len(out)
         return out
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)

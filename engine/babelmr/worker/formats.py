@@ -333,7 +333,9 @@ class _JsonLinesWriter:
 
 def open_writer(path: str, fmt: str, schema: pa.Schema) -> BatchWriter:
     """A writer of record batches into ``path`` in the program format ``fmt``."""
-    return {"parquet": _ParquetWriter, "csv": _CsvWriter, "jsonl": _JsonLinesWriter}[fmt](path, schema)
+    writers: dict[str, Callable[[str, pa.Schema], BatchWriter]] = {
+        "parquet": _ParquetWriter, "csv": _CsvWriter, "jsonl": _JsonLinesWriter}
+    return writers[fmt](path, schema)
 
 
 def _json_read_type(t: pa.DataType) -> pa.DataType:

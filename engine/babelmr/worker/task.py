@@ -133,10 +133,11 @@ def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
         first = next(batches, None)
     except (pa.ArrowInvalid, OSError) as e:
         raise TaskError(_failure(spec, _unreadable(spec, output, schema, e), stderr_path), retryable=False) from None
-    if schema is None and first is None:
-        schema = pa.schema([*types.items(), *((k, pa.null()) for k in spec.key or [] if k not in types)])
-        return schema, iter(())
-    schema = schema if schema is not None else first.schema
+    if schema is None:
+        if first is None:
+            schema = pa.schema([*types.items(), *((k, pa.null()) for k in spec.key or [] if k not in types)])
+            return schema, iter(())
+        schema = first.schema
     if types:  # Parquet output too: declared types are what the stage exports (the exporter casts)
         schema = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in schema])
     missing = [k for k in spec.key or [] if k not in schema.names]
@@ -276,13 +277,14 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
 def _status_writer(store: Store, spec: TaskSpec):
     """Publishes the program's latest status line in the store, for progress displays and the dashboard."""
     key = layout.task_status(spec.run_id, spec.stage, spec.task, spec.attempt)
-    last = {"at": 0.0, "text": None}
+    last_at, last_text = 0.0, None
 
     def write(text: str) -> None:
+        nonlocal last_at, last_text
         # at most one write a second: a chatty program must not turn into a flood of PUTs
-        if text != last["text"] and time.monotonic() - last["at"] >= 1.0:
+        if text != last_text and time.monotonic() - last_at >= 1.0:
             store.write_bytes(key, text.encode())
-            last.update(at=time.monotonic(), text=text)
+            last_at, last_text = time.monotonic(), text
 
     return write
 
