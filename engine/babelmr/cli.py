@@ -66,16 +66,19 @@ class Group(click.Group):
             sys.exit(130)
 
 
+class _CliLogHandler(RichHandler):
+    """The handler configure_logging adds (a type of its own, so a second call finds and replaces it)."""
+
+
 def configure_logging(verbosity: int) -> None:
     """Show babelmr's log on stderr: warnings by default, -v info (its decisions), -vv debug."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     logger = logging.getLogger("babelmr")
-    for handler in [h for h in logger.handlers if getattr(h, "babelmr_cli", False)]:
+    for handler in [h for h in logger.handlers if isinstance(h, _CliLogHandler)]:
         logger.removeHandler(handler)  # called again in one process (tests, the API after the CLI)
     # the console the progress bars draw on, so log lines print above them
-    handler = RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
+    handler = _CliLogHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
     handler.setLevel(level)  # the level on the handler too: a worker thread may lower the logger's
-    handler.babelmr_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
 

@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any, Literal, TypeVar
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 from urllib.parse import urlparse
 
 import boto3
@@ -132,14 +132,15 @@ def s3_filesystem() -> pafs.S3FileSystem:
                              connect_timeout=CONNECT_TIMEOUT, request_timeout=REQUEST_TIMEOUT)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _store_errors(method: F) -> F:
+def _store_errors(method: Callable[Concatenate[S3Store, P], R]) -> Callable[Concatenate[S3Store, P], R]:
     """Turn what is left of an S3 outage after the SDK's retries into a `StoreError` naming store, operation, cause."""
 
     @functools.wraps(method)
-    def wrapper(self: S3Store, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: S3Store, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except StoreError:
@@ -154,14 +155,14 @@ def _store_errors(method: F) -> F:
                              f"({type(e).__name__}: {e}): the store is unreachable or failing; once it is back, "
                              "`babelmr resume` continues the run") from e
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
-def _bucket_errors(function: F) -> F:
+def _bucket_errors(function: Callable[Concatenate[str, str, P], R]) -> Callable[Concatenate[str, str, P], R]:
     """Like `_store_errors`, for the functions that take a bucket and a key or prefix (input listing)."""
 
     @functools.wraps(function)
-    def wrapper(bucket: str, key: str, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(bucket: str, key: str, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return function(bucket, key, *args, **kwargs)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
@@ -170,7 +171,7 @@ def _bucket_errors(function: F) -> F:
             raise StoreError(f"s3://{bucket}/{key}: {function.__name__} failed after {max_attempts()} attempts with "
                              f"back-off ({type(e).__name__}: {e}): S3 is unreachable or failing") from e
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _transient(e: botocore.exceptions.ClientError) -> bool:
