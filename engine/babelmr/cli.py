@@ -6,8 +6,9 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any, TypeVar
 
 import botocore.exceptions
 import click
@@ -42,7 +43,7 @@ err = console(stderr=True)
 class Group(click.Group):
     """Turns babelmr's own errors into a message and exit code 1, never a traceback."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except JobFileError as e:
@@ -227,7 +228,10 @@ def _open_store(uri: str) -> Store:
     return store
 
 
-def _store_option(f):
+FC = TypeVar("FC", bound=Callable[..., Any])  # a click command function
+
+
+def _store_option(f: FC) -> FC:
     return click.option("--store", default=".babelmr", show_default=True,
                         help="The store: a local folder or s3://bucket/prefix.")(f)
 

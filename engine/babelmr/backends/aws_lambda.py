@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import boto3
 import botocore.config
@@ -48,6 +49,11 @@ from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
 
+if TYPE_CHECKING:  # the stubs (types-boto3-lambda) are a development dependency
+    from docker.models.containers import Container
+    from types_boto3_lambda import LambdaClient
+    from types_boto3_lambda.type_defs import InvocationResponseTypeDef
+
 PAYLOAD_LIMIT = 256 * 1024  # asynchronous limit; stay under it even for synchronous invokes
 THROTTLE_PATIENCE = 900  # seconds of throttling tolerated for one invocation
 HANDLER = ["python", "-m", "awslambdaric", "babelmr.worker.lambda_handler.handler"]
@@ -74,7 +80,7 @@ class Endpoint:
     url: str | None = None
 
 
-def lambda_client(url: str | None, read_timeout: int = 960):
+def lambda_client(url: str | None, read_timeout: int = 960) -> LambdaClient:
     """A boto3 Lambda client; its own retries are off (the backend decides what to retry).
 
     An emulator (``url``) accepts any region and credentials; real Lambda needs both from the AWS chain.
@@ -121,7 +127,7 @@ class LambdaBackend(Backend):
         # per image and the mount targets its emulators have (a stage needing others gets its own emulators)
         self._pools: dict[tuple[str, tuple[str, ...]], queue.Queue[Endpoint]] = {}
         self._stage_mounts: dict[str, list[Mount]] = {}
-        self._clients: dict[str | None, object] = {}
+        self._clients: dict[str | None, LambdaClient] = {}
         self._containers: list[str] = []
         self._lock = threading.Lock()
         self._docker: docker.DockerClient | None = None
@@ -171,7 +177,7 @@ class LambdaBackend(Backend):
                          check_store=image not in self._store_checked)
             self._store_checked.add(image)
 
-    def _client(self, url: str | None):
+    def _client(self, url: str | None) -> LambdaClient:
         with self._lock:
             if url not in self._clients:
                 self._clients[url] = lambda_client(url)
@@ -213,7 +219,7 @@ class LambdaBackend(Backend):
         return Endpoint("function", url)
 
     @staticmethod
-    def _wait_until_listening(port: int, container, seconds: float = 30) -> None:
+    def _wait_until_listening(port: int, container: Container, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             with socket.socket() as s:
@@ -235,7 +241,7 @@ class LambdaBackend(Backend):
         store.write_bytes(key, spec.to_json().encode())
         return json.dumps({"spec_uri": store.uri_for(key)}).encode()
 
-    def _invoke(self, endpoint: Endpoint, payload: bytes) -> dict:
+    def _invoke(self, endpoint: Endpoint, payload: bytes) -> InvocationResponseTypeDef:
         client = self._client(endpoint.url)
         retrying = Retrying(retry=retry_if_exception(_throttled), stop=stop_after_delay(self.throttle_patience),
                             wait=wait_random_exponential(multiplier=0.5, max=20), reraise=True)

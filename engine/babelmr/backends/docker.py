@@ -18,6 +18,7 @@ import queue
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -65,7 +66,7 @@ def folder_bytes(path: str) -> int:
 class TmpWatchdog:
     """Kills a container whose /tmp folder outgrows ``limit`` bytes; ``exceeded`` says whether it did."""
 
-    def __init__(self, folder: str, limit: int, kill):
+    def __init__(self, folder: str, limit: int, kill: Callable[[], object]):
         self.folder, self.limit, self._kill = folder, limit, kill
         self.exceeded = 0  # the bytes seen when the limit was exceeded
         self._stop = threading.Event()

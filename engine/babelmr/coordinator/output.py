@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -127,7 +128,7 @@ class FinalFile:
     bytes: int
 
 
-def _read_batches(uri: str, fmt: str, schema: pa.Schema):
+def _read_batches(uri: str, fmt: str, schema: pa.Schema) -> Iterator[pa.Table]:
     """Batches of a committed final file in format ``fmt``, read with its recorded ``schema``."""
     fs, path = filesystem_for(uri)
     if fmt == "parquet":

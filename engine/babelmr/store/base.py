@@ -8,6 +8,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from babelmr.store import requests
@@ -66,7 +67,7 @@ class Store(ABC):
             raise FileNotFoundError(f"no object {self.uri_for(key)}")
         return info.size or 0
 
-    def open_output(self, key: str):
+    def open_output(self, key: str) -> pa.NativeFile:
         """A stream writing the object (S3: a multipart upload that appears only when closed)."""
         return self.filesystem.open_output_stream(self.path(key))
 

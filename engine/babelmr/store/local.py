@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from babelmr.store import requests
@@ -38,7 +39,7 @@ class LocalStore(Store):
         os.chmod(tmp, 0o644)  # like any file written with the default umask (mkstemp makes it 0600)
         return tmp
 
-    def open_output(self, key: str):
+    def open_output(self, key: str) -> pa.NativeFile:
         os.makedirs(os.path.dirname(self.path(key)), exist_ok=True)
         return super().open_output(key)
 

@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Concatenate, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, Literal, ParamSpec, TypeVar
 from urllib.parse import urlparse
 
 import boto3
@@ -24,6 +24,9 @@ import pyarrow.fs as pafs
 from babelmr.errors import StoreError
 from babelmr.store import requests
 from babelmr.store.base import FileEntry, Store
+
+if TYPE_CHECKING:  # the stubs (types-boto3-s3) are a development dependency
+    from types_boto3_s3 import S3Client
 
 
 def endpoint_url() -> str | None:
@@ -100,7 +103,7 @@ def retry_mode() -> Literal["standard", "adaptive", "legacy"]:
 
 
 @cache
-def s3_client(attempts: int | None = None):
+def s3_client(attempts: int | None = None) -> S3Client:
     """A boto3 S3 client from the standard chain (environment, config files, instance role), retrying with back-off.
 
     ``attempts`` overrides `max_attempts` (a first check of the store fails fast on a wrong endpoint).

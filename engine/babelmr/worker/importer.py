@@ -262,7 +262,7 @@ def _csv_opener(inp: TaskInput, piece: FileSlice) -> Callable[[], Any]:
 
 def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None,
                 include_columns: list[str] | None = None, file_columns: int | None = None,
-                block: int | None = None):
+                block: int | None = None) -> pacsv.CSVStreamingReader:
     """A streaming reader of one CSV file; ``include_columns`` the file lacks come as NULL."""
     check_pinned(inp, piece)
     requests.count("HEAD")

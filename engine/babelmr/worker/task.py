@@ -18,6 +18,7 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import botocore.exceptions
@@ -116,7 +117,7 @@ def _unreadable(spec: TaskSpec, output: str, schema: pa.Schema | None, error: Ex
            "with the stage's 'schema')"
 
 
-def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
+def _output_batches(spec: TaskSpec, output: str, stderr_path: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The program's output as (schema, batches), checked for the key columns.
 
     An output that names no column (a 0-byte CSV/JSONL file, a Parquet file without columns) is an empty
@@ -146,7 +147,7 @@ def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
                                        f"{schema.names}: write them, or fix the stage's 'key'", stderr_path),
                         retryable=False)
 
-    def all_batches():
+    def all_batches() -> Iterator[pa.RecordBatch]:
         if first is None:
             return
         yield first
@@ -274,7 +275,7 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
         stats["s3_requests"] = requests.snapshot()
 
 
-def _status_writer(store: Store, spec: TaskSpec):
+def _status_writer(store: Store, spec: TaskSpec) -> Callable[[str], None]:
     """Publishes the program's latest status line in the store, for progress displays and the dashboard."""
     key = layout.task_status(spec.run_id, spec.stage, spec.task, spec.attempt)
     last_at, last_text = 0.0, None
