@@ -47,6 +47,14 @@ def test_store_override_and_s3_store(tmp_path: Path) -> None:
     assert load_job(str(write_job(tmp_path, GOOD)), store="s3://other/x").store == "s3://other/x"
 
 
+def test_output_format_override_must_be_an_output_format(tmp_path: Path) -> None:
+    """load_job is public (babelmr.load_job): an output_format outside parquet/csv/jsonl is a job-file problem."""
+    path = str(write_job(tmp_path, GOOD))
+    assert load_job(path, output=str(tmp_path / "out"), output_format="csv").output.format == "csv"
+    with pytest.raises(JobFileError, match=r"output_format 'xlsx' is not an output format: use one of parquet"):
+        load_job(path, output=str(tmp_path / "out"), output_format="xlsx")  # type: ignore[arg-type]
+
+
 def test_every_problem_is_reported_with_its_path() -> None:
     bad = json.loads(json.dumps(GOOD))
     bad["name"] = "has space"

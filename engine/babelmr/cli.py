@@ -6,8 +6,9 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any, TypeVar
 
 import botocore.exceptions
 import click
@@ -23,6 +24,7 @@ from babelmr.backends import BACKENDS, get_backend
 from babelmr.errors import BabelMRError, InputError, JobFileError
 from babelmr.images import BASE_IMAGE
 from babelmr.job import job_schema, load_job
+from babelmr.job.model import OutputFormat
 from babelmr.settings import help_text, settings
 from babelmr.store import Store, filesystem_for, list_input_files, open_store
 from babelmr.store.s3 import describe_s3_error
@@ -41,7 +43,7 @@ err = console(stderr=True)
 class Group(click.Group):
     """Turns babelmr's own errors into a message and exit code 1, never a traceback."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except JobFileError as e:
@@ -65,16 +67,19 @@ class Group(click.Group):
             sys.exit(130)
 
 
+class _CliLogHandler(RichHandler):
+    """The handler configure_logging adds (a type of its own, so a second call finds and replaces it)."""
+
+
 def configure_logging(verbosity: int) -> None:
     """Show babelmr's log on stderr: warnings by default, -v info (its decisions), -vv debug."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     logger = logging.getLogger("babelmr")
-    for handler in [h for h in logger.handlers if getattr(h, "babelmr_cli", False)]:
+    for handler in [h for h in logger.handlers if isinstance(h, _CliLogHandler)]:
         logger.removeHandler(handler)  # called again in one process (tests, the API after the CLI)
     # the console the progress bars draw on, so log lines print above them
-    handler = RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
+    handler = _CliLogHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
     handler.setLevel(level)  # the level on the handler too: a worker thread may lower the logger's
-    handler.babelmr_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
 
@@ -117,7 +122,7 @@ def main(verbose: int) -> None:
 @click.option("--run-id", hidden=True, help="The id of the new run (used by --detach).")
 def run(job_file: str, backend: str, store: str | None, concurrency: int | None, memory: str,
         ephemeral_storage: str, workdir: str | None, emulators: int | None, output: str | None,
-        output_format: str | None, overwrite: bool, as_json: bool, resume_run: str | None = None,
+        output_format: OutputFormat | None, overwrite: bool, as_json: bool, resume_run: str | None = None,
         force: bool = False, detach: bool = False, run_id: str | None = None) -> None:
     """Validate JOB_FILE, run its stages and print where the result is."""
     from babelmr.backends.containers import ContainerLimits
@@ -223,7 +228,10 @@ def _open_store(uri: str) -> Store:
     return store
 
 
-def _store_option(f):
+FC = TypeVar("FC", bound=Callable[..., Any])  # a click command function
+
+
+def _store_option(f: FC) -> FC:
     return click.option("--store", default=".babelmr", show_default=True,
                         help="The store: a local folder or s3://bucket/prefix.")(f)
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from babelmr.job import Job
 from babelmr.store import open_store
 
+FC = TypeVar("FC", bound=Callable[..., Any])  # a click command function
 
-def _store_option(f):
+
+def _store_option(f: FC) -> FC:
     return click.option("--store", default=".babelmr", show_default=True,
                         help="The store: a local folder or s3://bucket/prefix.")(f)
 

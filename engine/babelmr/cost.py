@@ -216,7 +216,7 @@ class CostReport:
 def run_cost(record: dict[str, Any], prices: PriceTable | None = None) -> CostReport:
     """The cost report of a run record (tolerates records written before these fields existed)."""
     prices = prices or load_prices()
-    stages, total, sizes = [], Usage(), set()
+    stages, total, sizes = [], Usage(), set[int]()
     for stage in record.get("stages") or []:
         usage = stage_usage(stage, prices)
         stages.append((stage.get("name", "?"), usage))

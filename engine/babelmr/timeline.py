@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from babelmr.errors import BabelMRError
+
+if TYPE_CHECKING:  # matplotlib is imported when a timeline is drawn, not with this module
+    from matplotlib.figure import Figure
 
 PHASES = (("import", "import_seconds", "#4c72b0"), ("program", "program_seconds", "#55a868"),
           ("export", "export_seconds", "#dd8452"))
@@ -32,7 +35,7 @@ def attempts_of(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def draw(record: dict[str, Any], width: float = 10.0):
+def draw(record: dict[str, Any], width: float = 10.0) -> Figure:
     """The timeline as a matplotlib Figure (raises BabelMRError when the record has no attempt times)."""
     import matplotlib
 

@@ -18,10 +18,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import boto3
 import botocore.config
 import botocore.exceptions
+import docker
 from docker.types import Mount
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -47,6 +49,11 @@ from babelmr.settings import worker_environment
 from babelmr.spec import TaskResult, TaskSpec
 from babelmr.store import layout
 from babelmr.store.base import Store
+
+if TYPE_CHECKING:  # the stubs (types-boto3-lambda) are a development dependency
+    from docker.models.containers import Container
+    from types_boto3_lambda import LambdaClient
+    from types_boto3_lambda.type_defs import InvocationResponseTypeDef
 
 PAYLOAD_LIMIT = 256 * 1024  # asynchronous limit; stay under it even for synchronous invokes
 THROTTLE_PATIENCE = 900  # seconds of throttling tolerated for one invocation
@@ -74,7 +81,7 @@ class Endpoint:
     url: str | None = None
 
 
-def lambda_client(url: str | None, read_timeout: int = 960):
+def lambda_client(url: str | None, read_timeout: int = 960) -> LambdaClient:
     """A boto3 Lambda client; its own retries are off (the backend decides what to retry).
 
     An emulator (``url``) accepts any region and credentials; real Lambda needs both from the AWS chain.
@@ -121,10 +128,10 @@ class LambdaBackend(Backend):
         # per image and the mount targets its emulators have (a stage needing others gets its own emulators)
         self._pools: dict[tuple[str, tuple[str, ...]], queue.Queue[Endpoint]] = {}
         self._stage_mounts: dict[str, list[Mount]] = {}
-        self._clients: dict[str | None, object] = {}
+        self._clients: dict[str | None, LambdaClient] = {}
         self._containers: list[str] = []
         self._lock = threading.Lock()
-        self._docker = None
+        self._docker: docker.DockerClient | None = None
         self._store_checked: set[str] = set()  # images whose user was seen writing the run folder
         self._credentials = CredentialsFile()
         self._closed = threading.Event()
@@ -151,15 +158,27 @@ class LambdaBackend(Backend):
                 check_image(self._docker, stage.image or BASE_IMAGE, stage.name)
             prepare_local_store(store, layout.run_prefix(run_id), [s.name for s in job.stages])
 
+    def _prepared_store(self) -> Store:
+        """The store that prepare() was given."""
+        if self._store is None:
+            raise RuntimeError("the lambda backend was used before prepare()")
+        return self._store
+
+    def _emulator_docker(self) -> docker.DockerClient:
+        """The Docker client that prepare() opened for the emulator containers."""
+        if self._docker is None:
+            raise RuntimeError("the lambda backend started an emulator before prepare() or without emulators")
+        return self._docker
+
     def check_tasks(self, stage: Stage, tasks: list[TaskSpec]) -> None:
         if self.emulators:  # the emulator containers mount the store and inputs like the docker backend's
-            self._stage_mounts[stage.name] = stage_mounts(tasks, self._store)
+            self._stage_mounts[stage.name] = stage_mounts(tasks, self._prepared_store())
             image = stage.image or BASE_IMAGE
-            check_access(self._docker, tasks, self._store, "lambda emulator",
+            check_access(self._emulator_docker(), tasks, self._prepared_store(), "lambda emulator",
                          check_store=image not in self._store_checked)
             self._store_checked.add(image)
 
-    def _client(self, url: str | None):
+    def _client(self, url: str | None) -> LambdaClient:
         with self._lock:
             if url not in self._clients:
                 self._clients[url] = lambda_client(url)
@@ -169,7 +188,7 @@ class LambdaBackend(Backend):
         image = spec.image or BASE_IMAGE
         needed: list[Mount] = []
         if self.emulators:  # every folder any task of the stage reads: an emulator serves many tasks
-            needed = self._stage_mounts.get(spec.stage) or mounts(spec, self._store)
+            needed = self._stage_mounts.get(spec.stage) or mounts(spec, self._prepared_store())
         with self._lock:
             for (have_image, have), pool in self._pools.items():
                 if have_image == image and all(covers(list(have), m["Target"]) for m in needed):
@@ -187,10 +206,10 @@ class LambdaBackend(Backend):
     def _start_emulator(self, spec: TaskSpec, mounted: list[Mount]) -> Endpoint:
         """A container of the stage's image serving invocations through AWS's Runtime Interface Emulator."""
         port, api_port = _free_port(), _free_port()
-        options = container_options(spec, self._store, self.limits, {"babelmr.lambda-emulator": "1"})
+        options = container_options(spec, self._prepared_store(), self.limits, {"babelmr.lambda-emulator": "1"})
         options["mounts"] = list(mounted) + self._credentials.mounts()
         options["network_mode"] = "host"  # distinct ports per emulator, S3 on loopback reachable
-        container = self._docker.containers.run(
+        container = self._emulator_docker().containers.run(
             entrypoint=[RIE, "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
                         "--runtime-api-address", f"127.0.0.1:{api_port}"],
             command=HANDLER, environment={**worker_environment(), **self._credentials.environment(),
@@ -202,7 +221,7 @@ class LambdaBackend(Backend):
         return Endpoint("function", url)
 
     @staticmethod
-    def _wait_until_listening(port: int, container, seconds: float = 30) -> None:
+    def _wait_until_listening(port: int, container: Container, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             with socket.socket() as s:
@@ -220,10 +239,11 @@ class LambdaBackend(Backend):
         if len(payload) <= PAYLOAD_LIMIT:
             return payload
         key = layout.task_spec(spec.run_id, spec.stage, spec.task, spec.attempt)
-        self._store.write_bytes(key, spec.to_json().encode())
-        return json.dumps({"spec_uri": self._store.uri_for(key)}).encode()
+        store = self._prepared_store()
+        store.write_bytes(key, spec.to_json().encode())
+        return json.dumps({"spec_uri": store.uri_for(key)}).encode()
 
-    def _invoke(self, endpoint: Endpoint, payload: bytes) -> dict:
+    def _invoke(self, endpoint: Endpoint, payload: bytes) -> InvocationResponseTypeDef:
         client = self._client(endpoint.url)
         retrying = Retrying(retry=retry_if_exception(_throttled), stop=stop_after_delay(self.throttle_patience),
                             wait=wait_random_exponential(multiplier=0.5, max=20), reraise=True)
@@ -266,7 +286,7 @@ class LambdaBackend(Backend):
         self._closed.set()
         for container_id in self._containers:
             with contextlib.suppress(Exception):
-                self._docker.api.remove_container(container_id, force=True)
+                self._emulator_docker().api.remove_container(container_id, force=True)
         self._containers.clear()
         self._pools.clear()
         self._credentials.close()

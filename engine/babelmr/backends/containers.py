@@ -291,13 +291,13 @@ def _coordinator_alive(label: str) -> bool:
 
 def remove_orphans(client: docker.DockerClient) -> list[str]:
     """Remove task containers whose coordinator on this machine is dead (killed with SIGKILL, say); their ids."""
-    removed = []
+    removed: list[str] = []
     try:
         found = client.containers.list(all=True, filters={"label": [LABEL, COORDINATOR_LABEL]})
     except docker.errors.DockerException:
         return removed
     for c in found:
-        if not _coordinator_alive(c.labels.get(COORDINATOR_LABEL, "")):
+        if c.id is not None and not _coordinator_alive(c.labels.get(COORDINATOR_LABEL, "")):
             try:
                 client.api.remove_container(c.id, force=True)
                 removed.append(c.id)

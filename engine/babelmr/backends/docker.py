@@ -18,7 +18,9 @@ import queue
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import docker.errors
 import requests.exceptions
@@ -64,7 +66,7 @@ def folder_bytes(path: str) -> int:
 class TmpWatchdog:
     """Kills a container whose /tmp folder outgrows ``limit`` bytes; ``exceeded`` says whether it did."""
 
-    def __init__(self, folder: str, limit: int, kill):
+    def __init__(self, folder: str, limit: int, kill: Callable[[], object]):
         self.folder, self.limit, self._kill = folder, limit, kill
         self.exceeded = 0  # the bytes seen when the limit was exceeded
         self._stop = threading.Event()
@@ -120,7 +122,7 @@ class DockerBackend(Backend):
     def __init__(self, concurrency: int | None = None, limits: ContainerLimits | None = None):
         super().__init__(concurrency)
         self.limits = limits or ContainerLimits()
-        self._client = None
+        self._client: docker.DockerClient | None = None
         self._store: Store | None = None
         self._active: set[str] = set()
         self._attempts: dict[tuple[str, int, int], str] = {}  # running attempt -> its container
@@ -147,12 +149,19 @@ class DockerBackend(Backend):
             check_image(self._client, stage.image or BASE_IMAGE, stage.name)
         prepare_local_store(store, layout.run_prefix(run_id), [s.name for s in job.stages])
 
+    def _prepared(self) -> tuple[docker.DockerClient, Store]:
+        """The Docker client and the store that prepare() set up; every later call needs them."""
+        if self._client is None or self._store is None:
+            raise RuntimeError("the docker backend was used before prepare()")
+        return self._client, self._store
+
     def check_tasks(self, stage: Stage, tasks: list[TaskSpec]) -> None:
+        client, store = self._prepared()
         image = stage.image or BASE_IMAGE
-        check_access(self._client, tasks, self._store, self.name, check_store=image not in self._store_checked)
+        check_access(client, tasks, store, self.name, check_store=image not in self._store_checked)
         self._store_checked.add(image)
         if stage.warm:
-            self._stage_mounts[stage.name] = stage_mounts(tasks, self._store)
+            self._stage_mounts[stage.name] = stage_mounts(tasks, store)
 
     def run_task(self, spec: TaskSpec) -> TaskResult:
         assert self._client is not None and self._store is not None, "prepare() first"
@@ -250,24 +259,27 @@ class DockerBackend(Backend):
             self._remove(container_id)
 
     def _warm_pool(self, spec: TaskSpec) -> tuple[queue.Queue[str], list]:
-        mounted = self._stage_mounts.get(spec.stage) or container_options(spec, self._store, self.limits, {})["mounts"]
+        _, store = self._prepared()
+        mounted = self._stage_mounts.get(spec.stage) or container_options(spec, store, self.limits, {})["mounts"]
         key = (spec.image or BASE_IMAGE, spec.memory, tuple(sorted(m["Target"] for m in mounted)))
         with self._lock:
             return self._warm.setdefault(key, queue.Queue()), mounted
 
     def _start_warm(self, spec: TaskSpec, mounted: list) -> str:
         """A container of the stage's image running the warm worker (babelmr.worker.warm_server)."""
-        options = container_options(spec, self._store, self.limits, {"babelmr.warm": "1"})
+        client, store = self._prepared()
+        options = container_options(spec, store, self.limits, {"babelmr.warm": "1"})
         options["mounts"] = mounted + self._credentials.mounts()  # credentials as for cold tasks: a private file
         env = {**worker_environment(), **self._credentials.environment()}
-        container = self._client.containers.run(entrypoint=["python", "-m", "babelmr.worker.warm_server", SOCKET],
-                                                command=[], environment=env, **options)
+        container = client.containers.run(entrypoint=["python", "-m", "babelmr.worker.warm_server", SOCKET],
+                                          command=[], environment=env, **options)
         with self._lock:
             self._active.add(container.id)
         return container.id
 
     def _run_warm(self, spec: TaskSpec) -> TaskResult:
         """Hand the task to an idle warm container of its stage (started if there is none) via ``docker exec``."""
+        client, store = self._prepared()
         pool, mounted = self._warm_pool(spec)
         try:
             container_id = pool.get_nowait()
@@ -275,9 +287,11 @@ class DockerBackend(Backend):
             container_id = self._start_warm(spec, mounted)
         keep = False
         try:
-            container = self._client.containers.get(container_id)
-            _, (stdout, stderr) = container.exec_run(["python", "-c", CLIENT, SOCKET], demux=True,
-                                                       environment={SPEC_ENV: spec.to_json()})
+            container = client.containers.get(container_id)
+            _, output = container.exec_run(["python", "-c", CLIENT, SOCKET], demux=True,
+                                           environment={SPEC_ENV: spec.to_json()})
+            # types-docker says bytes | Iterator[bytes]; with demux=True docker-py returns (stdout, stderr)
+            stdout, stderr = cast("tuple[bytes | None, bytes | None]", output)
             text = (stdout or b"").decode(errors="replace")
             result = parse_result(text)
             if result is not None:
@@ -287,8 +301,8 @@ class DockerBackend(Backend):
             oom = container.attrs.get("State", {}).get("OOMKilled", False)
             why = "it ran out of memory: give the stage more 'memory'" if oom else "it answered no result"
             logs = container.logs().decode(errors="replace") + (stderr or b"").decode(errors="replace")
-            self._store.write_bytes(layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, "container"),
-                                    logs.encode())
+            store.write_bytes(layout.task_log(spec.run_id, spec.stage, spec.task, spec.attempt, "container"),
+                              logs.encode())
             tail = "\n".join(logs.splitlines()[-TAIL_LINES:])
             return TaskResult("error", spec.stage, spec.task, spec.attempt,
                               error=f"{spec.label}: the warm worker container failed: {why}\n"
@@ -303,7 +317,7 @@ class DockerBackend(Backend):
 
     def _remove(self, container_id: str) -> None:
         try:
-            self._client.api.remove_container(container_id, force=True)
+            self._prepared()[0].api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as e:

@@ -80,11 +80,13 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     signal.signal(signal.SIGTERM, stop)
     # Every forkserver child holds the write end of the pipe that keeps the forkserver alive: close ours, so the
     # forkserver exits when the coordinator dies (and starts no process of its own, which this one never asks).
+    # (a private CPython attribute, so read with a default: a Python without it just keeps the fd open)
     server = multiprocessing.forkserver._forkserver
-    if server._forkserver_alive_fd is not None:
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if alive_fd is not None:
         with contextlib.suppress(OSError):
-            os.close(server._forkserver_alive_fd)
-        server._forkserver_alive_fd = None
+            os.close(alive_fd)
+        server._forkserver_alive_fd = None  # type: ignore[attr-defined]  # private, so typeshed does not declare it
     libc = program._libc()
     if libc is not None:  # our parent is the forkserver, which exits when the coordinator dies
         libc.prctl(program.PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

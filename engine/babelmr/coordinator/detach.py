@@ -138,7 +138,7 @@ def wait_for(store: Store, run_id: str, poll: float = 0.5, timeout: float | None
         record = _raw_record(store, run_id) or {}
         if record.get("status") != "running" or coordinator_state(record, read_heartbeat(store, run_id)) == "dead":
             status = run_status(store, run_id)
-            return (1 if status.coordinator == "dead" else EXIT_CODES.get(record.get("status"), 1)), status
+            return (1 if status.coordinator == "dead" else EXIT_CODES.get(record.get("status", ""), 1)), status
         if deadline is not None and time.monotonic() > deadline:
             raise BabelMRError(f"run {run_id} is still running after {timeout:g} s")
         time.sleep(poll)

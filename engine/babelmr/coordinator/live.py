@@ -87,7 +87,9 @@ class LiveRecord(StageProgress):
                 if notify:
                     notify(stage, task, text)
         with self._lock:
-            if self.record.get("running_stage") is running and seen != running["status_lines"]:
+            # (not `.get(...) is running`: mypy would narrow `running` to get's `Any | None`)
+            if "running_stage" in self.record and self.record["running_stage"] is running \
+                    and seen != running["status_lines"]:
                 running["status_lines"] = seen
                 self._dirty = True
 

@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -127,7 +128,7 @@ class FinalFile:
     bytes: int
 
 
-def _read_batches(uri: str, fmt: str, schema: pa.Schema):
+def _read_batches(uri: str, fmt: str, schema: pa.Schema) -> Iterator[pa.Table]:
     """Batches of a committed final file in format ``fmt``, read with its recorded ``schema``."""
     fs, path = filesystem_for(uri)
     if fmt == "parquet":
@@ -154,7 +155,7 @@ def _rewrite(store: Store, commit: dict[str, Any], schema: pa.Schema, key: str) 
     recorded = deserialize_schema(commit["arrow_schema"])
     tables = iter(()) if commit["rows"] == 0 else _read_batches(commit["uri"], fmt, recorded)
     if fmt == "parquet":
-        metadata = {}
+        metadata: dict[bytes, bytes] = {}
         if commit["rows"]:
             fs, path = filesystem_for(commit["uri"])
             with fs.open_input_file(path) as f:
@@ -204,8 +205,9 @@ def publish(job: Job, run_id: str, files: list[FinalFile], schema: pa.Schema | N
     replaced = check_target(output)  # again: something may have been written there while the job ran
     target = _open_target(output)
     ext = EXTENSIONS[output.format]
-    parts = [{"name": layout.output_part(i, ext), "rows": f.rows, "bytes": f.bytes, "task": f.task}
-             for i, f in enumerate(files)]
+    parts: list[dict[str, Any]] = [
+        {"name": layout.output_part(i, ext), "rows": f.rows, "bytes": f.bytes, "task": f.task}
+        for i, f in enumerate(files)]
     names = {p["name"] for p in parts}
     target.write_bytes(PUBLISHING, json.dumps({"run_id": run_id, "files": sorted(names | set(replaced))}).encode())
     target.delete([SUCCESS])  # first: no reader may see a _SUCCESS beside a changing set of parts

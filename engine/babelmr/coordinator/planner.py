@@ -165,8 +165,8 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
     for inp in stage.external_inputs:
         listed[inp.name] = list_input_files(inp.uri)
         resolved[inp.name] = [f.path for f in listed[inp.name]]
-    for inp in stage.stage_inputs:
-        resolved[inp.name] = list(upstream[inp.stage].files)
+    for ref in stage.stage_inputs:
+        resolved[ref.name] = list(upstream[ref.stage].files)
 
     broadcast = {i.name: _external(i, _whole(i, listed[i.name])) for i in stage.external_inputs if i.broadcast}
     for inp in stage.external_inputs:

@@ -139,8 +139,8 @@ def coordinator_state(record: dict[str, Any], heartbeat: dict[str, Any] | None, 
         return "ended"
     now = now or time.time()
     beat = (heartbeat or {}).get("updated_at") or record.get("updated_at") or 0
-    if (heartbeat or {}).get("pid", record.get("pid")) and record.get("host") == os.uname().nodename \
-            and not pid_alive((heartbeat or {}).get("pid", record.get("pid"))):
+    pid = (heartbeat or {}).get("pid", record.get("pid"))
+    if pid and record.get("host") == os.uname().nodename and not pid_alive(pid):
         return "dead"
     return "dead" if now - beat > settings().heartbeat_stale_seconds else "alive"
 

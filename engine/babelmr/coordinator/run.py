@@ -316,7 +316,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
                     book.stage_finished(summary, skip)
                 # the cause, not a task stopped because of it
                 causes = [o for o in failed if not o.final.retryable or o.final.attempt > stage.retries]
-                raise JobFailed(_failure_message(stage, (causes or failed or [None])[0]))
+                raise JobFailed(_failure_message(stage, next(iter(causes or failed), None)))
             commits = committed_files(store, run_id, stage, len(plan.tasks), {f["task"] for f in forgiven})
             _clean_uncommitted(store, run_id, stage.name, commits)
             files = [c["uri"] for c in commits if c.get("file")]

@@ -9,9 +9,10 @@ import os
 import re
 import shlex
 import stat
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, get_args
 
 import jsonschema
 
@@ -23,6 +24,7 @@ from babelmr.job.model import (
     Input,
     Job,
     Output,
+    OutputFormat,
     Speculation,
     Split,
     Stage,
@@ -131,12 +133,17 @@ def _structure_problems(data: Any) -> list[tuple[str, str]]:
 
 def _hint(error: jsonschema.ValidationError) -> str:
     """One line: what is wrong at the error's path and how to fix it."""
-    v, value = error.validator, error.instance
+    # types-jsonschema types these `... | Unset` (a hand-made error lacks them); every error a validator yields has
+    # them, and their JSON values' types depend on the keyword
+    v = error.validator
+    value: Any = error.instance
+    expected: Any = error.validator_value
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
     if v == "required":
-        missing = [name for name in error.validator_value if name not in (value or {})]
+        missing = [name for name in expected if name not in (value or {})]
         return f"missing required field {', '.join(repr(m) for m in missing)}: add it"
     if v == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {}))
         unknown = [k for k in value if k not in allowed]
         hints = []
         for key in unknown:
@@ -144,36 +151,36 @@ def _hint(error: jsonschema.ValidationError) -> str:
             hints.append(f"unknown field {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         return "; ".join(hints) + f"; allowed fields: {', '.join(allowed)}"
     if v == "enum":
-        return f"{value!r} is not allowed: use one of {', '.join(repr(x) for x in error.validator_value)}"
+        return f"{value!r} is not allowed: use one of {', '.join(repr(x) for x in expected)}"
     if v == "type":
-        if error.validator_value == "integer" and isinstance(value, float) and value.is_integer():
+        if expected == "integer" and isinstance(value, float) and value.is_integer():
             return f"expected integer, got float {value!r}: write {int(value)} (no decimal point or exponent)"
-        hint = f"expected {error.validator_value}, got {type(value).__name__} {_preview(value)}"
-        if error.validator_value in ("integer", "number") and isinstance(value, str) and _NUMBER.fullmatch(value):
+        hint = f"expected {expected}, got {type(value).__name__} {_preview(value)}"
+        if expected in ("integer", "number") and isinstance(value, str) and _NUMBER.fullmatch(value):
             hint += f": write {value.strip()} without quotes"
         return hint
     if v == "pattern":
         ending = " (it ends in a line break: remove it)" if value.endswith(("\n", "\r")) else ""
-        if "int8" in error.validator_value:
+        if "int8" in expected:
             return f"{value!r} is not a type babelmr knows{ending}: use one of {TYPE_NAMES}"
-        if "KMGT" in error.validator_value:
+        if "KMGT" in expected:
             return f"{value!r} is not a size: use a number of bytes or e.g. \"64MB\", \"1GiB\""
-        if error.validator_value.startswith("^[A-Za-z_]"):
+        if expected.startswith("^[A-Za-z_]"):
             return (f"{value!r} is not a valid environment variable name{ending}: letters, digits and '_', "
                     "not starting with a digit")
-        dot = ", '.'" if "_.-" in error.validator_value else ""
+        dot = ", '.'" if "_.-" in expected else ""
         return (f"{value!r} is not a valid name{ending}: start with a letter or digit, then letters, digits{dot}, "
                 "'_' or '-' (at most 63 characters)")
     if v in ("minItems", "minLength", "minProperties"):
-        return f"must not be empty (at least {error.validator_value})"
+        return f"must not be empty (at least {expected})"
     if v == "maxProperties":
-        return f"give only one of {', '.join(sorted(error.schema.get('properties', {})))}"
+        return f"give only one of {', '.join(sorted(schema.get('properties', {})))}"
     if v == "uniqueItems":
         return "has duplicate entries: list each only once"
     if v in ("minimum", "exclusiveMinimum", "maximum"):
         return error.message
     if v == "oneOf":
-        return f"{_preview(value)} is not valid: {error.schema.get('description', error.message)}"
+        return f"{_preview(value)} is not valid: {schema.get('description', error.message)}"
     return error.message
 
 
@@ -222,7 +229,8 @@ def _join_problem(upstream: dict[str, dict[str, Any]]) -> str | None:
     partitions; otherwise each task sees only part of the other side and joins silently lose rows.
     """
     partitions = {ref: _whole(s.get("partitions", 1)) for ref, s in upstream.items()}
-    if len(upstream) < 2 or None in partitions.values() or max(partitions.values()) <= 1:
+    counts = [n for n in partitions.values() if n is not None]
+    if len(upstream) < 2 or len(counts) < len(partitions) or max(counts) <= 1:
         return None  # one task reads everything: any key meets any key
     fix = ("partition both stages by the same key columns (rename the join columns alike in both map "
            "programs) and the same partitions")
@@ -275,7 +283,7 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
                 problems.append((f"{at}.split.bytes_per_task", why))
         if "memory" in stage and (why := _size_problem(stage["memory"])):
             problems.append((f"{at}.memory", why))
-        inputs = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
+        inputs = given if isinstance(given := stage.get("inputs"), list) else []
         names = [inp.get("name") for inp in inputs if isinstance(inp, dict) and isinstance(inp.get("name"), str)]
         split_inputs: list[str] = []
         upstream: dict[str, dict[str, Any]] = {}
@@ -364,7 +372,7 @@ def _sort_problems(stage: dict[str, Any], at: str, seen: dict[str, dict[str, Any
     for j, column in enumerate(names):
         if names.index(column) != j:
             problems.append((f"{at}.sort[{j}]", f"column {column!r} is listed twice: list each column once"))
-    listed = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
+    listed = given if isinstance(given := stage.get("inputs"), list) else []
     inputs = [i for i in listed if isinstance(i, dict)]
     if not split_inputs and not any("stage" in i for i in inputs):
         problems.append((f"{at}.sort", "'sort' sorts the stage's input that is split into tasks (or the stages it "
@@ -520,7 +528,7 @@ def _speculation(d: dict[str, Any] | bool) -> Speculation | None:
                        min_seconds=d.get("min_seconds", default.min_seconds))
 
 
-def _output(data: dict[str, Any] | None, job_dir: str, uri: str | None, fmt: str | None,
+def _output(data: dict[str, Any] | None, job_dir: str, uri: str | None, fmt: OutputFormat | None,
             overwrite: bool) -> Output | None:
     """The job's output, the command line's ``--output``/``--output-format``/``--overwrite`` over the file's."""
     if data is None and uri is None:
@@ -534,8 +542,8 @@ def _output(data: dict[str, Any] | None, job_dir: str, uri: str | None, fmt: str
                   mode="overwrite" if overwrite else data.get("mode", "error"))
 
 
-def load_job(path: str, *, store: str | None = None, output: str | None = None, output_format: str | None = None,
-             overwrite: bool = False) -> Job:
+def load_job(path: str, *, store: str | None = None, output: str | None = None,
+             output_format: OutputFormat | None = None, overwrite: bool = False) -> Job:
     """Read, validate and resolve a job file; raises `JobFileError` listing every problem.
 
     ``output``, ``output_format`` and ``overwrite`` (the command line's) override the file's ``output``.
@@ -543,6 +551,9 @@ def load_job(path: str, *, store: str | None = None, output: str | None = None, 
     path = os.path.abspath(path)
     data = _read_json(path)
     problems = validate_job_data(data)
+    if output_format is not None and output_format not in get_args(OutputFormat):  # a Python caller's typo
+        problems.append(f"output_format {output_format!r} is not an output format: use one of "
+                        f"{', '.join(get_args(OutputFormat))}")
     if problems:
         raise JobFileError(path, problems)
     job_dir = os.path.dirname(path)

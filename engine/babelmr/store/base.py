@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from babelmr.store import requests
@@ -65,7 +67,7 @@ class Store(ABC):
             raise FileNotFoundError(f"no object {self.uri_for(key)}")
         return info.size or 0
 
-    def open_output(self, key: str):
+    def open_output(self, key: str) -> pa.NativeFile:
         """A stream writing the object (S3: a multipart upload that appears only when closed)."""
         return self.filesystem.open_output_stream(self.path(key))
 
@@ -92,7 +94,7 @@ class Store(ABC):
         requests.count("LIST", max(1, -(-len(entries) // 1000)))  # S3 lists 1000 keys a page
         return sorted(entries, key=lambda e: e.path)
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:  # `list` here would name the method above
         """Remove objects; absent ones are ignored."""
         requests.count("DELETE", len(keys))
         for key in keys:

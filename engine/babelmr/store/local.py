@@ -8,10 +8,11 @@ import os
 import shutil
 import tempfile
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from babelmr.store import requests
-from babelmr.store.base import Store
+from babelmr.store.base import FileEntry, Store
 
 
 class LocalStore(Store):
@@ -38,7 +39,7 @@ class LocalStore(Store):
         os.chmod(tmp, 0o644)  # like any file written with the default umask (mkstemp makes it 0600)
         return tmp
 
-    def open_output(self, key: str):
+    def open_output(self, key: str) -> pa.NativeFile:
         os.makedirs(os.path.dirname(self.path(key)), exist_ok=True)
         return super().open_output(key)
 
@@ -60,7 +61,7 @@ class LocalStore(Store):
         requests.count("PUT")
         os.replace(self._temp_file(key, data), self.path(key))
 
-    def list(self, prefix: str):  # type: ignore[override]
+    def list(self, prefix: str) -> list[FileEntry]:
         # Hide the temporary files of writes in progress.
         return [e for e in super().list(prefix) if not os.path.basename(e.path).startswith(".tmp-")]
 

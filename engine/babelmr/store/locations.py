@@ -77,8 +77,8 @@ def _local_entry(path: str) -> FileEntry | None:
 
 def _list_local(path: str) -> list[FileEntry]:
     fs = pafs.LocalFileSystem()
-    if _GLOB.search(path):
-        base = path[: _GLOB.search(path).start()].rsplit("/", 1)[0]
+    if glob := _GLOB.search(path):
+        base = path[: glob.start()].rsplit("/", 1)[0]
         infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         paths = [i.path for i in infos if i.type == pafs.FileType.File and _glob_match(i.path, path)]
     else:
@@ -96,8 +96,8 @@ def _list_local(path: str) -> list[FileEntry]:
 def _list_s3(bucket: str, key: str) -> list[FileEntry]:
     """Like `_list_local`, through S3 listings, which carry each object's size and ETag: no request per file."""
     path = f"{bucket}/{key}".rstrip("/")
-    if _GLOB.search(path):
-        base = path[: _GLOB.search(path).start()].rsplit("/", 1)[0]
+    if glob := _GLOB.search(path):
+        base = path[: glob.start()].rsplit("/", 1)[0]
         prefix = base[len(bucket) + 1:]
         objects = s3_list_objects(bucket, f"{prefix}/" if prefix else "")
         found = [(k, size, etag) for k, size, etag in objects if _glob_match(f"{bucket}/{k}", path)]

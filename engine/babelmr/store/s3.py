@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Concatenate, Literal, ParamSpec, TypeVar
 from urllib.parse import urlparse
 
 import boto3
@@ -24,6 +24,9 @@ import pyarrow.fs as pafs
 from babelmr.errors import StoreError
 from babelmr.store import requests
 from babelmr.store.base import FileEntry, Store
+
+if TYPE_CHECKING:  # the stubs (types-boto3-s3) are a development dependency
+    from types_boto3_s3 import S3Client
 
 
 def endpoint_url() -> str | None:
@@ -91,14 +94,16 @@ def max_attempts() -> int:
         return DEFAULT_MAX_ATTEMPTS
 
 
-def retry_mode() -> str:
+def retry_mode() -> Literal["standard", "adaptive", "legacy"]:
     """botocore's retry mode: ``standard`` unless ``AWS_RETRY_MODE`` says ``adaptive`` (or ``legacy``)."""
     mode = os.environ.get("AWS_RETRY_MODE", "standard")
-    return mode if mode in ("standard", "adaptive", "legacy") else "standard"
+    if mode == "adaptive":
+        return "adaptive"
+    return "legacy" if mode == "legacy" else "standard"
 
 
 @cache
-def s3_client(attempts: int | None = None):
+def s3_client(attempts: int | None = None) -> S3Client:
     """A boto3 S3 client from the standard chain (environment, config files, instance role), retrying with back-off.
 
     ``attempts`` overrides `max_attempts` (a first check of the store fails fast on a wrong endpoint).
@@ -130,14 +135,15 @@ def s3_filesystem() -> pafs.S3FileSystem:
                              connect_timeout=CONNECT_TIMEOUT, request_timeout=REQUEST_TIMEOUT)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _store_errors(method: F) -> F:
+def _store_errors(method: Callable[Concatenate[S3Store, P], R]) -> Callable[Concatenate[S3Store, P], R]:
     """Turn what is left of an S3 outage after the SDK's retries into a `StoreError` naming store, operation, cause."""
 
     @functools.wraps(method)
-    def wrapper(self: S3Store, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: S3Store, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except StoreError:
@@ -152,14 +158,14 @@ def _store_errors(method: F) -> F:
                              f"({type(e).__name__}: {e}): the store is unreachable or failing; once it is back, "
                              "`babelmr resume` continues the run") from e
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
-def _bucket_errors(function: F) -> F:
+def _bucket_errors(function: Callable[Concatenate[str, str, P], R]) -> Callable[Concatenate[str, str, P], R]:
     """Like `_store_errors`, for the functions that take a bucket and a key or prefix (input listing)."""
 
     @functools.wraps(function)
-    def wrapper(bucket: str, key: str, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(bucket: str, key: str, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return function(bucket, key, *args, **kwargs)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
@@ -168,7 +174,7 @@ def _bucket_errors(function: F) -> F:
             raise StoreError(f"s3://{bucket}/{key}: {function.__name__} failed after {max_attempts()} attempts with "
                              f"back-off ({type(e).__name__}: {e}): S3 is unreachable or failing") from e
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _transient(e: botocore.exceptions.ClientError) -> bool:

@@ -102,7 +102,7 @@ def _leaves(top: list[Struct], position: dict[str, int], columns: list[str]) -> 
 
 def _old_parquet_mr(created_by: bytes | None) -> bool:
     m = _PARQUET_MR.search(created_by or b"")
-    return bool(m) and tuple(int(g) for g in m.groups()) < (1, 2, 9)
+    return m is not None and tuple(int(g) for g in m.groups()) < (1, 2, 9)
 
 
 def _chunk_start(meta: Struct) -> int:

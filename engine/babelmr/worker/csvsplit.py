@@ -15,12 +15,16 @@ computes the ranges (coordinator/planner.py `_byte_ranges`); this module reads t
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from babelmr.errors import InputError, TaskError
 from babelmr.spec import FileSlice
 from babelmr.store import filesystem_for
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 SCAN_BYTES = 64 << 10  # bytes read at a time while looking for a line break
 READ_BYTES = 4 << 20  # bytes read at a time while streaming a range
@@ -63,9 +67,10 @@ class RangeStream(io.RawIOBase):
         self._pos += len(out)
         return out
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")  # any writable buffer, written as bytes
+        data = self.read(len(view))
+        view[:len(data)] = data
         return len(data)
 
     def close(self) -> None:

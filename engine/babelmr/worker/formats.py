@@ -195,7 +195,7 @@ def csv_parse_options(columns: int, delimiter: str = ",") -> pacsv.ParseOptions:
 
 def open_csv(open_stream: Callable[[], object], read_options: pacsv.ReadOptions, delimiter: str = ",",
              types: dict[str, pa.DataType] | None = None, include_columns: list[str] | None = None,
-             file_columns: int | None = None):
+             file_columns: int | None = None) -> pacsv.CSVStreamingReader:
     """A streaming CSV reader under babelmr's NULL convention; ``open_stream`` may be called twice.
 
     ``file_columns`` is the number of columns of the file when known; else the reader is opened once to
@@ -224,7 +224,7 @@ def csv_conversion_error(error: Exception, names: list[str]) -> tuple[str, str, 
     return names[int(m[1])], m[2], m[3][:40]
 
 
-def csv_batches(reader, types: dict[str, pa.DataType] | None) -> Iterator[pa.RecordBatch]:
+def csv_batches(reader: pacsv.CSVStreamingReader, types: dict[str, pa.DataType] | None) -> Iterator[pa.RecordBatch]:
     """The batches of a CSV reader, with columns read as a stand-in type (``csv_read_type``) cast to ``types``."""
     cast = {c: t for c, t in (types or {}).items() if csv_read_type(t) != t and c in reader.schema.names}
     if not cast:
@@ -333,7 +333,9 @@ class _JsonLinesWriter:
 
 def open_writer(path: str, fmt: str, schema: pa.Schema) -> BatchWriter:
     """A writer of record batches into ``path`` in the program format ``fmt``."""
-    return {"parquet": _ParquetWriter, "csv": _CsvWriter, "jsonl": _JsonLinesWriter}[fmt](path, schema)
+    writers: dict[str, Callable[[str, pa.Schema], BatchWriter]] = {
+        "parquet": _ParquetWriter, "csv": _CsvWriter, "jsonl": _JsonLinesWriter}
+    return writers[fmt](path, schema)
 
 
 def _json_read_type(t: pa.DataType) -> pa.DataType:
@@ -351,7 +353,7 @@ def _from_json(column: pa.Array, t: pa.DataType) -> pa.Array:
     return column.cast(t)
 
 
-def _json_batches(reader, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
+def _json_batches(reader: pa.RecordBatchReader, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
     convert = {c: t for c, t in types.items() if _json_read_type(t) != t}
     for batch in reader:
         if not convert:

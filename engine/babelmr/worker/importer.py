@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import botocore.exceptions
@@ -261,7 +262,7 @@ def _csv_opener(inp: TaskInput, piece: FileSlice) -> Callable[[], Any]:
 
 def _csv_reader(inp: TaskInput, piece: FileSlice, types: dict[str, pa.DataType] | None,
                 include_columns: list[str] | None = None, file_columns: int | None = None,
-                block: int | None = None):
+                block: int | None = None) -> pacsv.CSVStreamingReader:
     """A streaming reader of one CSV file; ``include_columns`` the file lacks come as NULL."""
     check_pinned(inp, piece)
     requests.count("HEAD")
@@ -442,13 +443,18 @@ def _csv_input(inp: TaskInput) -> tuple[pa.Schema, list[Callable[[], Iterator[pa
             continue
         if f.reader is not None and f.schema == schema and not inp.columns:
             reader = f.reader  # the first file, already open and of the right shape: read on
-            sources.append(lambda reader=reader, f=f: _csv_source(inp, f, lambda: reader, types))
+            sources.append(partial(_csv_source, inp, f, partial(_same, reader), types))
             continue
         if f.reader is not None:
             f.reader.close()
-        sources.append(lambda f=f: _csv_source(
-            inp, f, lambda: _csv_reader(inp, f.piece, types, schema.names, len(f.schema)), types))
+        sources.append(partial(_csv_source, inp, f,
+                               partial(_csv_reader, inp, f.piece, types, schema.names, len(f.schema)), types))
     return schema, sources
+
+
+def _same(reader: Any) -> Any:
+    """``reader`` itself: with `partial`, an opener of a reader that is already open."""
+    return reader
 
 
 def _csv_source(inp: TaskInput, f: _CsvFile, open_reader: Callable[[], Any],

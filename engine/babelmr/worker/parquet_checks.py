@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from babelmr.errors import InputError
 
 
-def unreadable(name: str, uri: str, error: BaseException) -> InputError:
+def unreadable(name: str, uri: str, error: BaseException | str) -> InputError:
     """The error for a file that is not Parquet, or is corrupt."""
     return InputError(f"input {name!r}: cannot read Parquet file {uri}: {error}")
 

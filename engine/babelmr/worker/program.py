@@ -18,9 +18,10 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TextIO
 
 from babelmr.bounded import cut_line, read_tail
 from babelmr.errors import TaskError
@@ -78,7 +79,7 @@ def stderr_tail(path: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(kept)
 
 
-def _lines(f, limit: int = 64 * 1024):
+def _lines(f: TextIO, limit: int = 64 * 1024) -> Iterator[str]:
     """Lines of a text file, each at most ``limit`` characters (the rest of a longer line is skipped)."""
     while line := f.readline(limit):
         if len(line) == limit and not line.endswith("\n"):

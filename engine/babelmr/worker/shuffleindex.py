@@ -80,10 +80,10 @@ def partition_footers(footer: bytes, row_groups: list[list[int]], rows: list[int
                    + b"".join(footer[groups[g][0]:groups[g][1]] for g in mine))]
         out = bytearray()
         last = 0
-        for fid, value in sorted(fields, key=lambda f: f[0]):
+        for fid, encoded in sorted(fields, key=lambda f: f[0]):
             wire = LIST if fid == FMD_ROW_GROUPS else wires[fid]
             out += thrift.field_header(fid, wire, last)
-            out += value
+            out += encoded
             last = fid
         out.append(thrift.STOP)
         yield bytes(out)

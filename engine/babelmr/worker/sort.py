@@ -306,12 +306,13 @@ def sort_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, sort: lis
                 for start in range(0, len(order), OUTPUT_ROWS):
                     yield from table.take(order.slice(start, OUTPUT_ROWS)).drop_columns([KEY]).to_batches()
             return
+        assert folder is not None  # runs were spilled, so their folder exists
         if held:
-            runs.append(os.path.join(folder, f"run-{len(runs):06d}.arrow"))  # type: ignore[arg-type]
+            runs.append(os.path.join(folder, f"run-{len(runs):06d}.arrow"))
             _write_run(_sorted_batches(held, schema, sort), schema, runs[-1])
             held = []
             pa.default_memory_pool().release_unused()
-        runs = _reduce_runs(runs, folder)  # type: ignore[arg-type]
+        runs = _reduce_runs(runs, folder)
         for batch in _merge(runs):
             yield batch.drop_columns([KEY])
     finally:

@@ -18,6 +18,7 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import botocore.exceptions
@@ -116,7 +117,7 @@ def _unreadable(spec: TaskSpec, output: str, schema: pa.Schema | None, error: Ex
            "with the stage's 'schema')"
 
 
-def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
+def _output_batches(spec: TaskSpec, output: str, stderr_path: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The program's output as (schema, batches), checked for the key columns.
 
     An output that names no column (a 0-byte CSV/JSONL file, a Parquet file without columns) is an empty
@@ -133,10 +134,11 @@ def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
         first = next(batches, None)
     except (pa.ArrowInvalid, OSError) as e:
         raise TaskError(_failure(spec, _unreadable(spec, output, schema, e), stderr_path), retryable=False) from None
-    if schema is None and first is None:
-        schema = pa.schema([*types.items(), *((k, pa.null()) for k in spec.key or [] if k not in types)])
-        return schema, iter(())
-    schema = schema if schema is not None else first.schema
+    if schema is None:
+        if first is None:
+            schema = pa.schema([*types.items(), *((k, pa.null()) for k in spec.key or [] if k not in types)])
+            return schema, iter(())
+        schema = first.schema
     if types:  # Parquet output too: declared types are what the stage exports (the exporter casts)
         schema = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in schema])
     missing = [k for k in spec.key or [] if k not in schema.names]
@@ -145,7 +147,7 @@ def _output_batches(spec: TaskSpec, output: str, stderr_path: str):
                                        f"{schema.names}: write them, or fix the stage's 'key'", stderr_path),
                         retryable=False)
 
-    def all_batches():
+    def all_batches() -> Iterator[pa.RecordBatch]:
         if first is None:
             return
         yield first
@@ -273,16 +275,17 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
         stats["s3_requests"] = requests.snapshot()
 
 
-def _status_writer(store: Store, spec: TaskSpec):
+def _status_writer(store: Store, spec: TaskSpec) -> Callable[[str], None]:
     """Publishes the program's latest status line in the store, for progress displays and the dashboard."""
     key = layout.task_status(spec.run_id, spec.stage, spec.task, spec.attempt)
-    last = {"at": 0.0, "text": None}
+    last_at, last_text = 0.0, None
 
     def write(text: str) -> None:
+        nonlocal last_at, last_text
         # at most one write a second: a chatty program must not turn into a flood of PUTs
-        if text != last["text"] and time.monotonic() - last["at"] >= 1.0:
+        if text != last_text and time.monotonic() - last_at >= 1.0:
             store.write_bytes(key, text.encode())
-            last.update(at=time.monotonic(), text=text)
+            last_at, last_text = time.monotonic(), text
 
     return write
 

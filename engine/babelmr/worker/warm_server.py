@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+from functools import partial
 
 from babelmr.spec import RESULT_MARKER, SPEC_ENV
 
@@ -48,7 +49,7 @@ def serve(path: str = SOCKET, workdir: str | None = None) -> None:
         while True:
             conn, _ = server.accept()
             with conn:
-                data = b"".join(iter(lambda c=conn: c.recv(1 << 16), b""))
+                data = b"".join(iter(partial(conn.recv, 1 << 16), b""))
                 try:
                     answer = run_task(TaskSpec.from_json(data.decode()), workdir).to_dict()
                 except Exception as e:  # a spec this engine cannot read: an image of another babelmr version?
