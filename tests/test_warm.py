@@ -248,7 +248,8 @@ def local_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
         if shutil.which("mcs") and shutil.which("mono"):
             exe = out / f"cs-{example}.exe"
             subprocess.run(["mcs", "-optimize+", "-warnaserror", f"-out:{exe}",
-                            str(ROOT / "examples-csharp" / example / "Program.cs")], check=True)
+                            str(ROOT / "examples-csharp" / example / "Program.cs"),
+                            str(ROOT / "sdk" / "csharp" / "Babelmr.cs")], check=True)
             built["examples-csharp", example] = f"mono {exe}"
     return built
 
