@@ -20,7 +20,7 @@ from babelmr.spec import FileSlice, TaskInput, TaskResult, TaskSpec
 from babelmr.worker import warm
 from babelmr.worker.task import run_task
 
-# The program of docs/program-contract.md's Python helper, plus per-task behaviour read from $ACTIONS.
+# A warm program in plain Python (the protocol of docs/program-contract.md), plus per-task behaviour from $ACTIONS.
 PROGRAM = r'''
 import json, os, shutil, sys, time
 

@@ -97,9 +97,14 @@ def _serve(step: Callable[[], Any]) -> None:
 
 
 def run(steps: Mapping[str, Callable[[], Any]]) -> None:
-    """Run the step named by the last argument (the stage's mode): once, or once per task in warm mode."""
+    """Run the step named by the last argument (the stage's mode): once, or once per task in warm mode.
+
+    An unknown mode prints the usage and exits 2; a step's exception fails the task (cold: its traceback
+    and exit code 1; warm: an error answer, the traceback in the task's log, and the program serves on).
+    """
     if len(sys.argv) < 2 or sys.argv[-1] not in steps:
-        sys.exit(f"usage: {os.path.basename(sys.argv[0])} {'|'.join(steps)}")
+        print(f"usage: {os.path.basename(sys.argv[0])} {'|'.join(steps)}", file=sys.stderr)
+        sys.exit(2)
     step = steps[sys.argv[-1]]
     if os.environ.get("MR_WARM"):
         _serve(step)
