@@ -186,20 +186,49 @@ func ReadCSV(path string, columns []string, row func(values []string) error) err
 
 // CSVWriter writes a CSV file with a header row that babelmr reads back exactly: nil is NULL (an empty
 // field), "" the empty string (""), floats with the fewest digits that read back as the same float64.
-type CSVWriter struct {
+type CSVWriter struct{ output }
+
+// output is an output file behind a buffer, keeping the first error.
+type output struct {
 	f      *os.File
 	w      *bufio.Writer
 	err    error
 	closed bool
 }
 
+func create(path string) (output, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return output{}, err
+	}
+	return output{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
+}
+
+// keep records err if it is the first error, and returns the first error.
+func (o *output) keep(err error) error {
+	if err != nil && o.err == nil {
+		o.err = err
+	}
+	return o.err
+}
+
+// Close flushes and closes the file; it returns the first error of any write. A second Close does nothing.
+func (o *output) Close() error {
+	if o.closed {
+		return o.err
+	}
+	o.closed = true
+	o.keep(o.w.Flush())
+	return o.keep(o.f.Close())
+}
+
 // CreateCSV creates the CSV file at path (usually Output()) and writes its header row.
 func CreateCSV(path string, header ...string) (*CSVWriter, error) {
-	f, err := os.Create(path)
+	out, err := create(path)
 	if err != nil {
 		return nil, err
 	}
-	w := &CSVWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}
+	w := &CSVWriter{out}
 	values := make([]any, len(header))
 	for i, h := range header {
 		values[i] = h
@@ -232,10 +261,7 @@ func (w *CSVWriter) Write(values ...any) error {
 		}
 	}
 	_, err := w.w.WriteString("\n")
-	if err != nil && w.err == nil {
-		w.err = err
-	}
-	return w.err
+	return w.keep(err)
 }
 
 // text writes a string field, quoted when it is empty (else it would read as NULL) or holds , " or a line break.
@@ -245,21 +271,6 @@ func (w *CSVWriter) text(v string) {
 	} else {
 		w.w.WriteString(v)
 	}
-}
-
-// Close flushes and closes the file; it returns the first error of any write. A second Close does nothing.
-func (w *CSVWriter) Close() error {
-	if w.closed {
-		return w.err
-	}
-	w.closed = true
-	if err := w.w.Flush(); err != nil && w.err == nil {
-		w.err = err
-	}
-	if err := w.f.Close(); err != nil && w.err == nil {
-		w.err = err
-	}
-	return w.err
 }
 
 // FormatFloat formats a float64 with the fewest digits that read back as the same value; NaN and the
@@ -299,44 +310,22 @@ func ReadJSONL[T any](path string, row func(*T) error) error {
 
 // JSONLWriter writes one JSON object per line (encoding/json; a nil pointer or a null field is NULL).
 type JSONLWriter struct {
-	f      *os.File
-	w      *bufio.Writer
-	enc    *json.Encoder
-	err    error
-	closed bool
+	output
+	enc *json.Encoder
 }
 
 // CreateJSONL creates the JSON Lines file at path (usually Output()); no rows make an empty file.
 func CreateJSONL(path string) (*JSONLWriter, error) {
-	f, err := os.Create(path)
+	out, err := create(path)
 	if err != nil {
 		return nil, err
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	return &JSONLWriter{f: f, w: w, enc: json.NewEncoder(w)}, nil
+	return &JSONLWriter{out, json.NewEncoder(out.w)}, nil
 }
 
 // Write writes one row.
 func (w *JSONLWriter) Write(row any) error {
-	if err := w.enc.Encode(row); err != nil && w.err == nil {
-		w.err = err
-	}
-	return w.err
-}
-
-// Close flushes and closes the file; it returns the first error of any write. A second Close does nothing.
-func (w *JSONLWriter) Close() error {
-	if w.closed {
-		return w.err
-	}
-	w.closed = true
-	if err := w.w.Flush(); err != nil && w.err == nil {
-		w.err = err
-	}
-	if err := w.f.Close(); err != nil && w.err == nil {
-		w.err = err
-	}
-	return w.err
+	return w.keep(w.enc.Encode(row))
 }
 
 // NullInt is a JSON integer or null (Valid false), like database/sql's NullInt64. It also takes an
