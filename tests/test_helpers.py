@@ -15,10 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from babelmr.spec import FileSlice, TaskInput, TaskSpec
 from babelmr.worker import warm
 from babelmr.worker.program import run_program
+from babelmr.worker.task import run_task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +89,59 @@ static class P
 '''
 
 
-def _build(language: str, folder: Path) -> list[str]:
+# Writes rows whose values CSV easily gets wrong: the empty string, NULL, quotes, commas, a leading space,
+# NaN and the infinities, the extreme int64.
+GO_CSV = '''package main
+
+import (
+	"math"
+
+	"babelmr"
+)
+
+func main() { babelmr.Run(babelmr.Steps{"write": write}) }
+
+func write() error {
+	out, err := babelmr.CreateCSV(babelmr.Output(), "s", "f", "i")
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	out.Write("", 0.1, int64(1))
+	out.Write(nil, math.NaN(), nil)
+	out.Write("a,b", math.Inf(1), babelmr.NullInt{Int64: 7, Valid: true})
+	out.Write("q\\"u", math.Inf(-1), babelmr.NullInt{})
+	out.Write(" x", 1e300, int64(math.MinInt64))
+	return out.Close()
+}
+'''
+
+# Copies its CSV input field by field through the helper's reader and writer.
+CSHARP_CSV = '''using System;
+using System.Collections.Generic;
+
+static class P
+{
+    static void Copy()
+    {
+        using (var input = new CsvReader())
+        using (var output = new CsvWriter(Babelmr.Output, input.Header))
+        {
+            var row = new List<string>();
+            while (input.Read(row))
+            {
+                foreach (string field in row) output.Field(field);
+                output.EndRow();
+            }
+        }
+    }
+
+    static int Main(string[] args) { return Babelmr.Run(args, new Dictionary<string, Action> { { "copy", Copy } }); }
+}
+'''
+
+
+def _build(language: str, folder: Path, go: str = GO, csharp: str = CSHARP) -> list[str]:
     """The command of the test program in ``language``, built in ``folder`` (skipped without the tools)."""
     folder.mkdir(parents=True, exist_ok=True)
     if language == "python":
@@ -94,7 +150,7 @@ def _build(language: str, folder: Path) -> list[str]:
     if language == "go":
         if not shutil.which("go"):
             pytest.skip("no go on this machine")
-        (folder / "main.go").write_text(GO)
+        (folder / "main.go").write_text(go)
         (folder / "go.mod").write_text(f"module t\n\ngo 1.19\n\nrequire babelmr v0.0.0\n\n"
                                        f"replace babelmr => {ROOT / 'sdk' / 'go'}\n")
         subprocess.run(["go", "build", "-o", "prog", "."], cwd=folder, check=True,
@@ -102,7 +158,7 @@ def _build(language: str, folder: Path) -> list[str]:
         return [str(folder / "prog")]
     if not (shutil.which("mcs") and shutil.which("mono")):
         pytest.skip("no mcs/mono on this machine")
-    (folder / "Program.cs").write_text(CSHARP)
+    (folder / "Program.cs").write_text(csharp)
     subprocess.run(["mcs", "-warnaserror", f"-out:{folder / 'prog.exe'}", str(folder / "Program.cs"),
                     str(ROOT / "sdk" / "csharp" / "Babelmr.cs")], check=True)
     return ["mono", str(folder / "prog.exe")]
@@ -189,3 +245,33 @@ def test_the_documented_python_snippet_speaks_the_protocol(tmp_path: Path) -> No
             assert (work / "out.txt").read_text() == text
     finally:
         warm.close_all()
+
+
+def _csv_task(command: list[str], mode: str, source: Path, schema: dict[str, str], tmp_path: Path) -> pa.Table:
+    """The table one task of the program makes from ``source`` with CSV as its program format."""
+    spec = TaskSpec(run_id="r1", job="j", stage="s", task=0, attempt=1, store=str(tmp_path / "store"),
+                    inputs=[TaskInput(name="data", kind="files", format="parquet", files=[FileSlice(str(source))])],
+                    command=command, mode=mode, program_format="csv", schema=schema)
+    result = run_task(spec, str(tmp_path / "work"), keep_workdir=True)
+    assert result.status == "ok", result.error
+    return pq.read_table(result.commit["uri"])
+
+
+def test_the_go_csv_writer_keeps_null_empty_strings_and_floats_exact(tmp_path: Path) -> None:
+    command = _build("go", tmp_path / "go", go=GO_CSV)
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": [1]}), source)
+    got = _csv_task(command, "write", source, {"s": "string", "f": "float64", "i": "int64"}, tmp_path)
+    assert got.column("s").to_pylist() == ["", None, "a,b", 'q"u', " x"]
+    f = got.column("f").to_pylist()
+    assert f[0] == 0.1 and f[1] != f[1] and f[2:] == [float("inf"), float("-inf"), 1e300]
+    assert got.column("i").to_pylist() == [1, None, 7, None, -(2 ** 63)]
+
+
+def test_the_csharp_csv_reader_and_writer_keep_null_and_empty_strings_apart(tmp_path: Path) -> None:
+    command = _build("csharp", tmp_path / "cs", csharp=CSHARP_CSV)
+    source = tmp_path / "in.parquet"
+    table = pa.table({"s": ["", None, "a,b", 'q"u', " x", "plain"], "i": [1, None, 3, None, -(2 ** 63), 2 ** 63 - 1]})
+    pq.write_table(table, source)
+    got = _csv_task(command, "copy", source, {"s": "string", "i": "int64"}, tmp_path)
+    assert got.to_pylist() == table.to_pylist()

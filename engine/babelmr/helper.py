@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def input_format() -> str:
+def program_format() -> str:
     """The stage's program format: ``csv``, ``jsonl`` or ``parquet`` (``MR_FORMAT``)."""
     return os.environ.get("MR_FORMAT", "csv")
 
@@ -35,14 +35,14 @@ def input_format() -> str:
 def input_path(name: str | None = None) -> str:
     """The path of the stage's only input (``MR_INPUT``), or of the input ``name`` of several (``MR_INPUTS``)."""
     if name is None:
-        return os.environ.get("MR_INPUT") or f"in.{input_format()}"
+        return os.environ.get("MR_INPUT") or f"in.{program_format()}"
     inputs = json.loads(os.environ.get("MR_INPUTS") or "{}")
-    return inputs.get(name) or f"in_{name}.{input_format()}"
+    return inputs.get(name) or f"in_{name}.{program_format()}"
 
 
 def output_path() -> str:
     """The path to write the task's output to (``MR_OUTPUT``)."""
-    return os.environ.get("MR_OUTPUT") or f"out.{input_format()}"
+    return os.environ.get("MR_OUTPUT") or f"out.{program_format()}"
 
 
 def counter(group: str, name: str, amount: int = 1) -> None:
@@ -57,7 +57,7 @@ def status(message: str) -> None:
 
 def write(frame: Any) -> None:
     """Write a pandas DataFrame to the task's output in the stage's format: Parquet or CSV."""
-    path, fmt = output_path(), input_format()
+    path, fmt = output_path(), program_format()
     if fmt == "parquet":
         frame.to_parquet(path, index=False)
     elif fmt == "csv":

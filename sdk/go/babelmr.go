@@ -236,7 +236,7 @@ func CreateCSV(path string, header ...string) (*CSVWriter, error) {
 	return w, w.Write(values...)
 }
 
-// Write writes one row: strings, integers, floats, bools, nil (NULL), or anything fmt.Sprint formats.
+// Write writes one row: strings, integers, floats, bools, NullInt, nil (NULL), or anything fmt.Sprint formats.
 func (w *CSVWriter) Write(values ...any) error {
 	for i, v := range values {
 		if i > 0 {
@@ -256,6 +256,10 @@ func (w *CSVWriter) Write(values ...any) error {
 			w.w.WriteString(strconv.Itoa(v))
 		case bool:
 			w.w.WriteString(strconv.FormatBool(v))
+		case NullInt:
+			if v.Valid {
+				w.w.WriteString(strconv.FormatInt(v.Int64, 10))
+			}
 		default:
 			w.text(fmt.Sprint(v))
 		}
