@@ -1,6 +1,8 @@
 """Lines of user code, by one rule: non-blank lines that are not only a comment; Python docstrings and
 the examples' shared test scaffolding (prepare.py, check.py) do not count. For babelmr, the program
-plus the job file; for the hand-written variants, the whole program."""
+plus the job file (what a user writes); the language's helper that babelmr ships (sdk/go, sdk/csharp,
+babelmr.helper) is not user code and is counted apart (`helper_lines`). For the hand-written variants,
+the whole program."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from benchmarks.common import ROOT
 
 PROGRAMS = {"examples-python": "*.py", "examples-go": "*.go", "examples-csharp": "*.cs"}
 NOT_USER_CODE = {"prepare.py", "check.py"}
+HELPERS = {"examples-python": ROOT / "engine" / "babelmr" / "helper.py",
+           "examples-go": ROOT / "sdk" / "go" / "babelmr.go",
+           "examples-csharp": ROOT / "sdk" / "csharp" / "Babelmr.cs"}
 
 
 def _python_lines(text: str) -> int:
@@ -47,6 +52,12 @@ def babelmr_lines(language: str, example: str) -> dict[str, int]:
     counts = {p.name: count_lines(p) for p in files}
     counts["job.json"] = count_lines(folder / "job.json")
     return counts
+
+
+def helper_lines(language: str) -> dict[str, int]:
+    """The shared helper babelmr ships for the examples' language (not counted as user code)."""
+    path = HELPERS[language]
+    return {path.relative_to(ROOT).as_posix(): count_lines(path)}
 
 
 def handwritten_lines(query: str) -> dict[str, int]:

@@ -1,10 +1,11 @@
 """Program start-up per task, cold vs warm, per language: N no-op tasks of a trivial program on the local backend.
 
-The program copies its 3-row input to its output. Cold, babelmr starts it for every task; warm (``"warm": true``),
-the worker starts it once and hands it each task over fds MR_WARM_IN/MR_WARM_OUT (docs/program-contract.md).
-Per task it reports the program's time as the engine measures it (start to exit cold, task line to answer warm)
-and the whole task's time at the backend (import, program, export, commit). Go and C# run when ``go`` and
-``mcs``/``mono`` are installed. Target: warm Python start ≤ 10 ms per task.
+The program copies its 3-row input to its output; it is written with babelmr's helper for its language. Cold,
+babelmr starts it for every task; warm (``"warm": true``), the worker starts it once and hands it each task over
+fds MR_WARM_IN/MR_WARM_OUT (docs/program-contract.md). Per task it reports the program's time as the engine
+measures it (start to exit cold, task line to answer warm) and the whole task's time at the backend (import,
+program, export, commit). Go and C# run when ``go`` and ``mcs``/``mono`` are installed. Target: warm Python
+start ≤ 10 ms per task.
 
     python -m benchmarks.startup [--tasks 50] [--work DIR]
 """
@@ -21,46 +22,38 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import ROOT
+
 WARM_PYTHON_TARGET_MS = 10.0
 
-PYTHON = '''import json, os, shutil, sys
+# The trivial program in each language, through babelmr's helper for it (docs/program-contract.md, "Helpers"):
+# the start-up measured is what a program written with the helper pays.
+PYTHON = '''import os, shutil
 {imports}
+from babelmr import helper
 
-def serve(run):
-    with open(int(os.environ["MR_WARM_IN"])) as tasks, open(int(os.environ["MR_WARM_OUT"]), "w") as replies:
-        for line in tasks:
-            task = json.loads(line)
-            os.environ.update(task)
-            try:
-                run()
-                reply = {{"ok": True}}
-            except Exception as e:
-                reply = {{"error": f"{{type(e).__name__}}: {{e}}"}}
-            print(json.dumps(reply), file=replies, flush=True)
+def copy():
+    shutil.copyfile(helper.input_path(), helper.output_path())
 
-def run():
-    shutil.copyfile(os.environ["MR_INPUT"], os.environ["MR_OUTPUT"])
-
-serve(run) if os.environ.get("MR_WARM") else run()
+helper.run({{"copy": copy}})
 '''
 
 GO = '''package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"io"
 	"os"
-	"strconv"
+
+	"babelmr"
 )
 
-func run() error {
-	in, err := os.Open(os.Getenv("MR_INPUT"))
+func copyInput() error {
+	in, err := os.Open(babelmr.Input())
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.Create(os.Getenv("MR_OUTPUT"))
+	out, err := os.Create(babelmr.Output())
 	if err != nil {
 		return err
 	}
@@ -70,64 +63,18 @@ func run() error {
 	return out.Close()
 }
 
-func main() {
-	if os.Getenv("MR_WARM") == "" {
-		if err := run(); err != nil {
-			panic(err)
-		}
-		return
-	}
-	in, _ := strconv.Atoi(os.Getenv("MR_WARM_IN"))
-	out, _ := strconv.Atoi(os.Getenv("MR_WARM_OUT"))
-	tasks, replies := bufio.NewScanner(os.NewFile(uintptr(in), "tasks")), os.NewFile(uintptr(out), "replies")
-	for tasks.Scan() {
-		var task map[string]string
-		err := json.Unmarshal(tasks.Bytes(), &task)
-		for k, v := range task {
-			os.Setenv(k, v)
-		}
-		if err == nil {
-			err = run()
-		}
-		reply := map[string]any{"ok": true}
-		if err != nil {
-			reply = map[string]any{"error": err.Error()}
-		}
-		line, _ := json.Marshal(reply)
-		replies.Write(append(line, '\\n'))
-	}
-}
+func main() { babelmr.Run(babelmr.Steps{"copy": copyInput}) }
 '''
 
 CSHARP = r'''using System;
+using System.Collections.Generic;
 using System.IO;
-using System.Text.RegularExpressions;
 
 static class Copy
 {
-    static string Env(string name) { return Environment.GetEnvironmentVariable(name); }
+    static void Run() { File.Copy(Babelmr.Input(), Babelmr.Output, true); }
 
-    static void Run() { File.Copy(Env("MR_INPUT"), Env("MR_OUTPUT"), true); }
-
-    static int Main()
-    {
-        if (Env("MR_WARM") == null) { Run(); return 0; }
-        var tasks = new StreamReader(new FileStream("/dev/fd/" + Env("MR_WARM_IN"), FileMode.Open, FileAccess.Read));
-        var replies = new StreamWriter(new FileStream("/dev/fd/" + Env("MR_WARM_OUT"), FileMode.Open,
-                                                      FileAccess.Write));
-        string line;
-        while ((line = tasks.ReadLine()) != null)
-        {
-            foreach (Match m in Regex.Matches(line, "\"(MR_\\w+)\":\"((?:[^\"\\\\]|\\\\.)*)\""))
-                Environment.SetEnvironmentVariable(m.Groups[1].Value, Regex.Unescape(m.Groups[2].Value));
-            string error = null;
-            try { Run(); } catch (Exception e) { error = e.GetType().Name + ": " + e.Message; }
-            if (error != null) error = Regex.Replace(error, "[\"\\\\\\p{Cc}]", " ");
-            replies.WriteLine(error == null ? "{\"ok\": true}" : "{\"error\": \"" + error + "\"}");
-            replies.Flush();
-        }
-        return 0;
-    }
+    static int Main(string[] args) { return Babelmr.Run(args, new Dictionary<string, Action> { { "copy", Run } }); }
 }
 '''
 
@@ -144,14 +91,15 @@ def programs(work: Path) -> dict[str, list[str]]:
         src = work / "go"
         src.mkdir(exist_ok=True)
         (src / "main.go").write_text(GO)
-        (src / "go.mod").write_text("module copy\n\ngo 1.19\n")
+        (src / "go.mod").write_text(f"module copy\n\ngo 1.19\n\nrequire babelmr v0.0.0\n\n"
+                                    f"replace babelmr => {ROOT / 'sdk' / 'go'}\n")
         subprocess.run(["go", "build", "-o", str(work / "copy-go"), "."], cwd=src, check=True, capture_output=True,
                        env={**__import__("os").environ, "CGO_ENABLED": "0", "GOCACHE": str(work / "gocache")})
         found["Go"] = [str(work / "copy-go")]
     if shutil.which("mcs") and shutil.which("mono"):
         (work / "Copy.cs").write_text(CSHARP)
-        subprocess.run(["mcs", "-optimize+", f"-out:{work / 'copy.exe'}", str(work / "Copy.cs")], check=True,
-                       capture_output=True)
+        subprocess.run(["mcs", "-optimize+", f"-out:{work / 'copy.exe'}", str(work / "Copy.cs"),
+                        str(ROOT / "sdk" / "csharp" / "Babelmr.cs")], check=True, capture_output=True)
         found["C# (Mono)"] = ["mono", str(work / "copy.exe")]
     return found
 
@@ -174,7 +122,7 @@ def run_startup(work: Path, tasks: int = 50) -> list[dict[str, Any]]:
                     spec = TaskSpec(run_id=f"startup-{mode}", job="startup", stage=language, task=t, attempt=1,
                                     store=str(work / "store"), inputs=[TaskInput(
                                         name="in", kind="files", format="csv", files=[FileSlice(str(data))])],
-                                    command=command, program_format="csv", schema={"x": "int64"},
+                                    command=command, mode="copy", program_format="csv", schema={"x": "int64"},
                                     warm=mode == "warm")
                     start = time.perf_counter()
                     result = backend.run_task(spec)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from benchmarks.__main__ import VARIANTS
-from benchmarks.loc import babelmr_lines, count_lines
+from benchmarks.loc import babelmr_lines, count_lines, helper_lines
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +39,6 @@ def test_lines_of_code_rule(tmp_path: Path) -> None:
     assert count_lines(go) == 3
     counts = babelmr_lines("examples-python", "tpch-q1")
     assert set(counts) == {"q1.py", "job.json"} and all(n > 10 for n in counts.values())
+    for language in ("examples-python", "examples-go", "examples-csharp"):  # the shipped helper is counted apart
+        (helper, n), = helper_lines(language).items()
+        assert n > 30 and Path(helper).name not in babelmr_lines(language, "tpch-q1")

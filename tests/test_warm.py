@@ -20,7 +20,7 @@ from babelmr.spec import FileSlice, TaskInput, TaskResult, TaskSpec
 from babelmr.worker import warm
 from babelmr.worker.task import run_task
 
-# The program of docs/program-contract.md's Python helper, plus per-task behaviour read from $ACTIONS.
+# A warm program in plain Python (the protocol of docs/program-contract.md), plus per-task behaviour from $ACTIONS.
 PROGRAM = r'''
 import json, os, shutil, sys, time
 
@@ -248,7 +248,8 @@ def local_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
         if shutil.which("mcs") and shutil.which("mono"):
             exe = out / f"cs-{example}.exe"
             subprocess.run(["mcs", "-optimize+", "-warnaserror", f"-out:{exe}",
-                            str(ROOT / "examples-csharp" / example / "Program.cs")], check=True)
+                            str(ROOT / "examples-csharp" / example / "Program.cs"),
+                            str(ROOT / "sdk" / "csharp" / "Babelmr.cs")], check=True)
             built["examples-csharp", example] = f"mono {exe}"
     return built
 

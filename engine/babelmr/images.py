@@ -35,7 +35,8 @@ SOURCE_LABEL = "org.babelmr.source-hash"  # on the base image: hash of the sourc
 SECRET_ID = "pip_cert"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"  # the default of BABELMR_DEBIAN_MIRROR (babelmr.settings)
 SOURCES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md",
-           "base-image/entrypoint.sh", "base-image/babelmr-pip.sh")  # the build context, with engine/babelmr
+           "base-image/entrypoint.sh", "base-image/babelmr-pip.sh",
+           "sdk/go/go.mod", "sdk/go/babelmr.go", "sdk/csharp/Babelmr.cs")  # the build context, with engine/babelmr
 _START_DOCKER = ("start it: `dockerd > /tmp/dockerd.log 2>&1 &` as root (or `systemctl start docker`), "
                  "then check `docker info`; on a fresh Debian machine first `apt-get install -y docker.io`")
 

@@ -1,3 +1,8 @@
 module babelmr.example/bigbench-q1
 
 go 1.19
+
+require babelmr v0.0.0
+
+// The helper package: this checkout's sdk/go; the Dockerfile points it at the base image's /opt/babelmr/lib/go.
+replace babelmr => ../../sdk/go

@@ -6,13 +6,12 @@ reduce: all partial sums of its groups -> the totals and averages of Q1, sorted 
 """
 
 import datetime
-import json
-import os
-import sys
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from babelmr import helper
 
 FLAGS = ["l_returnflag", "l_linestatus"]
 SHIPPED_BY = datetime.date(1998, 12, 1) - datetime.timedelta(days=90)
@@ -26,7 +25,7 @@ def read_as_floats(path: str, **kwargs) -> pd.DataFrame:
 
 
 def map_lineitem() -> pd.DataFrame:
-    items = read_as_floats(os.environ.get("MR_INPUT", "in.parquet"), filters=[("l_shipdate", "<=", SHIPPED_BY)])
+    items = read_as_floats(helper.input_path(), filters=[("l_shipdate", "<=", SHIPPED_BY)])
     items["disc_price"] = items.l_extendedprice * (1 - items.l_discount)
     items["charge"] = items.disc_price * (1 + items.l_tax)
     return items.groupby(FLAGS, as_index=False).agg(
@@ -40,7 +39,7 @@ def map_lineitem() -> pd.DataFrame:
 
 
 def reduce_partials() -> pd.DataFrame:
-    q1 = pd.read_parquet(os.environ.get("MR_INPUT", "in.parquet")).groupby(FLAGS, as_index=False).sum()
+    q1 = pd.read_parquet(helper.input_path()).groupby(FLAGS, as_index=False).sum()
     q1["avg_qty"] = q1.sum_qty / q1.count_order
     q1["avg_price"] = q1.sum_base_price / q1.count_order
     q1["avg_disc"] = q1.sum_disc / q1.count_order
@@ -49,31 +48,5 @@ def reduce_partials() -> pd.DataFrame:
     return q1.sort_values(FLAGS)[columns]
 
 
-def serve(run) -> None:
-    """Warm mode (MR_WARM set): run `run()` per task line read from fd $MR_WARM_IN, answer on fd $MR_WARM_OUT."""
-    with open(int(os.environ["MR_WARM_IN"])) as tasks, open(int(os.environ["MR_WARM_OUT"]), "w") as replies:
-        for line in tasks:
-            task = json.loads(line)  # the task's MR_* variables
-            os.environ.update(task)
-            os.chdir(task["MR_WORKDIR"])
-            try:
-                run()
-                reply = {"ok": True}
-            except Exception as e:
-                reply = {"error": f"{type(e).__name__}: {e}"}
-            sys.stdout.flush(), sys.stderr.flush()
-            print(json.dumps(reply), file=replies, flush=True)
-
-
 if __name__ == "__main__":
-    steps = {"map": map_lineitem, "reduce": reduce_partials}
-    if len(sys.argv) != 2 or sys.argv[1] not in steps:
-        sys.exit(f"usage: {sys.argv[0]} {'|'.join(steps)}")
-
-    def run() -> None:
-        steps[sys.argv[1]]().to_parquet(os.environ.get("MR_OUTPUT", "out.parquet"), index=False)
-
-    if os.environ.get("MR_WARM"):
-        serve(run)  # started once per worker: tasks arrive on fd $MR_WARM_IN
-    else:
-        run()
+    helper.run({"map": map_lineitem, "reduce": reduce_partials})

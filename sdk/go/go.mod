@@ -1,0 +1,3 @@
+module babelmr
+
+go 1.19
