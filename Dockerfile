@@ -64,8 +64,8 @@ COPY --from=deps /opt/babelmr/venv /opt/babelmr/venv
 COPY --from=rie /aws-lambda-rie /usr/local/bin/aws-lambda-rie
 COPY base-image/entrypoint.sh /usr/local/bin/babelmr-entrypoint
 # The helpers for Go and C# programs (docs/program-contract.md; Python's is the module babelmr.helper).
-COPY sdk/go /opt/babelmr/lib/go
-COPY sdk/csharp /opt/babelmr/lib/csharp
+COPY base-image/lib/go /opt/babelmr/lib/go
+COPY base-image/lib/csharp /opt/babelmr/lib/csharp
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
     PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
     /opt/babelmr/venv/bin/python -m pip install --no-cache-dir --no-deps --no-index /wheels/*.whl \

@@ -1,8 +1,8 @@
 """Lines of user code, by one rule: non-blank lines that are not only a comment; Python docstrings and
 the examples' shared test scaffolding (prepare.py, check.py) do not count. For babelmr, the program
-plus the job file (what a user writes); the language's helper that babelmr ships (sdk/go, sdk/csharp,
-babelmr.helper) is not user code and is counted apart (`helper_lines`). For the hand-written variants,
-the whole program."""
+plus the job file (what a user writes); the language's helper that babelmr ships (base-image/lib/go,
+base-image/lib/csharp, babelmr.helper) is not user code and is counted apart (`helper_lines`). For the
+hand-written variants, the whole program."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from benchmarks.common import ROOT
 PROGRAMS = {"examples-python": "*.py", "examples-go": "*.go", "examples-csharp": "*.cs"}
 NOT_USER_CODE = {"prepare.py", "check.py"}
 HELPERS = {"examples-python": ROOT / "engine" / "babelmr" / "helper.py",
-           "examples-go": ROOT / "sdk" / "go" / "babelmr.go",
-           "examples-csharp": ROOT / "sdk" / "csharp" / "Babelmr.cs"}
+           "examples-go": ROOT / "base-image" / "lib" / "go" / "babelmr.go",
+           "examples-csharp": ROOT / "base-image" / "lib" / "csharp" / "Babelmr.cs"}
 
 
 def _python_lines(text: str) -> int:

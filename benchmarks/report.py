@@ -212,7 +212,8 @@ def write_report(out: Path, results: dict[str, Any], micro: list[dict[str, Any]]
         "- Every variant's answer was checked against DuckDB's SQL answer before its time was recorded.",
         "- Lines of user code: non-blank lines that are not only a comment; Python docstrings do not count "
         "(`benchmarks/loc.py`). babelmr: the program + the job file, what a user writes (the language's helper "
-        "that babelmr ships, `sdk/go`, `sdk/csharp` or `babelmr.helper`, is named apart, not counted); "
+        "that babelmr ships, `base-image/lib/go`, `base-image/lib/csharp` or `babelmr.helper`, is named apart, "
+        "not counted); "
         "hand-written: the whole program.",
         "",
         "## Targets",

@@ -92,14 +92,14 @@ def programs(work: Path) -> dict[str, list[str]]:
         src.mkdir(exist_ok=True)
         (src / "main.go").write_text(GO)
         (src / "go.mod").write_text(f"module copy\n\ngo 1.19\n\nrequire babelmr v0.0.0\n\n"
-                                    f"replace babelmr => {ROOT / 'sdk' / 'go'}\n")
+                                    f"replace babelmr => {ROOT / 'base-image' / 'lib' / 'go'}\n")
         subprocess.run(["go", "build", "-o", str(work / "copy-go"), "."], cwd=src, check=True, capture_output=True,
                        env={**__import__("os").environ, "CGO_ENABLED": "0", "GOCACHE": str(work / "gocache")})
         found["Go"] = [str(work / "copy-go")]
     if shutil.which("mcs") and shutil.which("mono"):
         (work / "Copy.cs").write_text(CSHARP)
         subprocess.run(["mcs", "-optimize+", f"-out:{work / 'copy.exe'}", str(work / "Copy.cs"),
-                        str(ROOT / "sdk" / "csharp" / "Babelmr.cs")], check=True, capture_output=True)
+                        str(ROOT / "base-image" / "lib" / "csharp" / "Babelmr.cs")], check=True, capture_output=True)
         found["C# (Mono)"] = ["mono", str(work / "copy.exe")]
     return found
 

@@ -1,4 +1,5 @@
-"""The program helpers (docs/program-contract.md, "Helpers"): Go's sdk/go, C#'s sdk/csharp/Babelmr.cs and
+"""The program helpers (docs/program-contract.md, "Helpers"): Go's base-image/lib/go, C#'s
+base-image/lib/csharp/Babelmr.cs and
 Python's babelmr.helper, each in a real program run by the worker's warm and cold machinery.
 
 One program per language, the same behaviour: its step `copy` reads the only input (or, without one, the
@@ -152,7 +153,7 @@ def _build(language: str, folder: Path, go: str = GO, csharp: str = CSHARP) -> l
             pytest.skip("no go on this machine")
         (folder / "main.go").write_text(go)
         (folder / "go.mod").write_text(f"module t\n\ngo 1.19\n\nrequire babelmr v0.0.0\n\n"
-                                       f"replace babelmr => {ROOT / 'sdk' / 'go'}\n")
+                                       f"replace babelmr => {ROOT / 'base-image' / 'lib' / 'go'}\n")
         subprocess.run(["go", "build", "-o", "prog", "."], cwd=folder, check=True,
                        env={**os.environ, "CGO_ENABLED": "0", "GOCACHE": str(folder / "gocache")})
         return [str(folder / "prog")]
@@ -160,7 +161,7 @@ def _build(language: str, folder: Path, go: str = GO, csharp: str = CSHARP) -> l
         pytest.skip("no mcs/mono on this machine")
     (folder / "Program.cs").write_text(csharp)
     subprocess.run(["mcs", "-warnaserror", f"-out:{folder / 'prog.exe'}", str(folder / "Program.cs"),
-                    str(ROOT / "sdk" / "csharp" / "Babelmr.cs")], check=True)
+                    str(ROOT / "base-image" / "lib" / "csharp" / "Babelmr.cs")], check=True)
     return ["mono", str(folder / "prog.exe")]
 
 

@@ -85,8 +85,8 @@ def test_source_hash_follows_the_sources(tmp_path: Path) -> None:
     (tmp_path / "engine" / "babelmr" / "a.py").write_text("x = 2\n")
     second = source_hash(tmp_path)
     assert second != first
-    (tmp_path / "sdk" / "go").mkdir(parents=True)  # the program helpers the image ships are sources too
-    (tmp_path / "sdk" / "go" / "babelmr.go").write_text("package babelmr\n")
+    (tmp_path / "base-image" / "lib" / "go").mkdir(parents=True)  # the program helpers the image ships are sources too
+    (tmp_path / "base-image" / "lib" / "go" / "babelmr.go").write_text("package babelmr\n")
     assert source_hash(tmp_path) != second
 
 
@@ -121,10 +121,11 @@ def test_runs_as_non_root_on_a_read_only_root(docker_client: docker.DockerClient
 @pytest.mark.docker
 def test_the_base_image_ships_the_program_helpers(docker_client: docker.DockerClient,
                                                   base_image: BuildReport) -> None:
-    """Go's and C#'s helpers at /opt/babelmr/lib as in the checkout's sdk/, Python's importable."""
+    """Go's and C#'s helpers at /opt/babelmr/lib as in the checkout's base-image/lib/, Python's importable."""
     root = Path(__file__).resolve().parent.parent
-    shipped = {"/opt/babelmr/lib/go/go.mod": "sdk/go/go.mod", "/opt/babelmr/lib/go/babelmr.go": "sdk/go/babelmr.go",
-               "/opt/babelmr/lib/csharp/Babelmr.cs": "sdk/csharp/Babelmr.cs"}
+    shipped = {"/opt/babelmr/lib/go/go.mod": "base-image/lib/go/go.mod",
+               "/opt/babelmr/lib/go/babelmr.go": "base-image/lib/go/babelmr.go",
+               "/opt/babelmr/lib/csharp/Babelmr.cs": "base-image/lib/csharp/Babelmr.cs"}
     for path, source in shipped.items():
         with container(docker_client, BASE_TAG, entrypoint=["cat", path], **READ_ONLY) as c:
             assert c.wait(timeout=120)["StatusCode"] == 0, c.logs().decode()

@@ -249,7 +249,7 @@ def local_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
             exe = out / f"cs-{example}.exe"
             subprocess.run(["mcs", "-optimize+", "-warnaserror", f"-out:{exe}",
                             str(ROOT / "examples-csharp" / example / "Program.cs"),
-                            str(ROOT / "sdk" / "csharp" / "Babelmr.cs")], check=True)
+                            str(ROOT / "base-image" / "lib" / "csharp" / "Babelmr.cs")], check=True)
             built["examples-csharp", example] = f"mono {exe}"
     return built
 

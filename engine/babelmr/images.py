@@ -34,9 +34,9 @@ OS_BASE_IMAGE = "debian:bookworm-slim"
 SOURCE_LABEL = "org.babelmr.source-hash"  # on the base image: hash of the sources it was built from
 SECRET_ID = "pip_cert"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"  # the default of BABELMR_DEBIAN_MIRROR (babelmr.settings)
-SOURCES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md",
+SOURCES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md",  # the build context, with engine/babelmr
            "base-image/entrypoint.sh", "base-image/babelmr-pip.sh",
-           "sdk/go/go.mod", "sdk/go/babelmr.go", "sdk/csharp/Babelmr.cs")  # the build context, with engine/babelmr
+           "base-image/lib/go/go.mod", "base-image/lib/go/babelmr.go", "base-image/lib/csharp/Babelmr.cs")
 _START_DOCKER = ("start it: `dockerd > /tmp/dockerd.log 2>&1 &` as root (or `systemctl start docker`), "
                  "then check `docker info`; on a fresh Debian machine first `apt-get install -y docker.io`")
 

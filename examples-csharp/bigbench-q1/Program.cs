@@ -1,5 +1,5 @@
 // TPCx-BB Q1 on babelmr, in C# (Mono, base class library only) with babelmr's helper
-// (sdk/csharp/Babelmr.cs): the top 100 pairs of items sold together in stores 10, 20, 33, 40, 50 and
+// (base-image/lib/csharp/Babelmr.cs): the top 100 pairs of items sold together in stores 10, 20, 33, 40, 50 and
 // categories 1, 2, 3.
 //
 //   join:  a share of store_sales (in_store_sales.csv) and the whole item table (in_item.csv)

@@ -1,5 +1,5 @@
 // TPC-H Q1 (pricing summary report) on babelmr, in C# (Mono, base class library only) with
-// babelmr's helper (sdk/csharp/Babelmr.cs).
+// babelmr's helper (base-image/lib/csharp/Babelmr.cs).
 //
 //   map:    a share of lineitem (in.csv) -> per (l_returnflag, l_linestatus), the sums and the row count
 //           of the items shipped by 1998-09-02, added up exactly as decimals;

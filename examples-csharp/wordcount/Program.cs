@@ -1,4 +1,4 @@
-// Word count on babelmr, in C# (Mono, base class library only) with babelmr's helper (sdk/csharp/Babelmr.cs).
+// Word count on babelmr, in C# (Mono, base class library only) with babelmr's helper (base-image/lib/csharp/Babelmr.cs).
 //
 //   map:    in.csv (column `line`) -> out.csv `word,count`: how often each word occurs in this share
 //   reduce: in.csv `word,count` (every partial count of this task's words) -> out.csv: the totals

@@ -1,4 +1,4 @@
-// TPCx-BB Q1 on babelmr, in Go with the standard library and babelmr's helper package (sdk/go): the top
+// TPCx-BB Q1 on babelmr, in Go with the standard library and babelmr's helper package (base-image/lib/go): the top
 // 100 pairs of items sold together in given stores and categories.
 //
 //	join:  a share of store_sales joined with the whole item table -> (ss_ticket_number, ss_item_sk) of

@@ -1,5 +1,5 @@
 // TPC-H Q1 (pricing summary report) on babelmr, in Go with the standard library and babelmr's helper
-// package (sdk/go).
+// package (base-image/lib/go).
 //
 //	map:    one share of lineitem -> per (l_returnflag, l_linestatus), the sums and the row count of
 //	        the items shipped by 1998-09-02;

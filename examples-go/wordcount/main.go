@@ -1,4 +1,4 @@
-// Word count on babelmr, in Go with the standard library and babelmr's helper package (sdk/go).
+// Word count on babelmr, in Go with the standard library and babelmr's helper package (base-image/lib/go).
 //
 //	map:    reads lines of text (CSV column "line") and writes how often each word occurs in them;
 //	reduce: gets every partial count of its words and writes the totals.

@@ -7,8 +7,8 @@
 //
 //	func main() { babelmr.Run(babelmr.Steps{"map": mapLines, "reduce": reduceCounts}) }
 //
-// The base image ships this package at /opt/babelmr/lib/go (repository: sdk/go); a program's go.mod
-// says `require babelmr v0.0.0` and `replace babelmr => /opt/babelmr/lib/go` (or the checkout's sdk/go).
+// The base image ships this package at /opt/babelmr/lib/go (repository: base-image/lib/go); a program's go.mod
+// says `require babelmr v0.0.0` and `replace babelmr => /opt/babelmr/lib/go` (or the checkout's base-image/lib/go).
 package babelmr
 
 import (

@@ -3,7 +3,7 @@
 // Babelmr.Input and Babelmr.Output name the task's files; CsvReader and CsvWriter read and write them;
 // Babelmr.Counter and Babelmr.Status report to the engine. Compile it with the program:
 //
-//   mcs -optimize+ -out:prog.exe Program.cs /opt/babelmr/lib/csharp/Babelmr.cs   (repository: sdk/csharp)
+//   mcs -optimize+ -out:prog.exe Program.cs /opt/babelmr/lib/csharp/Babelmr.cs   (repository: base-image/lib/csharp)
 //
 // and make Main one call:
 //
