@@ -23,7 +23,7 @@ from babelmr.job import load_job
 from babelmr.worker.partition import UnsupportedKeyError
 from babelmr.worker.partitioners import RangeSplitter, SaltedSplitter, encode_boundaries, make_splitter, task_seed
 from conftest import write_job, write_program
-from test_sort import TYPES, tables
+from test_sort import tables
 
 
 def _norm(v):
@@ -269,4 +269,39 @@ def test_a_program_writing_an_unordered_range_key_fails_without_retries(tmp_path
         _run(path)
 
 
-assert set(TYPES)  # the key types drawn come from test_sort's TYPES
+
+
+
+def test_range_refuses_a_task_key_that_orders_otherwise_than_the_boundaries() -> None:
+    """Text keys against number boundaries would place '10' after '9' while the reader sorts text: refused."""
+    order = [{"column": "k", "order": "asc", "nulls": "last"}]
+    splitter = RangeSplitter(["k"], 2, order, pa.table({"k": pa.array([9], pa.int64())}))
+    with pytest.raises(UnsupportedKeyError, match=r"the program wrote string, but the range boundaries are int64.*"
+                                                  r"declare its type in the stage's 'schema'"):
+        splitter.ids(pa.record_batch({"k": ["10", "9"]}))
+    assert splitter.ids(pa.record_batch({"k": pa.array([None, None], pa.null())})).tolist() == [1, 1]
+
+
+def test_range_on_a_stage_reading_an_earlier_stage(tmp_path: Path) -> None:
+    """The sample comes from the upstream stage's partitions; NULL keys go last, into the last part."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    n = 3000
+    table = pa.table({"k": pa.array(rng.integers(-50, 50, n), mask=rng.random(n) < 0.1),
+                      "id": pa.array(np.arange(n), pa.int64())})
+    for i in range(3):
+        pq.write_table(table.slice(i * 1000, 1000), folder / f"p{i}.parquet")
+    cp = ["cp", "in.parquet", "out.parquet"]
+    path = write_job(tmp_path, {"name": "staged", "stages": [
+        {"name": "map", "command": cp, "inputs": [{"name": "d", "uri": "data"}], "split": {"files_per_task": 1},
+         "key": ["id"], "partitions": 3},
+        {"name": "mid", "command": cp, "inputs": [{"name": "m", "stage": "map"}], "key": ["k"], "partitions": 4,
+         "partitioner": "range"},
+        {"name": "final", "command": cp, "inputs": [{"name": "r", "stage": "mid"}], "sort": ["id"]}],
+        "output": {"uri": "out"}})
+    record = _run(path)
+    got = pa.concat_tables(pq.read_table(f) for f in sorted(record["output"]["files"]))
+    assert got["id"].to_pylist() == _ids_in_order(table, [{"column": "k", "order": "asc", "nulls": "last"}])
+    sizes = [pq.read_metadata(f).num_rows for f in sorted(record["output"]["files"])]
+    assert min(sizes) > 300, sizes

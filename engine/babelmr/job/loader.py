@@ -437,8 +437,8 @@ def _range_order_problems(stages: list[Any]) -> list[tuple[str, str]]:
         if not isinstance(stage, dict) or not isinstance(stage.get("sort"), list):
             continue
         inputs = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
-        for ref in dict.fromkeys(inp.get("stage") for inp in inputs if isinstance(inp, dict)):
-            upstream = by_name.get(ref) if isinstance(ref, str) else None
+        for ref in dict.fromkeys(i["stage"] for i in inputs if isinstance(i, dict) and isinstance(i.get("stage"), str)):
+            upstream = by_name.get(ref)
             if not upstream or upstream.get("partitioner") != "range" or not _names(upstream.get("key")):
                 continue
             order = range_order(stage["sort"], list(_names(upstream["key"]) or []))

@@ -41,6 +41,23 @@ def decode_boundaries(text: str) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(base64.b64decode(text))).read_all()
 
 
+def _family(t: pa.DataType) -> str:
+    """Types whose values order alike once cast exactly into one another."""
+    if pa.types.is_dictionary(t):
+        return _family(t.value_type)
+    for name, test in (("number", lambda t: pa.types.is_integer(t) or pa.types.is_floating(t)
+                        or pa.types.is_decimal(t)),
+                       ("text", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+                        or pa.types.is_string_view(t)),
+                       ("bytes", lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)
+                        or pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t)),
+                       ("date", pa.types.is_date), ("timestamp", pa.types.is_timestamp), ("time", pa.types.is_time),
+                       ("duration", pa.types.is_duration), ("bool", pa.types.is_boolean)):
+        if test(t):
+            return name
+    return str(t)
+
+
 def check_orderable(name: str, t: pa.DataType) -> None:
     """Raise UnsupportedKeyError when a range key column's type has no order."""
     if not _orderable(t):
@@ -71,6 +88,12 @@ class RangeSplitter:
             column, t = batch.column(name), self.types.get(name)
             check_orderable(name, column.type)
             if t is not None and column.type != t:  # compare in the boundaries' type, as every task does
+                if _family(column.type) != _family(t) and not pa.types.is_null(column.type):
+                    raise UnsupportedKeyError(
+                        f"key column {name!r}: the program wrote {column.type}, but the range boundaries are {t} "
+                        "(the sampled key's type), which orders otherwise (e.g. '10' < '9' as text): write the key "
+                        f"as {t}, or declare its type in the stage's 'schema' (e.g. \"{name}\": "
+                        f"\"{column.type}\") so that the boundaries are sampled as that")
                 try:
                     column = pc.cast(column, t, safe=True)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
