@@ -228,7 +228,7 @@ def _partition_options(job: Job, stage: Stage, task_inputs: list[dict[str, TaskI
     (each task's share of it), or the salted partitioner's salts."""
     if stage.partitioner == "salted":
         return {"salts": stage.salts or stage.partitions}
-    if stage.partitioner != "range":
+    if stage.partitioner != "range" or (job.output and stage is job.stages[-1]):  # the final stage: not partitioned
         return {}
     name = next((i.name for i in stage.inputs if not getattr(i, "broadcast", False)), None)
     return range_options(job, stage, [own[name] for own in task_inputs if name in own])
