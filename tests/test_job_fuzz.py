@@ -181,6 +181,9 @@ def test_mutated_job_files_validate_or_name_a_json_path(job_path: Path, data: by
         assert all(isinstance(k, str) and k for k in stage.key or ())
         assert not stage.name.endswith("\n") and not job.name.endswith("\n")
         assert stage.memory is None or 1 <= stage.memory <= 2**50
+        assert stage.partitioner in ("hash", "range", "salted", "random")
+        assert stage.partitioner == "hash" or stage.key  # every other partitioner places rows by a key
+        assert stage.salts is None or (stage.partitioner == "salted" and 1 <= stage.salts <= stage.partitions)
     _plan_every_stage(job)
 
 
