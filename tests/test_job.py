@@ -245,3 +245,71 @@ def test_joining_stages_partitioned_differently_is_refused(left: dict, right: di
 ])
 def test_joining_stages_partitioned_alike_is_valid(left: dict, right: dict) -> None:
     assert validate_job_data(_join(left, right)) == []
+
+
+def _readers(job: dict, *sorts: list) -> dict:
+    """``job`` with more stages reading its map stage, each sorting as given."""
+    for i, sort in enumerate(sorts):
+        job["stages"].append({"name": f"more{i}", "command": "x", "inputs": [{"name": "m", "stage": "map"}],
+                              "sort": sort})
+    return job
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda j: j["stages"][0].update(partitioner="range", partitions=1, key=None) or j["stages"][0].pop("key"),
+     "$.stages[0].partitioner: partitioner 'range' places rows by their key: give the stage a 'key'"),
+    (lambda j: j["stages"][0].update(partitioner="salted", partitions=1) or j["stages"][0].pop("key"),
+     "$.stages[0].partitioner: partitioner 'salted' places rows by their key"),
+    (lambda j: j["stages"][0].update(partitioner="fancy"),
+     "$.stages[0].partitioner: 'fancy' is not allowed: use one of 'hash', 'range', 'salted', 'random'"),
+    (lambda j: j["stages"][0].update(partitioner="Range"), "$.stages[0].partitioner: 'Range' is not allowed"),
+    (lambda j: j["stages"][0].update(salts=2), "$.stages[0].salts: 'salts' applies to partitioner 'salted' (this "
+                                               "stage's is 'hash')"),
+    (lambda j: j["stages"][0].update(partitioner="random", salts=2), "$.stages[0].salts: 'salts' applies to "
+                                                                     "partitioner 'salted'"),
+    (lambda j: j["stages"][0].update(partitioner="salted", salts=9),
+     "$.stages[0].salts: 9 salts exceed the stage's 4 partition(s)"),
+    (lambda j: j["stages"][0].update(partitioner="salted", salts=0), "$.stages[0].salts: 0 is less than the minimum"),
+    (lambda j: j["stages"][0].update(partitioner="salted") or j["stages"][1].update(sort=["count"]),
+     "$.stages[1].sort: stage 'map' spreads each key over several partitions (partitioner 'salted'), so no task "
+     "gets a whole group"),
+    (lambda j: j["stages"][0].update(partitioner="random") or j["stages"][1].update(sort=["word"]),
+     "$.stages[1].sort: stage 'map' spreads each key over several partitions (partitioner 'random')"),
+    (lambda j: _readers(j, ["word"], [{"column": "word", "order": "desc"}])["stages"][0].update(partitioner="range"),
+     "$.stages[3].sort: stage 'map' is range-partitioned and stages[2] sorts its key as (word asc nulls last), "
+     "but this stage as (word desc nulls last)"),
+    (lambda j: _readers(j, ["word"], [{"column": "word", "nulls": "first"}])["stages"][0].update(partitioner="range"),
+     "but this stage as (word asc nulls first)"),
+])
+def test_each_partitioner_rule_names_the_stage_and_field(change, expected: str) -> None:
+    job = json.loads(json.dumps(GOOD))
+    change(job)
+    problems = validate_job_data(job)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("change", [
+    lambda j: j["stages"][0].update(partitioner="range"),
+    lambda j: j["stages"][0].update(partitioner="salted", salts=4),
+    lambda j: j["stages"][0].update(partitioner="random"),
+    lambda j: j["stages"][0].update(partitioner="hash"),
+    lambda j: _readers(j, ["word", "count"], [{"column": "count", "order": "desc"}])["stages"][0].update(
+        partitioner="range"),  # the key sorted alike (ascending), the secondary columns differ: fine
+])
+def test_partitioners_used_as_meant_are_valid(tmp_path: Path, change) -> None:
+    job = json.loads(json.dumps(GOOD))
+    change(job)
+    assert validate_job_data(job) == []
+    stage = load_job(str(write_job(tmp_path, job))).stages[0]
+    assert stage.partitioner == job["stages"][0].get("partitioner", "hash")
+    assert stage.salts == job["stages"][0].get("salts")
+
+
+@pytest.mark.parametrize("how", ["range", "salted", "random"])
+def test_joining_a_stage_not_hash_partitioned_is_refused(how: str) -> None:
+    problems = validate_job_data(_join({"key": ["a"], "partitions": 4, "partitioner": how},
+                                       {"key": ["a"], "partitions": 4}))
+    assert len(problems) == 1 and problems[0].startswith("$.stages[2].inputs: "), problems
+    assert f"'left' by partitioner {how!r}" in problems[0] and "with the 'hash' partitioner" in problems[0]
+    one = validate_job_data(_join({"key": ["a"], "partitions": 1, "partitioner": how}, {"key": ["a"]}))
+    assert one == []  # one partition each: one task reads both sides whole

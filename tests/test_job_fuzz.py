@@ -181,6 +181,9 @@ def test_mutated_job_files_validate_or_name_a_json_path(job_path: Path, data: by
         assert all(isinstance(k, str) and k for k in stage.key or ())
         assert not stage.name.endswith("\n") and not job.name.endswith("\n")
         assert stage.memory is None or 1 <= stage.memory <= 2**50
+        assert stage.partitioner in ("hash", "range", "salted", "random")
+        assert stage.partitioner == "hash" or stage.key  # every other partitioner places rows by a key
+        assert stage.salts is None or (stage.partitioner == "salted" and 1 <= stage.salts <= stage.partitions)
     _plan_every_stage(job)
 
 
@@ -204,6 +207,8 @@ def stage_graph(draw: st.DrawFn) -> dict:
             stage["key"] = draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2, unique=True))
         if partitions > 1 or draw(st.booleans()):
             stage["partitions"] = partitions
+        if "key" in stage and draw(st.integers(0, 2)) == 0:  # every partitioner needs a key
+            stage["partitioner"] = draw(st.sampled_from(["hash", "range", "salted", "random"]))
         if i == 0 or draw(st.integers(0, 3)) == 0:
             stage["inputs"] = [{"name": "data", "uri": "data"}]
         else:
@@ -217,14 +222,17 @@ def _joins_meet(job: dict) -> list[int]:
     """The oracle: indexes of stages whose task p would not see every row of each side's key group.
 
     Task p reads partition p of every stage it reads; that is complete only if all of them put equal
-    keys in the same partition (same key list, same count) or all have one partition (one task).
+    keys in the same partition (same key list, same count, each by the key's hash) or all have one
+    partition (one task). Range boundaries are sampled per stage, salted and random spread keys apart.
     """
     by_name = {s["name"]: s for s in job["stages"]}
     bad = []
     for i, stage in enumerate(job["stages"]):
         refs = {inp["stage"] for inp in stage["inputs"] if "stage" in inp}
         layouts = {(tuple(by_name[r].get("key", ())), by_name[r].get("partitions", 1)) for r in refs}
-        if len(refs) > 1 and len(layouts) > 1 and max(p for _, p in layouts) > 1:
+        placed = any(by_name[r].get("partitioner", "hash") != "hash" and by_name[r].get("partitions", 1) > 1
+                     for r in refs)
+        if len(refs) > 1 and (len(layouts) > 1 or placed) and max(p for _, p in layouts) > 1:
             bad.append(i)
     return bad
 
@@ -235,5 +243,5 @@ def test_joins_are_refused_exactly_when_rows_could_miss_each_other(job: dict) ->
     problems = validate_job_data(job)
     refused = sorted({int(p.split("]")[0].removeprefix("$.stages[")) for p in problems})
     assert all(p.startswith("$.stages[") and ".inputs: the stages read here are partitioned" in p
-               for p in problems), problems
+               for p in problems), problems  # (also those by more than a key's hash)
     assert refused == _joins_meet(job), (problems, job)

@@ -199,7 +199,7 @@ def test_a_failed_run_resumes_with_a_fixed_command_and_reruns_only_the_failed_ta
     cli("resume", run_id, "--store", str(store), check=1)  # succeeded: nothing to resume
 
 
-@pytest.mark.parametrize("change", ["rewrite", "delete", "add", "partitions"])
+@pytest.mark.parametrize("change", ["rewrite", "delete", "add", "partitions", "partitioner"])
 def test_resume_refuses_changed_inputs_or_partitioning_unless_forced(tmp_path: Path, change: str) -> None:
     """An input file rewritten, deleted or added, or the partitioning changed, after the run failed."""
     job, store, run_id = failing_run(tmp_path)
@@ -212,18 +212,22 @@ def test_resume_refuses_changed_inputs_or_partitioning_unless_forced(tmp_path: P
         (data / "p3.parquet").unlink()
     elif change == "add":
         pq.write_table(pa.table({"k": ["new"], "v": pa.array([5], pa.int64())}), data / "p9.parquet")
+    elif change == "partitioner":  # the same key and partitions, placed by range: other files, other digests
+        d = json.loads(job.read_text())
+        d["stages"][0]["partitioner"] = "range"
+        job.write_text(json.dumps(d))
     else:
         d = json.loads(job.read_text())
         d["stages"][0]["partitions"] = 4
         job.write_text(json.dumps(d))
     refused = cli("resume", run_id, "--store", str(store), check=1)
     assert "cannot be resumed" in refused.stderr and "--force" in refused.stderr
-    assert ("partitions" if change == "partitions" else "p") in refused.stderr
+    assert (change if change.startswith("partition") else "p") in refused.stderr
     assert record(store, run_id)["status"] == "failed" and not record(store, run_id).get("resumes")
     cli("resume", run_id, "--store", str(store), "--force")
     rec = record(store, run_id)
     assert rec["status"] == "succeeded" and rec["resumes"][0]["forced"]
-    if change == "partitions":  # every map task's plan changed: all ran again, and the result is exact
+    if change.startswith("partition"):  # every map task's plan changed: all ran again, and the result is exact
         assert checksum(rec["output"]["files"]) == oracle(tmp_path)
 
 

@@ -81,6 +81,11 @@ class TaskSpec:
     output_format: Literal["parquet", "csv", "jsonl"] | None = None
     combiner: list[str] | None = None  # run on the program's output before it is partitioned (MR_MODE=combine)
     warm: bool = False  # run through the worker's warm program (worker/warm.py) instead of starting one
+    # How rows go to partitions (worker/partitioners.py): "hash", "range", "salted" or "random". Options:
+    # range: {"order": [{"column", "order", "nulls"}], "boundaries": base64 Arrow IPC of partitions-1 key rows};
+    # salted: {"salts": n}.
+    partitioner: str = "hash"
+    partition_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from babelmr.coordinator.sampling import range_options
 from babelmr.job import ExternalInput, Job, Stage, StageInput
 from babelmr.job.model import resolve_sort
 from babelmr.spec import FileSlice, TaskInput, TaskSpec
@@ -204,6 +205,7 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
     else:
         task_inputs.append({})
 
+    options = _partition_options(job, stage, task_inputs)
     tasks = []
     for t, own in enumerate(task_inputs):
         inputs = _with_sort(job, stage, [own.get(i.name) or broadcast[i.name] for i in stage.inputs])
@@ -216,9 +218,20 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
             image=stage.image, memory=stage.memory,
             output_format=job.output.format if job.output and stage is job.stages[-1] else None,
             combiner=list(stage.combiner) if stage.combiner else None,
-            warm=stage.warm,
+            warm=stage.warm, partitioner=stage.partitioner, partition_options=options,
         ))
     return StagePlan(stage, tasks, resolved, skipped)
+
+
+def _partition_options(job: Job, stage: Stage, task_inputs: list[dict[str, TaskInput]]) -> dict:
+    """The stage's partitioner options: the range boundaries, sampled from the first input that is not broadcast
+    (each task's share of it), or the salted partitioner's salts."""
+    if stage.partitioner == "salted":
+        return {"salts": stage.salts or stage.partitions}
+    if stage.partitioner != "range" or (job.output and stage is job.stages[-1]):  # the final stage: not partitioned
+        return {}
+    name = next((i.name for i in stage.inputs if not getattr(i, "broadcast", False)), None)
+    return range_options(job, stage, [own[name] for own in task_inputs if name in own])
 
 
 def _with_sort(job: Job, stage: Stage, inputs: list[TaskInput]) -> list[TaskInput]:

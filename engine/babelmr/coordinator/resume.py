@@ -46,8 +46,12 @@ def _input_definition(inp: Any) -> dict[str, Any]:
 
 def job_structure(job: Job) -> list[dict[str, Any]]:
     """What of the job a resume must not change: stages, their inputs, split, key and partitions (not commands)."""
-    return [{"name": s.name, "inputs": [_input_definition(i) for i in s.inputs], "split": asdict(s.split),
-             "key": list(s.key) if s.key else None, "partitions": s.partitions} for s in job.stages]
+    structure = [{"name": s.name, "inputs": [_input_definition(i) for i in s.inputs], "split": asdict(s.split),
+                  "key": list(s.key) if s.key else None, "partitions": s.partitions} for s in job.stages]
+    for entry, s in zip(structure, job.stages, strict=True):
+        if s.partitioner != "hash":  # only then: fingerprints of hash-partitioned jobs stay as they were
+            entry["partitioner"] = {"name": s.partitioner, "salts": s.salts}
+    return structure
 
 
 def input_files(job: Job) -> dict[str, list[list[Any]]]:
@@ -99,10 +103,10 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         before = old_stages.get(s["name"])
         if before is None:
             continue
-        for field in ("inputs", "split", "key", "partitions"):
-            if before[field] != s[field]:
-                changes.append(f"stage {s['name']!r}: '{field}' changed: {json.dumps(before[field])[:200]} -> "
-                               f"{json.dumps(s[field])[:200]}")
+        for field in ("inputs", "split", "key", "partitions", "partitioner"):
+            if before.get(field) != s.get(field):  # (no 'partitioner': hash)
+                changes.append(f"stage {s['name']!r}: '{field}' changed: {json.dumps(before.get(field))[:200]} -> "
+                               f"{json.dumps(s.get(field))[:200]}")
     for uri in sorted(set(old["inputs"]) | set(new["inputs"])):
         was = {f[0]: f[1:] for f in old["inputs"].get(uri, [])}
         now = {f[0]: f[1:] for f in new["inputs"].get(uri, [])}
@@ -119,6 +123,8 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def _digest(spec: TaskSpec) -> str:
     """What a task reads and how its output is partitioned: equal digests, interchangeable commits."""
     data = {"inputs": [asdict(i) for i in spec.inputs], "key": spec.key, "partitions": spec.partitions}
+    if spec.partitioner != "hash":  # range boundaries, salts: another split is another output
+        data.update(partitioner=spec.partitioner, partition_options=spec.partition_options)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -241,6 +241,13 @@ def _join_problem(upstream: dict[str, dict[str, Any]]) -> str | None:
         if 1 in partitions.values():
             why += " (an unpartitioned stage has only partition 0: tasks 1 and up would see none of it)"
         return f"the stages read here are partitioned differently ({described}): {why}: {fix}"
+    placed = [ref for ref, s in upstream.items() if s.get("partitioner", "hash") != "hash" and partitions[ref] > 1]
+    if placed:
+        how = ", ".join(f"{ref!r} by partitioner {upstream[ref].get('partitioner')!r}" for ref in placed)
+        return (f"the stages read here are partitioned by more than a key's hash ({how}): equal keys of two "
+                "stages meet in one partition only when both hash the same key columns into the same number of "
+                "partitions (range boundaries are sampled per stage; salted and random spread keys apart): "
+                "partition the stages joined here with the 'hash' partitioner")
     keys = {ref: _names(s.get("key")) for ref, s in upstream.items()}
     if None not in keys.values() and len(set(keys.values())) > 1:
         why = "equal join keys hash to the same partition only when both stages hash the same columns in order"
@@ -328,6 +335,7 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append((f"{at}.split", "'split' applies to a stage's external input that is not broadcast; "
                              "this stage has none: remove it"))
         problems += _sort_problems(stage, at, seen, split_inputs)
+        problems += _partitioner_problems(stage, at, seen)
         if name is not None:
             seen[name] = stage
     return problems
@@ -398,6 +406,75 @@ def _sort_problems(stage: dict[str, Any], at: str, seen: dict[str, dict[str, Any
     return problems
 
 
+def _partitioner_problems(stage: dict[str, Any], at: str, seen: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """A partitioner other than hash needs a key; 'salts' only with 'salted'; a stage reading a salted or
+    random stage cannot ask for grouped input; the stages reading a range stage agree on the key's order."""
+    problems: list[tuple[str, str]] = []
+    partitioner = stage.get("partitioner", "hash")
+    if partitioner in ("range", "salted", "random") and not stage.get("key"):
+        problems.append((f"{at}.partitioner", f"partitioner {partitioner!r} places rows by their key: give the "
+                         "stage a 'key' (the columns a later stage groups or sorts by) or remove 'partitioner'"))
+    salts = _whole(stage.get("salts"))
+    if "salts" in stage and partitioner != "salted":
+        problems.append((f"{at}.salts", f"'salts' applies to partitioner 'salted' (this stage's is {partitioner!r}"
+                         "): remove it or set \"partitioner\": \"salted\""))
+    elif salts is not None and (partitions := _whole(stage.get("partitions", 1))) is not None and salts > partitions:
+        problems.append((f"{at}.salts", f"{salts} salts exceed the stage's {partitions} partition(s): each key is "
+                         "spread over at most all partitions; lower 'salts' or raise 'partitions'"))
+    inputs = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
+    refs = [i["stage"] for i in inputs if isinstance(i, dict) and isinstance(i.get("stage"), str)
+            and i["stage"] in seen]
+    sort = stage.get("sort")
+    for ref in dict.fromkeys(refs):
+        upstream = seen[ref]
+        how = upstream.get("partitioner", "hash")
+        if how in ("salted", "random") and isinstance(sort, list):
+            problems.append((f"{at}.sort", f"stage {ref!r} spreads each key over several partitions (partitioner "
+                             f"{how!r}), so no task gets a whole group and sorted input would hand the program "
+                             "partial groups as if whole: remove 'sort' here, aggregate each partial group, and "
+                             "combine per key in a later stage (partitioner 'hash')"))
+    return problems
+
+
+def _range_order_problems(stages: list[Any]) -> list[tuple[str, str]]:
+    """The stages reading one range-partitioned stage must sort its key columns alike (or not at all)."""
+    problems: list[tuple[str, str]] = []
+    by_name = {s["name"]: s for s in stages if isinstance(s, dict) and isinstance(s.get("name"), str)}
+    first: dict[str, tuple[int, list[tuple[str, str, str]]]] = {}
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict) or not isinstance(stage.get("sort"), list):
+            continue
+        inputs = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
+        for ref in dict.fromkeys(i["stage"] for i in inputs if isinstance(i, dict) and isinstance(i.get("stage"), str)):
+            upstream = by_name.get(ref)
+            if not upstream or upstream.get("partitioner") != "range" or not _names(upstream.get("key")):
+                continue
+            order = range_order(stage["sort"], list(_names(upstream["key"]) or []))
+            if order is None:
+                continue
+            if ref in first and first[ref][1] != order:
+                before = ", ".join(f"{c} {d} nulls {n}" for c, d, n in first[ref][1])
+                now = ", ".join(f"{c} {d} nulls {n}" for c, d, n in order)
+                problems.append((f"$.stages[{i}].sort", f"stage {ref!r} is range-partitioned and stages["
+                                 f"{first[ref][0]}] sorts its key as ({before}), but this stage as ({now}): the "
+                                 "partitions follow one order of the key: sort the key alike in both"))
+            first.setdefault(ref, (i, order))
+    return problems
+
+
+def range_order(sort: Any, key: list[str]) -> list[tuple[str, str, str]] | None:
+    """The (column, order, nulls) of each key column as a stage's ``sort`` gives them; None: not readable."""
+    entries = {}
+    for entry in sort:
+        if isinstance(entry, str):
+            entries[entry] = ("asc", "last")
+        elif isinstance(entry, dict) and isinstance(entry.get("column"), str):
+            entries[entry["column"]] = (entry.get("order", "asc"), entry.get("nulls", "last"))
+        else:
+            return None
+    return [(k, *entries.get(k, ("asc", "last"))) for k in key]
+
+
 def validate_job_data(data: Any) -> list[str]:
     """Every problem of a parsed job file, each as ``"$.json.path: hint"``; empty when valid."""
     found = _structure_problems(data)
@@ -405,6 +482,8 @@ def validate_job_data(data: Any) -> list[str]:
         found = _schema_problems(data)
         if isinstance(data, dict):
             found += _semantic_problems(data)
+            if isinstance(data.get("stages"), list):
+                found += _range_order_problems(data["stages"])
             found += _type_problems(data)
     return [f"{path}: {hint}" for path, hint in dict.fromkeys(found)]
 
@@ -516,6 +595,8 @@ def _stage(d: dict[str, Any], job_dir: str) -> Stage:
         combiner=_command(d.get("combiner"), d.get("shell", False)),
         warm=d.get("warm", False),
         speculation=_speculation(d.get("speculation", {})),
+        partitioner=d.get("partitioner", "hash"),
+        salts=d.get("salts"),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 ProgramFormat = Literal["parquet", "csv", "jsonl"]
 InputFormat = Literal["parquet", "csv"]
+Partitioner = Literal["hash", "range", "salted", "random"]
 
 DEFAULT_RETRIES = 2
 SPLIT_MIN_BYTES = 32 << 20
@@ -104,6 +105,8 @@ class Stage:
     combiner: tuple[str, ...] | None = None
     warm: bool = False
     speculation: Speculation | None = field(default_factory=Speculation)  # None: no backup attempts
+    partitioner: Partitioner = "hash"  # how output rows go to partitions (docs/partitioning.md)
+    salts: int | None = None  # "salted": partitions each key is spread over (None: all)
 
     def tolerated(self, tasks: int) -> int:
         """How many of ``tasks`` may fail for good while the stage still succeeds (a percentage rounds down)."""

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from babelmr.settings import settings
 from babelmr.spec import PARTITION_INDEX_KEY
 from babelmr.worker.partition import split_by_partition
+from babelmr.worker.partitioners import Splitter
 from babelmr.worker.shuffleindex import write_index
 
 # A partition's row group ends once settings().row_group_bytes (BABELMR_ROW_GROUP_BYTES) are buffered, and
@@ -50,10 +51,13 @@ def dictionary_columns(batch: pa.RecordBatch) -> list[str] | bool:
 class PartitionedWriter:
     """Writes batches into one Parquet file, one partition per row group."""
 
-    def __init__(self, stream: pa.NativeFile, schema: pa.Schema, key: list[str] | None, partitions: int):
+    def __init__(self, stream: pa.NativeFile, schema: pa.Schema, key: list[str] | None, partitions: int,
+                 split: Splitter | None = None):
         self.schema = schema
         self.key = key or []
         self.partitions = partitions
+        # which partition each row goes to: the hash partitioner unless the stage chose another (worker/partitioners)
+        self._split = split or (lambda batch: split_by_partition(batch, self.key, self.partitions))
         self._stream = stream
         self._writer: pq.ParquetWriter | None = None  # opened at the first batch, which picks the dictionaries
         self._buffers: list[list[pa.RecordBatch]] = [[] for _ in range(partitions)]
@@ -94,7 +98,7 @@ class PartitionedWriter:
         if batch.schema != self.schema:
             batch = batch.cast(self.schema)
         self._open(batch)
-        for p, part in split_by_partition(batch, self.key, self.partitions):
+        for p, part in self._split(batch):
             self._buffers[p].append(part)
             self._buffered[p] += part.nbytes
             if self._buffered[p] >= settings().row_group_bytes:
@@ -149,9 +153,10 @@ class PartitionedWriter:
 
 
 def export_partitions(batches: Iterable[pa.RecordBatch], schema: pa.Schema, stream: pa.NativeFile,
-                      key: list[str] | None, partitions: int) -> dict:
-    """Partition ``batches`` by ``key`` into one Parquet file written to ``stream``; returns the index."""
-    writer = PartitionedWriter(stream, schema, key, partitions)
+                      key: list[str] | None, partitions: int, split: Splitter | None = None) -> dict:
+    """Partition ``batches`` by ``key`` (``split``: another partitioner's) into one Parquet file written to
+    ``stream``; returns the index."""
+    writer = PartitionedWriter(stream, schema, key, partitions, split)
     try:
         for batch in batches:
             writer.write(batch)

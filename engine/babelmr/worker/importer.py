@@ -476,6 +476,18 @@ def _csv_source(inp: TaskInput, f: _CsvFile, open_reader: Callable[[], Any],
                          f"row holds {value!r}: {fix}") from None
 
 
+def input_batches(inp: TaskInput) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The input's rows in one schema, its files read one after another (a repeatable order; no sort)."""
+    if not inp.files:
+        return (plain_schema(deserialize_schema(inp.schema)) if inp.schema else pa.schema([])), iter(())
+    if inp.format == "parquet":
+        schema, opened = _open_parquet(inp)
+        sources = [s.batches for s in opened if not s.empty]
+    else:
+        schema, sources = _csv_input(inp)
+    return schema, (conform_batch(batch, schema) for source in sources for batch in source())
+
+
 def import_input(inp: TaskInput, path: str, fmt: str) -> ImportedInput:
     """Write one input into ``path`` in format ``fmt``; returns rows and bytes written."""
     why = f"the program reads {fmt}"

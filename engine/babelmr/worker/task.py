@@ -35,6 +35,7 @@ from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import EXTENSIONS, arrow_schema, csv_conversion_error, open_output
 from babelmr.worker.importer import import_inputs
 from babelmr.worker.partition import UnsupportedKeyError
+from babelmr.worker.partitioners import make_splitter
 from babelmr.worker.plain import export_plain
 from babelmr.worker.program import run_program, stderr_tail
 from babelmr.worker.warm import run_warm
@@ -241,8 +242,10 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
                                     os.path.join(workdir, f"final.{EXTENSIONS[fmt]}"))
                 partition_rows = [rows]
             else:
+                split = make_splitter(spec.key, spec.partitions, spec.partitioner, spec.partition_options,
+                                      spec.stage, spec.task)
                 partition_rows = export_partitions(batches, schema, store.open_output(key), spec.key,
-                                                   spec.partitions)["rows"]
+                                                   spec.partitions, split)["rows"]
             size = store.size(key)
             requests.count_upload(size)
         except UnsupportedKeyError as e:  # the same output fails every attempt the same way

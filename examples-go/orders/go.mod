@@ -1,0 +1,3 @@
+module babelmr.example/orders
+
+go 1.19
