@@ -122,7 +122,7 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def _digest(spec: TaskSpec) -> str:
     """What a task reads and how its output is partitioned: equal digests, interchangeable commits."""
-    data = {"inputs": [asdict(i) for i in spec.inputs], "key": spec.key, "partitions": spec.partitions}
+    data: dict[str, Any] = {"inputs": [asdict(i) for i in spec.inputs], "key": spec.key, "partitions": spec.partitions}
     if spec.partitioner != "hash":  # range boundaries, salts: another split is another output
         data.update(partitioner=spec.partitioner, partition_options=spec.partition_options)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

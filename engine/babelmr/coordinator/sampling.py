@@ -91,7 +91,9 @@ def _read(piece: TaskInput) -> pa.Table:
         rows += taken[-1].num_rows
         if rows >= SAMPLE_ROWS:
             break
-    batches.close()
+    close = getattr(batches, "close", None)  # a generator over open files: release them now
+    if close is not None:
+        close()
     return pa.Table.from_batches(taken, schema=schema)
 
 

@@ -241,7 +241,8 @@ def _join_problem(upstream: dict[str, dict[str, Any]]) -> str | None:
         if 1 in partitions.values():
             why += " (an unpartitioned stage has only partition 0: tasks 1 and up would see none of it)"
         return f"the stages read here are partitioned differently ({described}): {why}: {fix}"
-    placed = [ref for ref, s in upstream.items() if s.get("partitioner", "hash") != "hash" and partitions[ref] > 1]
+    placed = [ref for ref, s in upstream.items()
+              if s.get("partitioner", "hash") != "hash" and (partitions[ref] or 1) > 1]
     if placed:
         how = ", ".join(f"{ref!r} by partitioner {upstream[ref].get('partitioner')!r}" for ref in placed)
         return (f"the stages read here are partitioned by more than a key's hash ({how}): equal keys of two "
@@ -421,7 +422,7 @@ def _partitioner_problems(stage: dict[str, Any], at: str, seen: dict[str, dict[s
     elif salts is not None and (partitions := _whole(stage.get("partitions", 1))) is not None and salts > partitions:
         problems.append((f"{at}.salts", f"{salts} salts exceed the stage's {partitions} partition(s): each key is "
                          "spread over at most all partitions; lower 'salts' or raise 'partitions'"))
-    inputs = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
+    inputs = stage["inputs"] if isinstance(stage.get("inputs"), list) else []
     refs = [i["stage"] for i in inputs if isinstance(i, dict) and isinstance(i.get("stage"), str)
             and i["stage"] in seen]
     sort = stage.get("sort")
@@ -444,7 +445,7 @@ def _range_order_problems(stages: list[Any]) -> list[tuple[str, str]]:
     for i, stage in enumerate(stages):
         if not isinstance(stage, dict) or not isinstance(stage.get("sort"), list):
             continue
-        inputs = stage.get("inputs") if isinstance(stage.get("inputs"), list) else []
+        inputs = stage["inputs"] if isinstance(stage.get("inputs"), list) else []
         for ref in dict.fromkeys(i["stage"] for i in inputs if isinstance(i, dict) and isinstance(i.get("stage"), str)):
             upstream = by_name.get(ref)
             if not upstream or upstream.get("partitioner") != "range" or not _names(upstream.get("key")):
