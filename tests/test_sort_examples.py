@@ -68,3 +68,19 @@ def test_go_streaming_reducer_refuses_unsorted_input(lineitem: Path, orders_prog
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "not sorted" in proc.stderr, proc.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("language", "example", "backend"), [
+    ("examples-python", "sort", ["--backend", "docker"]),
+    ("examples-go", "orders", ["--backend", "lambda", "--emulators", "2"])])
+def test_the_sorted_examples_in_containers(lineitem: Path, tmp_path: Path, base_image, language: str, example: str,
+                                           backend: list[str]) -> None:
+    """The examples' images, on a container backend: the same answer as DuckDB (and as the local runs above)."""
+    from babelmr.images import build_image
+    job = job_for_data(language, example, tmp_path / "job", {"lineitem": f"{lineitem}/lineitem/*.parquet"})
+    build_image(ROOT / language / example, json.loads(job.read_text())["stages"][0]["image"], quiet=True)
+    record = run_cli(str(job), *backend, "--store", str(tmp_path / "store"), "--output", str(tmp_path / "out"))
+    parts = sorted(str(p) for p in (tmp_path / "out").glob("part-*.parquet"))
+    example_module(language, example, "check").compare(parts, str(lineitem))
+    assert record["status"] == "succeeded"
