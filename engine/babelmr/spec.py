@@ -275,6 +275,7 @@ class TaskStats(Record):
     combine_rows_in: int | None = None  # rows the combiner got and gave (worker/combine.py)
     combine_rows_out: int | None = None
     combine_seconds: float | None = None
+    combine_peak_rss_bytes: int | None = None
     export_seconds: float | None = None
     rows_out: int | None = None
     bytes_out: int | None = None

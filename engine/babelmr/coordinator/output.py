@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from babelmr.errors import BabelMRError, OutputError
 from babelmr.job import Job, Output
 from babelmr.schemas import TaskSchema, conform_batch, deserialize_schema, same_schema, unify_stage_schemas
+from babelmr.spec import CommitRecord, RunOutput
 from babelmr.store import filesystem_for, layout, open_store
 from babelmr.store.base import Store
 from babelmr.worker.plain import export_plain
@@ -38,10 +39,10 @@ EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 COPY_THREADS = 16
 
 
-def stage_schema(stage: str, commits: list[dict[str, Any]]) -> pa.Schema | None:
+def stage_schema(stage: str, commits: list[CommitRecord]) -> pa.Schema | None:
     """The unified schema of a stage's committed files (None when no commit record carries one)."""
-    schemas = [TaskSchema(c["task"], deserialize_schema(c["arrow_schema"]), c["rows"])
-               for c in commits if c.get("file") and c.get("arrow_schema")]
+    schemas = [TaskSchema(c.task, deserialize_schema(c.arrow_schema), c.rows)
+               for c in commits if c.file and c.arrow_schema]
     if not schemas:
         return None
     unified = unify_stage_schemas(stage, schemas)
@@ -148,15 +149,16 @@ def _read_batches(uri: str, fmt: str, schema: pa.Schema):
         yield pa.Table.from_batches([batch])
 
 
-def _rewrite(store: Store, commit: dict[str, Any], schema: pa.Schema, key: str) -> None:
+def _rewrite(store: Store, commit: CommitRecord, schema: pa.Schema, key: str) -> None:
     """Write the committed file again with exactly ``schema``, streaming (a 0-row file is written, not read)."""
-    fmt = commit.get("format", "parquet")
-    recorded = deserialize_schema(commit["arrow_schema"])
-    tables = iter(()) if commit["rows"] == 0 else _read_batches(commit["uri"], fmt, recorded)
+    fmt = commit.format
+    assert commit.arrow_schema is not None and commit.uri is not None  # final_files rewrites only such files
+    recorded = deserialize_schema(commit.arrow_schema)
+    tables = iter(()) if commit.rows == 0 else _read_batches(commit.uri, fmt, recorded)
     if fmt == "parquet":
         metadata = {}
-        if commit["rows"]:
-            fs, path = filesystem_for(commit["uri"])
+        if commit.rows:
+            fs, path = filesystem_for(commit.uri)
             with fs.open_input_file(path) as f:
                 metadata = pq.ParquetFile(f).metadata.metadata or {}
         with store.open_output(key) as stream, pq.ParquetWriter(stream, schema, compression="snappy") as writer:
@@ -172,32 +174,32 @@ def _rewrite(store: Store, commit: dict[str, Any], schema: pa.Schema, key: str) 
         export_plain(batches, schema, store.open_output(key), fmt, os.path.join(tmp, f"part.{fmt}"))
 
 
-def final_files(store: Store, run_id: str, stage: str, commits: list[dict[str, Any]],
+def final_files(store: Store, run_id: str, stage: str, commits: list[CommitRecord],
                 schema: pa.Schema | None) -> list[FinalFile]:
     """The files of the job's result, all with exactly ``schema``: the rare file that differs is rewritten."""
     files = []
     for c in commits:
-        if not c.get("file"):
+        if not c.file or c.uri is None:
             continue  # a skipped (empty) task
-        if schema is None or not c.get("arrow_schema") or same_schema(deserialize_schema(c["arrow_schema"]), schema):
-            files.append(FinalFile(c["task"], c["uri"], c["rows"], c["bytes"]))
+        if schema is None or not c.arrow_schema or same_schema(deserialize_schema(c.arrow_schema), schema):
+            files.append(FinalFile(c.task, c.uri, c.rows, c.bytes))
             continue
-        key = layout.conformed_data(run_id, stage, c["task"], EXTENSIONS[c.get("format", "parquet")])
+        key = layout.conformed_data(run_id, stage, c.task, EXTENSIONS[c.format])
         try:
             _rewrite(store, c, schema, key)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
             store.delete([key])
-            raise BabelMRError(f"stage {stage!r}: task {c['task']}'s output does not convert to the stage's unified "
+            raise BabelMRError(f"stage {stage!r}: task {c.task}'s output does not convert to the stage's unified "
                                f"schema ({schema.to_string(show_schema_metadata=False)}): {e}; declare the stage's "
                                "'schema'") from None
         size = store.size(key)
-        files.append(FinalFile(c["task"], store.uri_for(key), c["rows"], size))
+        files.append(FinalFile(c.task, store.uri_for(key), c.rows, size))
     return files
 
 
 # ---- publishing ----------------------------------------------------------------------------------------------
 
-def publish(job: Job, run_id: str, files: list[FinalFile], schema: pa.Schema | None) -> dict[str, Any]:
+def publish(job: Job, run_id: str, files: list[FinalFile], schema: pa.Schema | None, stage: str) -> RunOutput:
     """Publish ``files`` as the parts of ``job.output``, ``_SUCCESS`` last; returns what the run record says."""
     output = job.output
     assert output is not None
@@ -222,5 +224,6 @@ def publish(job: Job, run_id: str, files: list[FinalFile], schema: pa.Schema | N
                "written_at": time.time()}
     target.write_bytes(SUCCESS, json.dumps(success, indent=2).encode())
     target.delete([PUBLISHING])
-    return {"uri": output.uri, "format": output.format, "mode": output.mode, "rows": success["rows"],
-            "parts": [target.uri_for(p["name"]) for p in parts], "success": target.uri_for(SUCCESS)}
+    return RunOutput(stage=stage, files=[f.uri for f in files], uri=output.uri, format=output.format,
+                     mode=output.mode, rows=success["rows"], parts=[target.uri_for(p["name"]) for p in parts],
+                     success=target.uri_for(SUCCESS))
