@@ -375,6 +375,11 @@ class AttemptRecord(Record):
     final: bool | None = None  # the live state only: False when another attempt of the task follows
     stats: TaskStats = field(default_factory=TaskStats)
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """The program's ``reporter:counter:`` totals in this attempt."""
+        return dict(self.stats.counters or {})
+
     def to_dict(self) -> dict[str, Any]:
         """The entry: its fields and the stats' fields side by side (the layout records have always had)."""
         out: dict[str, Any] = {"task": self.task, "attempt": self.attempt, "status": self.status, "error": self.error}
@@ -455,6 +460,23 @@ class StageRecord(Record):
     skipped_on_resume: bool = False  # finished before a resume: not run again
     resumed_tasks: list[int] = field(default_factory=list)  # committed before a resume: not run again
     version: int = RECORD_VERSION
+
+    @property
+    def output_files(self) -> list[str]:
+        """URIs of the stage's committed output, one Parquet file per task, in task order."""
+        return [c.uri for c in self.committed]
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Program counters summed over the attempts that committed (as Hadoop counts successful tasks).
+
+        They come from the commit records, so a winner whose reply was lost still counts, once.
+        """
+        total: dict[str, int] = {}
+        for c in self.committed:
+            for name, amount in c.counters.items():
+                total[name] = total.get(name, 0) + amount
+        return dict(sorted(total.items()))
 
 
 @dataclass(frozen=True)
