@@ -51,6 +51,7 @@ class Record:
     WHAT: ClassVar[str] = "record"
     STRICT: ClassVar[bool] = False
     OMIT_NONE: ClassVar[bool] = False  # leave None fields out of the JSON (a key's absence is what readers knew)
+    VERSIONED: ClassVar[bool] = False  # its ``version`` field is the record layout's version (`check_version`)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON values."""
@@ -88,7 +89,7 @@ def _build(cls: type[R], data: Any, where: str) -> R:
         raise RecordError(f"{where}: expected a {cls.WHAT} (a JSON object), got {type(data).__name__}")
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    if "version" in names:
+    if cls.VERSIONED:
         check_version(data, cls.WHAT, where)
     unknown = sorted(set(data) - names)
     if unknown and cls.STRICT:
@@ -211,6 +212,7 @@ class TaskSpec(Record):
     """One attempt of one task of one stage."""
 
     WHAT: ClassVar[str] = "task spec"
+    VERSIONED: ClassVar[bool] = True
     STRICT: ClassVar[bool] = True  # a field the worker does not know would be silently ignored: refuse it
 
     run_id: str
@@ -295,6 +297,7 @@ class CommitRecord(Record):
     """
 
     WHAT: ClassVar[str] = "commit record"
+    VERSIONED: ClassVar[bool] = True
 
     task: int
     attempt: int
@@ -317,6 +320,7 @@ class TaskResult(Record):
     """What an attempt reports back: ``ok`` (committed), ``duplicate`` (another attempt won) or ``error``."""
 
     WHAT: ClassVar[str] = "task result"
+    VERSIONED: ClassVar[bool] = True
 
     status: Literal["ok", "duplicate", "error"]
     stage: str
@@ -335,6 +339,7 @@ class PartitionIndex(Record):
     (`PARTITION_INDEX_KEY`); worker/shuffleindex.py adds per-partition footers after the data."""
 
     WHAT: ClassVar[str] = "partition index"
+    VERSIONED: ClassVar[bool] = True
 
     key: list[str] | None
     partitions: int
@@ -349,6 +354,7 @@ class StageManifest(Record):
     task committed; a resume skips a stage that has one."""
 
     WHAT: ClassVar[str] = "stage manifest"
+    VERSIONED: ClassVar[bool] = True
 
     stage: str
     partitions: int
@@ -430,6 +436,7 @@ class StageRecord(Record):
     """One stage's entry of the run record (``layout.stage_record`` while the run runs, then in run.json)."""
 
     WHAT: ClassVar[str] = "stage entry"
+    VERSIONED: ClassVar[bool] = True
 
     name: str
     tasks: int
@@ -518,6 +525,7 @@ class RunRecord(Record):
     each finished stage writes its own `StageRecord` and the `LiveState` carries progress."""
 
     WHAT: ClassVar[str] = "run record"
+    VERSIONED: ClassVar[bool] = True
 
     run_id: str
     job: str
@@ -571,6 +579,7 @@ class LiveState(Record):
     """
 
     WHAT: ClassVar[str] = "live state"
+    VERSIONED: ClassVar[bool] = True
 
     run_id: str
     pid: int
@@ -594,6 +603,7 @@ class StagePlanRecord(Record):
     """How a stage was planned (``layout.stage_plan``): a resume plans it alike and skips tasks whose digest held."""
 
     WHAT: ClassVar[str] = "stage plan"
+    VERSIONED: ClassVar[bool] = True
 
     concurrency: int
     digests: list[str]
@@ -606,6 +616,7 @@ class Fingerprint(Record):
     external inputs' files as [uri, size, mtime in ns, ETag or None]."""
 
     WHAT: ClassVar[str] = "fingerprint"
+    VERSIONED: ClassVar[bool] = True
 
     job_file: str
     job_sha256: str
