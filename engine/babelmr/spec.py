@@ -436,6 +436,7 @@ class StageRecord(Record):
     """One stage's entry of the run record (``layout.stage_record`` while the run runs, then in run.json)."""
 
     WHAT: ClassVar[str] = "stage entry"
+    OMIT_NONE: ClassVar[bool] = True  # e.g. no combine_* fields without a combiner
     VERSIONED: ClassVar[bool] = True
 
     name: str
