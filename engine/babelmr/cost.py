@@ -219,7 +219,7 @@ def run_cost(record: RunRecord, prices: PriceTable | None = None) -> CostReport:
     """The cost report of a run record (tolerates records written before these fields existed)."""
     prices = prices or load_prices()
     stages: list[tuple[str, Usage]] = []
-    total, sizes = Usage(), set()
+    total, sizes = Usage(), set[int]()
     for stage in record.stages:
         usage = stage_usage(stage, prices)
         stages.append((stage.name, usage))

@@ -520,6 +520,46 @@ class RunOutput(Record):
     success: str | None = None
 
 
+@dataclass(frozen=True)
+class OutputPart(Record):
+    """One part file of a published output, as its ``_SUCCESS`` marker lists it."""
+
+    WHAT: ClassVar[str] = "output part entry"
+
+    name: str
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class OutputSuccess(Record):
+    """A published output's ``_SUCCESS`` marker, written last: the parts that make the result."""
+
+    WHAT: ClassVar[str] = "_SUCCESS marker"
+    VERSIONED: ClassVar[bool] = True
+
+    run_id: str
+    job: str
+    format: str
+    rows: int
+    files: list[OutputPart]
+    written_at: float
+    schema: str | None = None
+    version: int = RECORD_VERSION
+
+
+@dataclass(frozen=True)
+class OutputPublishing(Record):
+    """``_PUBLISHING``: what a publication in progress writes and replaces, until its ``_SUCCESS`` is written."""
+
+    WHAT: ClassVar[str] = "_PUBLISHING marker"
+    VERSIONED: ClassVar[bool] = True
+
+    run_id: str
+    files: list[str]
+    version: int = RECORD_VERSION
+
+
 @dataclass
 class RunRecord(Record):
     """What a run did (``layout.run_record``). While the run runs, ``stages`` stays empty in the stored file:

@@ -138,8 +138,8 @@ def wait_for(store: Store, run_id: str, poll: float = 0.5, timeout: float | None
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         record = _raw_record(store, run_id)
-        ended = record is None or record.status != "running"
-        if ended or coordinator_state(record, read_live(store, run_id)) == "dead":
+        if record is None or record.status != "running" or \
+                coordinator_state(record, read_live(store, run_id)) == "dead":
             status = run_status(store, run_id)
             return (1 if status.coordinator == "dead" else EXIT_CODES.get(status.record.status, 1)), status
         if deadline is not None and time.monotonic() > deadline:

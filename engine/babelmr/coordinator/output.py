@@ -9,14 +9,13 @@ result lists (its ``_SUCCESS``, or the ``_PUBLISHING`` marker of a publication t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import botocore.exceptions
 import pyarrow as pa
@@ -27,12 +26,22 @@ import pyarrow.parquet as pq
 from babelmr.errors import BabelMRError, OutputError
 from babelmr.job import Job, Output
 from babelmr.schemas import TaskSchema, conform_batch, deserialize_schema, same_schema, unify_stage_schemas
-from babelmr.spec import CommitRecord, RunOutput
+from babelmr.spec import (
+    CommitRecord,
+    OutputPart,
+    OutputPublishing,
+    OutputSuccess,
+    Record,
+    RecordError,
+    RecordVersionError,
+    RunOutput,
+)
 from babelmr.store import filesystem_for, layout, open_store
 from babelmr.store.base import Store
 from babelmr.worker.plain import export_plain
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=Record)
 SUCCESS = layout.OUTPUT_SUCCESS
 PUBLISHING = layout.OUTPUT_PUBLISHING  # lists what a publication in progress writes and replaces, until _SUCCESS
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
@@ -66,22 +75,25 @@ def _open_target(output: Output) -> Store:
     return store
 
 
-def _marker(store: Store, name: str) -> dict[str, Any] | None:
+def _marker(store: Store, name: str, cls: type[M]) -> M | None:
     try:
-        data = json.loads(store.read_bytes(name))
+        data = store.read_bytes(name)
     except FileNotFoundError:
         return None
-    except (ValueError, OSError) as e:
+    except OSError as e:
         raise OutputError(f"output {store.uri!r}: {name} is not a babelmr marker ({e}): remove the folder's "
                           "content yourself, or choose another output") from None
-    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
-        raise OutputError(f"output {store.uri!r}: {name} was not written by babelmr: remove the folder's content "
-                          "yourself, or choose another output")
-    return data
+    try:
+        return cls.from_json(data, f"output {store.uri!r}: {name}")
+    except RecordVersionError as e:
+        raise OutputError(str(e)) from None
+    except RecordError as e:
+        raise OutputError(f"output {store.uri!r}: {name} was not written by babelmr ({e}): remove the folder's "
+                          "content yourself, or choose another output") from None
 
 
-def _names(marker: dict[str, Any] | None) -> set[str]:
-    return {f["name"] if isinstance(f, dict) else str(f) for f in (marker or {}).get("files", [])}
+def _names(success: OutputSuccess | None, publishing: OutputPublishing | None) -> set[str]:
+    return {p.name for p in (success.files if success else [])} | set(publishing.files if publishing else [])
 
 
 def check_target(output: Output) -> list[str]:
@@ -102,7 +114,7 @@ def check_target(output: Output) -> list[str]:
         raise OutputError(f"output {output.uri!r} is not empty ({len(existing)} file(s): {shown}): choose an empty "
                           "location, or replace an earlier babelmr result with --overwrite (\"mode\": \"overwrite\" "
                           "in the job's output)")
-    ours = _names(_marker(store, SUCCESS)) | _names(_marker(store, PUBLISHING))
+    ours = _names(_marker(store, SUCCESS, OutputSuccess), _marker(store, PUBLISHING, OutputPublishing))
     if not ours and SUCCESS not in existing and PUBLISHING not in existing:
         raise OutputError(f"output {output.uri!r} holds files babelmr did not write (no {SUCCESS} marker): {shown}; "
                           "overwrite replaces only an earlier babelmr result: choose another location or remove "
@@ -206,24 +218,22 @@ def publish(job: Job, run_id: str, files: list[FinalFile], schema: pa.Schema | N
     replaced = check_target(output)  # again: something may have been written there while the job ran
     target = _open_target(output)
     ext = EXTENSIONS[output.format]
-    parts = [{"name": layout.output_part(i, ext), "rows": f.rows, "bytes": f.bytes, "task": f.task}
-             for i, f in enumerate(files)]
-    names = {p["name"] for p in parts}
-    target.write_bytes(PUBLISHING, json.dumps({"run_id": run_id, "files": sorted(names | set(replaced))}).encode())
+    parts = [OutputPart(layout.output_part(i, ext), f.rows, f.bytes) for i, f in enumerate(files)]
+    names = {p.name for p in parts}
+    target.write_bytes(PUBLISHING, OutputPublishing(run_id, sorted(names | set(replaced))).to_json().encode())
     target.delete([SUCCESS])  # first: no reader may see a _SUCCESS beside a changing set of parts
     target.delete([k for k in replaced if k not in names and k not in (SUCCESS, PUBLISHING)])
     try:
         with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
-            list(pool.map(lambda pf: target.copy(pf[1].uri, pf[0]["name"]), zip(parts, files, strict=True)))
+            list(pool.map(lambda pf: target.copy(pf[1].uri, pf[0].name), zip(parts, files, strict=True)))
     except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         raise OutputError(f"output {output.uri!r}: publishing the result failed: {e}; it is incomplete and has no "
                           f"{SUCCESS}: run the job again with --overwrite") from None
-    success = {"run_id": run_id, "job": job.name, "format": output.format, "rows": sum(p["rows"] for p in parts),
-               "files": [{"name": p["name"], "rows": p["rows"], "bytes": p["bytes"]} for p in parts],
-               "schema": schema.to_string(show_schema_metadata=False) if schema is not None else None,
-               "written_at": time.time()}
-    target.write_bytes(SUCCESS, json.dumps(success, indent=2).encode())
+    success = OutputSuccess(run_id=run_id, job=job.name, format=output.format, rows=sum(p.rows for p in parts),
+                            files=parts, written_at=time.time(),
+                            schema=schema.to_string(show_schema_metadata=False) if schema is not None else None)
+    target.write_bytes(SUCCESS, success.to_json(indent=2).encode())
     target.delete([PUBLISHING])
     return RunOutput(stage=stage, files=[f.uri for f in files], uri=output.uri, format=output.format,
-                     mode=output.mode, rows=success["rows"], parts=[target.uri_for(p["name"]) for p in parts],
+                     mode=output.mode, rows=success.rows, parts=[target.uri_for(p.name) for p in parts],
                      success=target.uri_for(SUCCESS))

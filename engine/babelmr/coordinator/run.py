@@ -323,7 +323,7 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
                     book.stage_finished(summary, skip)
                 # the cause, not a task stopped because of it
                 causes = [o for o in failed if not o.final.retryable or o.final.attempt > stage.retries]
-                raise JobFailed(_failure_message(stage, (causes or failed or [None])[0]))
+                raise JobFailed(_failure_message(stage, (causes or failed)[0] if causes or failed else None))
             commits = committed_files(store, run_id, stage, len(plan.tasks), {f.task for f in forgiven})
             _clean_uncommitted(store, run_id, stage.name, commits)
             files = [c.uri for c in commits if c.file and c.uri]
@@ -337,7 +337,8 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
                 record.stages.append(summary)
                 raise
             manifest = StageManifest(
-                stage=stage.name, partitions=stage.partitions, key=stage.key, files=files, commits=commits,
+                stage=stage.name, partitions=stage.partitions, key=list(stage.key) if stage.key else None, files=files,
+                commits=commits,
                 schema=schema.to_string(show_schema_metadata=False) if schema is not None else None,
                 arrow_schema=serialize_schema(schema) if schema is not None else None,
                 failed_tasks=[f.task for f in forgiven])
