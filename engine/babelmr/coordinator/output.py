@@ -168,7 +168,7 @@ def _rewrite(store: Store, commit: CommitRecord, schema: pa.Schema, key: str) ->
     recorded = deserialize_schema(commit.arrow_schema)
     tables = iter(()) if commit.rows == 0 else _read_batches(commit.uri, fmt, recorded)
     if fmt == "parquet":
-        metadata = {}
+        metadata: dict[bytes, bytes] = {}
         if commit.rows:
             fs, path = filesystem_for(commit.uri)
             with fs.open_input_file(path) as f:
