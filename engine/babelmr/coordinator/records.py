@@ -88,11 +88,6 @@ def read_live(store: Store, run_id: str) -> LiveState | None:
         return None
 
 
-def write_live(store: Store, state: LiveState) -> None:
-    """Write the live state of a run (the one periodic write of a running coordinator)."""
-    store.write_bytes(layout.heartbeat(state.run_id), state.to_json().encode())
-
-
 def list_runs(store: Store) -> list[str]:
     """Run ids with a run record in ``store``, oldest first."""
     suffix = "/run.json"
