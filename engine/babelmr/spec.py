@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, TypeVar, Union
 
 from babelmr.errors import BabelMRError
 
-PARTITION_INDEX_KEY = b"babelmr.partitions"
+PARTITION_INDEX_KEY = b"babelmr.partitions"  # the exported file's footer metadata key of its PartitionIndex
 RECORD_VERSION = 1  # the newest record layout this babelmr writes and reads; older ones stay readable
 
 
@@ -158,6 +158,7 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)  # JSON writes 2.0 as 2 in some writers
     return value
+
 
 # The worker protocol's wire constants (docs/settings.md lists them; they are not settings).
 SPEC_ENV = "BABELMR_TASK_SPEC"  # a container task's spec, when not given as a file or URI
