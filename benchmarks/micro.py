@@ -44,8 +44,7 @@ import pyarrow.parquet as pq
 from babelmr.backends.base import Backend
 from babelmr.job import Job, Stage
 from babelmr.settings import replaced, settings
-from babelmr.spec import FileSlice, TaskInput, TaskResult, TaskSpec
-from babelmr.worker.__main__ import RESULT_MARKER
+from babelmr.spec import RESULT_MARKER, FileSlice, TaskInput, TaskResult, TaskSpec, TaskStats
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.formats import BATCH_ROWS, plain_schema
 from babelmr.worker.importer import import_input
@@ -392,9 +391,9 @@ def bench_task_overhead(work: Path, reps: int, smoke: bool) -> list[dict[str, An
             for _ in range(1 + reps):
                 backend.seconds.clear()
                 record = run_job(job, backend)
-                stage = record["stages"][0]
-                assert stage["tasks"] == stage["rows_out"] == tasks, f"{variant}: {stage['tasks']} tasks, not {tasks}"
-                runs.append((record["stages"][0]["seconds"], statistics.median(backend.seconds)))
+                stage = record.stages[0]
+                assert stage.tasks == stage.rows_out == tasks, f"{variant}: {stage.tasks} tasks, not {tasks}"
+                runs.append((stage.seconds, statistics.median(backend.seconds)))
                 _empty(Path(job.store))
         cold, warm = runs[0], runs[1:] or runs
         stage_seconds = statistics.median(s for s, _ in warm)
@@ -444,7 +443,7 @@ def partition_files(data: Lineitem, folder: Path, target_bytes: int, files: int)
     return paths, total
 
 
-def _run_worker(spec: TaskSpec, folder: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+def _run_worker(spec: TaskSpec, folder: Path, env: dict[str, str] | None = None) -> TaskStats:
     """The stats of one task attempt run by ``python -m babelmr.worker`` in a fresh process."""
     spec_path = folder / "spec.json"
     spec_path.write_text(spec.to_json())
@@ -457,11 +456,11 @@ def _run_worker(spec: TaskSpec, folder: Path, env: dict[str, str] | None = None)
     line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith(RESULT_MARKER)), None)
     if line is None:
         raise RuntimeError(f"the worker printed no result:\n{proc.stderr[-3000:]}")
-    result = json.loads(line[len(RESULT_MARKER):])
-    if result["status"] != "ok":
+    result = TaskResult.from_json(line[len(RESULT_MARKER):], "the worker's result")
+    if result.status != "ok":
         raise RuntimeError(f"the peak-RSS task failed: {result['error']}")
     shutil.rmtree(folder / "store", ignore_errors=True)
-    return result["stats"]
+    return result.stats
 
 
 def bench_peak_rss(data: Lineitem, work: Path, reps: int, smoke: bool) -> list[dict[str, Any]]:
@@ -480,17 +479,17 @@ def bench_peak_rss(data: Lineitem, work: Path, reps: int, smoke: bool) -> list[d
         env = {"BABELMR_COPY_COLUMN_CHUNKS": "1" if copy else "0"}
         stats = [_run_worker(spec.with_attempt(a), folder, env) for a in range(1, 1 + (1 if smoke else min(reps, 3)))]
         method = "copy" if copy else "decode"
-        assert all(s["import_methods"] == {"part": method} for s in stats), stats[0]["import_methods"]
-        peak = [s["engine_peak_rss_bytes"] / MB for s in stats]
+        assert all(s.import_methods == {"part": method} for s in stats), stats[0].import_methods
+        peak = [(s.engine_peak_rss_bytes or 0) / MB for s in stats]
         median = statistics.median(peak)
         size = f"{arrow_bytes / 1e9:.1f} GB" if not smoke else f"{arrow_bytes / MB:.0f} MB (smoke)"
         how = "column chunks copied" if copy else "decoded"
         out.append({
             "block": "peak RSS", "case": f"{size} partition in {n_files} files, {how}", "variant": BABELMR,
             "engine_peak_rss_mb": median, "engine_peak_rss_mb_runs": peak, "partition_arrow_bytes": arrow_bytes,
-            "partition_files": n_files, "rows": stats[0]["rows_in"], "import_method": method,
-            "import_seconds": statistics.median(s["import_seconds"] for s in stats),
-            "export_seconds": statistics.median(s["export_seconds"] for s in stats),
+            "partition_files": n_files, "rows": stats[0].rows_in, "import_method": method,
+            "import_seconds": statistics.median(s.import_seconds or 0.0 for s in stats),
+            "export_seconds": statistics.median(s.export_seconds or 0.0 for s in stats),
             "program": " ".join(NOOP_COMMAND),
             "definition": f"ru_maxrss of a fresh `python -m babelmr.worker` process running one task: import the "
                           f"partition (all columns) to Parquet, the program copies it, export it into {PARTITIONS} "
@@ -516,15 +515,15 @@ def bench_sort_rss(data: Lineitem, work: Path, reps: int, smoke: bool) -> list[d
                                       files=[FileSlice(str(f)) for f in files], sort=SORT)],
                     command=NOOP_COMMAND, key=["l_orderkey"], partitions=PARTITIONS)
     stats = [_run_worker(spec.with_attempt(a), folder) for a in range(1, 1 + (1 if smoke else min(reps, 2)))]
-    peak = [s["engine_peak_rss_bytes"] / MB for s in stats]
+    peak = [(s.engine_peak_rss_bytes or 0) / MB for s in stats]
     median = statistics.median(peak)
     size = f"{arrow_bytes / 1e9:.1f} GB" if not smoke else f"{arrow_bytes / MB:.0f} MB (smoke)"
     return [{
         "block": "peak RSS", "case": f"{size} partition in {n_files} files, sorted by (l_orderkey, l_shipdate desc)",
         "variant": BABELMR, "engine_peak_rss_mb": median, "engine_peak_rss_mb_runs": peak,
-        "partition_arrow_bytes": arrow_bytes, "partition_files": n_files, "rows": stats[0]["rows_in"],
-        "import_method": "decode", "import_seconds": statistics.median(s["import_seconds"] for s in stats),
-        "export_seconds": statistics.median(s["export_seconds"] for s in stats), "program": " ".join(NOOP_COMMAND),
+        "partition_arrow_bytes": arrow_bytes, "partition_files": n_files, "rows": stats[0].rows_in,
+        "import_method": "decode", "import_seconds": statistics.median(s.import_seconds or 0.0 for s in stats),
+        "export_seconds": statistics.median(s.export_seconds or 0.0 for s in stats), "program": " ".join(NOOP_COMMAND),
         "definition": "as above, with the input sorted before the program runs: sorted runs of 48 MB spilled to "
                       "the task's disk as Arrow IPC (lz4), then a k-way merge into the program's input file",
         "target": f"<= {TARGET_PEAK_RSS_MB:g} MB", "meets_target": median <= TARGET_PEAK_RSS_MB}]

@@ -58,8 +58,8 @@ def job(data: Path, partitions: int) -> dict[str, Any]:
 def reduce_task_seconds(run: Any) -> list[float]:
     """Each committed reduce task's time in the worker (import, program, export, commit)."""
     stage = run.stage("reduce")
-    return [a.stats["finished_at"] - a.stats["started_at"] for a in stage.task_attempts
-            if a.status == "ok" and "finished_at" in a.stats]
+    return [a.stats.finished_at - a.stats.started_at for a in stage.task_attempts
+            if a.status == "ok" and a.stats.finished_at is not None and a.stats.started_at is not None]
 
 
 def measure(rows: int, maps: int, partitions: list[int], backend: str = "local") -> list[dict[str, Any]]:
@@ -80,7 +80,7 @@ def measure(rows: int, maps: int, partitions: list[int], backend: str = "local")
             rows_out = run.stage("reduce").rows_out
             if rows_out != rows:
                 raise SystemExit(f"{n} partitions: the reduce stage wrote {rows_out} rows, not {rows}")
-            imports = [a.stats.get("import_seconds", 0.0) for a in run.stage("reduce").task_attempts
+            imports = [a.stats.import_seconds or 0.0 for a in run.stage("reduce").task_attempts
                        if a.status == "ok"]
             out.append({"block": "reduce task", "case": f"{rows:,} rows from {maps} map outputs, {n:,} partitions",
                         "variant": "babelmr", "partitions": n, "rows": rows, "maps": maps,

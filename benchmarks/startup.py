@@ -130,7 +130,7 @@ def run_startup(work: Path, tasks: int = 50) -> list[dict[str, Any]]:
                     if result.status != "ok":
                         raise RuntimeError(f"{language} {mode}: {result.error}")
                     if t:
-                        program.append(result.stats["program_seconds"])
+                        program.append(result.stats.program_seconds or 0.0)
                         task.append(seconds)
             measured[mode] = {"program_ms": statistics.median(program) * 1000,
                               "task_ms": statistics.median(task) * 1000}

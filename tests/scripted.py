@@ -19,7 +19,7 @@ from babelmr.backends.base import Backend
 from babelmr.backends.inline import InlineBackend
 from babelmr.coordinator.run import StageProgress
 from babelmr.job import Stage
-from babelmr.spec import TaskResult, TaskSpec
+from babelmr.spec import CommitRecord, TaskResult, TaskSpec, TaskStats
 from babelmr.store import filesystem_for, layout, open_store
 
 # Both stages copy their input (no interpreter start-up: the tests stay fast); the map counts its tasks.
@@ -118,7 +118,7 @@ class ScriptedBackend(Backend):
         if action in ("error", "fatal"):
             return injected_error(spec, retryable=action == "error")
         if action == "ok-without-commit":
-            return TaskResult("ok", spec.stage, spec.task, spec.attempt, stats={"rows_out": 1})
+            return TaskResult("ok", spec.stage, spec.task, spec.attempt, stats=TaskStats(rows_out=1))
         if action == "lost-reply":
             real = self.inline.run_task(spec)
             assert real.status == "ok", real.error
@@ -153,10 +153,10 @@ def data_files(store_uri: str, run_id: str, stage: str) -> list[str]:
     return [e.path for e in store.list(layout.data_prefix(run_id, stage))]
 
 
-def commit_records(store_uri: str, run_id: str, stage: str) -> list[dict[str, Any]]:
+def commit_records(store_uri: str, run_id: str, stage: str) -> list[CommitRecord]:
     """The stage's commit records, in task order."""
     store = open_store(store_uri)
-    return [json.loads(store.read_bytes(e.path)) for e in store.list(layout.commit_prefix(run_id, stage))]
+    return [CommitRecord.from_json(store.read_bytes(e.path)) for e in store.list(layout.commit_prefix(run_id, stage))]
 
 
 def parquet_rows(uri: str) -> int:

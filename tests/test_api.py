@@ -16,6 +16,7 @@ import babelmr
 from babelmr.api import CommittedFile, Run, StageSummary
 from babelmr.cli import main
 from babelmr.errors import BabelMRError, JobFailed, JobFileError
+from babelmr.spec import RunRecord
 from scripted import assert_keys_meet, make_job, oracle, result_rows
 
 
@@ -110,7 +111,7 @@ def test_the_cli_runs_the_inline_backend(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["backend"] == "inline" and record["status"] == "succeeded"
-    assert result_rows(Run.from_record(record).read_table()) == oracle(tmp_path)
+    assert result_rows(Run.from_record(RunRecord.from_dict(record)).read_table()) == oracle(tmp_path)
 
 
 def test_the_example_in_docs_api_md_runs(tmp_path: Path) -> None:

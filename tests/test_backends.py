@@ -46,7 +46,7 @@ def test_throttling_is_backed_off_not_failed(monkeypatch: pytest.MonkeyPatch) ->
         stub.add_response("invoke", {"StatusCode": 200, "Payload": io.BytesIO(body)})
         result = backend.run_task(_spec(image="wc:latest"))
         stub.assert_no_pending_responses()
-    assert result.status == "ok" and result.stats["rows_out"] == 3
+    assert result.status == "ok" and result.stats.rows_out == 3
 
 
 def test_function_errors_carry_the_log_tail(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,9 +43,9 @@ def test_tolerated_failures_succeed_without_publishing_the_failed_tasks(tmp_path
     assert run.succeeded
     data = sorted((tmp_path / "data").glob("*.parquet"))
     assert result_rows(run.read_table()) == rows_of([data[0], data[2]])  # nothing of task 1's input
-    (failure,) = run.record["stages"][0]["tolerated_failures"]
-    assert failure["task"] == 1 and failure["attempts"] == 2 and failure["inputs"] == [str(data[1])]
-    assert "exited with code 3" in failure["error"]
+    (failure,) = run.record.stages[0].tolerated_failures
+    assert failure.task == 1 and failure.attempts == 2 and failure.inputs == [str(data[1])]
+    assert "exited with code 3" in failure.error
     assert [c.task for c in run.stage("map").committed] == [0, 2]
     manifest = json.loads(open_store(run.store).read_bytes(layout.stage_manifest(run.run_id, "map")))
     assert manifest["failed_tasks"] == [1] and len(manifest["files"]) == 2
@@ -69,8 +69,8 @@ def test_a_reduce_task_tolerated_lists_its_partition(tmp_path: Path) -> None:
     data["stages"][1].update(command=["sh", "-c", FAIL_TASKS.format(tasks="2")], tolerated_failures=1, retries=0)
     job.write_text(json.dumps(data))
     run = babelmr.run(job, backend="inline")
-    (failure,) = run.record["stages"][1]["tolerated_failures"]
-    assert failure["inputs"] == ["partition 2 of stage 'map'"]
+    (failure,) = run.record.stages[1].tolerated_failures
+    assert failure.inputs == ["partition 2 of stage 'map'"]
     assert len(run.output_files) == 2
 
 
@@ -91,7 +91,7 @@ def test_a_30mb_stderr_line_is_cut_in_the_record_the_error_and_the_stored_log(tm
     run = e.value.run
     path = Path(run.store) / layout.run_record(run.run_id)
     assert path.stat().st_size < 100_000
-    assert "babelmr cut" in run.record["error"]
+    assert "babelmr cut" in run.record.error
     log = open_store(run.store).read_bytes(layout.task_log(run.run_id, "map", 0, 1, "stderr"))
     assert len(log) < (1 << 20) + 200 and log.startswith(b"[babelmr: the first") and log.endswith(b"END")
 
@@ -123,7 +123,7 @@ def test_run_json_is_written_twice_whatever_the_number_of_stages(tmp_path: Path,
     full = record.pop("stages")
     record["status"] = "running"
     real(store, layout.run_record(run.run_id), json.dumps(record).encode())
-    assert read_record(store, run.run_id)["stages"] == json.loads(json.dumps(full))
+    assert [s.to_dict() for s in read_record(store, run.run_id).stages] == full
 
 
 def test_the_python_api_resumes_a_failed_run(tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_the_python_api_resumes_a_failed_run(tmp_path: Path) -> None:
     data["stages"][0]["command"] = ["cp", "in.parquet", "out.parquet"]
     job.write_text(json.dumps(data))
     run = babelmr.resume(failed.run_id, failed.store, backend="inline")
-    assert run.succeeded and run.run_id == failed.run_id and len(run.record["resumes"]) == 1
+    assert run.succeeded and run.run_id == failed.run_id and len(run.record.resumes) == 1
     assert result_rows(run.read_table()) == oracle(tmp_path)
     assert [c.attempt for c in run.stage("map").committed] == [1, 3, 1]  # task 1: attempts 1, 2 failed before
     with pytest.raises(ResumeRefused, match="succeeded: nothing to resume") as again:
@@ -164,11 +164,11 @@ def test_resume_after_a_fault_anywhere_runs_only_the_rest_and_is_exact(tmp_path_
     task = data.draw(st.integers(0, (files if stage == "map" else partitions) - 1))
     with ScriptedBackend({(stage, task, 1): "fatal"}) as first, pytest.raises(JobFailed):
         run_job(job, first, run_id="r1")
-    done = {s: {c["task"] for c in commit_records(job.store, "r1", s)} for s in ("map", "reduce")}
+    done = {s: {c.task for c in commit_records(job.store, "r1", s)} for s in ("map", "reduce")}
     with ScriptedBackend() as second:
         record = run_job(job, second, resume="r1")
     ran = {s: sorted(t for s2, t, _ in second.calls if s2 == s) for s in ("map", "reduce")}
     assert ran["map"] == sorted(set(range(files)) - done["map"])
     assert ran["reduce"] == sorted(set(range(partitions)) - done["reduce"])
-    assert record["status"] == "succeeded"
-    assert rows_of([Path(f) for f in record["output"]["files"]]) == oracle(tmp)
+    assert record.status == "succeeded" and record.output is not None
+    assert rows_of([Path(f) for f in record.output.files]) == oracle(tmp)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import babelmr
-from babelmr.spec import FileSlice, TaskInput, TaskResult, TaskSpec
+from babelmr.spec import CommitRecord, FileSlice, TaskInput, TaskResult, TaskSpec
 from babelmr.store import layout, open_store
 from babelmr.worker.task import run_task
 from scripted import (
@@ -66,9 +66,9 @@ def test_two_attempts_committing_at_once_have_exactly_one_winner(
     assert sorted(r.status for r in results) == ["duplicate", "ok"], [r.error for r in results]
     winner = next(r for r in results if r.status == "ok")
     store = open_store(store_uri)
-    assert json.loads(store.read_bytes(layout.commit_record("race", "s", 0))) == winner.commit
-    assert data_files(store_uri, "race", "s") == [winner.commit["file"]]  # the loser deleted its file
-    assert parquet_rows(winner.commit["uri"]) == winner.commit["rows"] == 500
+    assert CommitRecord.from_json(store.read_bytes(layout.commit_record("race", "s", 0))) == winner.commit
+    assert data_files(store_uri, "race", "s") == [winner.commit.file]  # the loser deleted its file
+    assert parquet_rows(winner.commit.uri) == winner.commit.rows == 500
 
 
 def test_a_task_raced_by_a_second_attempt_is_read_once_downstream(
@@ -91,7 +91,7 @@ def test_a_task_raced_by_a_second_attempt_is_read_once_downstream(
     winner = next(r for r in seen if r.status == "ok")
     commits = commit_records(run.store, run.run_id, "map")
     assert commits[0] == winner.commit
-    assert data_files(run.store, run.run_id, "map") == [c["file"] for c in commits]
+    assert data_files(run.store, run.run_id, "map") == [c.file for c in commits]
     assert result_rows(run.read_table()) == oracle(tmp_path / "job")  # every row once
     assert_keys_meet(run)
 
@@ -104,8 +104,8 @@ def test_a_retry_after_a_lost_reply_is_a_duplicate_and_leaves_nothing(tmp_path: 
     attempts = [(a.attempt, a.status) for a in run.stage("map").task_attempts if a.task == 1]
     assert attempts == [(1, "error"), (2, "duplicate")]
     commits = commit_records(run.store, run.run_id, "map")
-    assert commits[1]["attempt"] == 1  # the first commit stands
-    assert data_files(run.store, run.run_id, "map") == [c["file"] for c in commits]
+    assert commits[1].attempt == 1  # the first commit stands
+    assert data_files(run.store, run.run_id, "map") == [c.file for c in commits]
     assert result_rows(run.read_table()) == oracle(tmp_path / "job")
     assert run.counters == {"test.map_tasks": 3}  # the duplicate's counters are not counted
 

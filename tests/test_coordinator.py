@@ -4,7 +4,6 @@ backend); `ScriptedBackend` injects only the faults named in each test's docstri
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 import babelmr
 from babelmr.errors import JobFailed
-from babelmr.spec import PARTITION_INDEX_KEY
+from babelmr.spec import PARTITION_INDEX_KEY, PartitionIndex, RunOutput, StageManifest
 from babelmr.store import filesystem_for, layout, open_store
 from scripted import (
     FailureSignal,
@@ -95,7 +94,7 @@ def test_on_a_final_failure_no_new_task_starts(tmp_path: Path) -> None:
     assert [s.name for s in run.stages] == ["map"] and run.stages[0].status == "failed"
     store = open_store(run.store)
     assert not store.exists(layout.stage_manifest(run.run_id, "map"))  # nothing published
-    assert [c["task"] for c in commit_records(run.store, run.run_id, "map")] == [1]
+    assert [c.task for c in commit_records(run.store, run.run_id, "map")] == [1]
 
 
 def test_a_hanging_task_is_killed_at_the_timeout_retried_and_then_stops_the_run(tmp_path: Path) -> None:
@@ -129,8 +128,8 @@ def test_uncommitted_files_are_removed_when_the_stage_ends(tmp_path: Path) -> No
     with ScriptedBackend({("map", 0, 1): "orphan"}) as backend:
         run = babelmr.run(job, backend=backend)
     commits = commit_records(run.store, run.run_id, "map")
-    assert [c["attempt"] for c in commits] == [2, 1, 1]
-    assert data_files(run.store, run.run_id, "map") == sorted(c["file"] for c in commits)
+    assert [c.attempt for c in commits] == [2, 1, 1]
+    assert data_files(run.store, run.run_id, "map") == sorted(c.file for c in commits)
     assert not any("dead0000" in f for f in data_files(run.store, run.run_id, "map"))
     assert result_rows(run.read_table()) == oracle(tmp_path)
     assert_keys_meet(run)
@@ -142,24 +141,24 @@ def test_manifests_list_exactly_the_committed_files(tmp_path: Path) -> None:
     run = babelmr.run(job, backend="inline", store=str(tmp_path / "store"))
     store = open_store(run.store)
     for stage, tasks, partitions, key in (("map", 3, 4, ["k"]), ("reduce", 4, 1, None)):
-        manifest = json.loads(store.read_bytes(layout.stage_manifest(run.run_id, stage)))
+        manifest = StageManifest.from_json(store.read_bytes(layout.stage_manifest(run.run_id, stage)))
         commits = commit_records(run.store, run.run_id, stage)
-        assert [c["task"] for c in commits] == list(range(tasks))
-        assert manifest["stage"] == stage and manifest["partitions"] == partitions and manifest["key"] == key
-        assert manifest["commits"] == commits
-        assert manifest["files"] == [c["uri"] for c in commits] == run.stage(stage).output_files
-        assert data_files(run.store, run.run_id, stage) == [c["file"] for c in commits]  # nothing else left
+        assert [c.task for c in commits] == list(range(tasks))
+        assert manifest.stage == stage and manifest.partitions == partitions and manifest.key == key
+        assert manifest.commits == commits
+        assert manifest.files == [c.uri for c in commits] == run.stage(stage).output_files
+        assert data_files(run.store, run.run_id, stage) == [c.file for c in commits]  # nothing else left
         for c in commits:
-            fs, path = filesystem_for(c["uri"])
+            fs, path = filesystem_for(c.uri)
             meta = pq.ParquetFile(path, filesystem=fs).metadata
-            assert meta.num_rows == c["rows"] == sum(c["partition_rows"])
-            assert len(c["partition_rows"]) == partitions
-            index = json.loads(meta.metadata[PARTITION_INDEX_KEY])
-            assert index["rows"] == c["partition_rows"]
-            for p, groups in enumerate(index["row_groups"]):  # a partition's rows are in its row groups only
-                assert sum(meta.row_group(g).num_rows for g in groups) == index["rows"][p]
-        assert [(f.task, f.rows) for f in run.stage(stage).committed] == [(c["task"], c["rows"]) for c in commits]
+            assert meta.num_rows == c.rows == sum(c.partition_rows)
+            assert len(c.partition_rows) == partitions
+            index = PartitionIndex.from_json(meta.metadata[PARTITION_INDEX_KEY])
+            assert index.rows == c.partition_rows
+            for p, groups in enumerate(index.row_groups):  # a partition's rows are in its row groups only
+                assert sum(meta.row_group(g).num_rows for g in groups) == index.rows[p]
+        assert [(f.task, f.rows) for f in run.stage(stage).committed] == [(c.task, c.rows) for c in commits]
     assert run.output_files == run.stage("reduce").output_files
-    assert run.record["output"] == {"stage": "reduce", "files": run.output_files}
+    assert run.record.output == RunOutput(stage="reduce", files=run.output_files)
     assert result_rows(run.read_table()) == oracle(tmp_path)
     assert_keys_meet(run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,19 +15,27 @@ from click.testing import CliRunner
 from babelmr.cli import main
 from babelmr.cost import PriceTable, lambda_report, load_prices, run_cost
 from babelmr.errors import BabelMRError
+from babelmr.spec import RunRecord, TaskStats
 from babelmr.store import open_store, requests
 from conftest import write_job
 
 MIB = 1 << 20
 
 
-def _record(backend: str = "local") -> dict:
+def _run(partial: dict[str, Any]) -> RunRecord:
+    """A stored run record (its JSON form, the fields cost does not read filled in), read as babelmr reads it."""
+    fields = {"job": "j", "job_file": "j.json", "store": "s", "status": "succeeded", "started_at": 0.0, "host": "h",
+              "pid": 1}
+    return RunRecord.from_dict({**fields, **partial})
+
+
+def _record(backend: str = "local") -> RunRecord:
     """A run record as the coordinator writes it, with numbers chosen to be computed by hand."""
-    return {
+    return _run({
         "run_id": "r-1", "backend": backend, "status": "succeeded", "started_at": 100.0,
         "coordinator_s3_requests": {"PUT": 6, "LIST": 2, "GET": 3, "HEAD": 0},
         "stages": [
-            {"name": "map", "memory_bytes": 1024 * MIB, "task_attempts": [
+            {"name": "map", "tasks": 1, "memory_bytes": 1024 * MIB, "task_attempts": [
                 # 2.5 s, a failed attempt: billed like any other
                 {"task": 0, "attempt": 1, "status": "error", "started_at": 100.0, "finished_at": 102.5,
                  "s3_requests": {"GET": 10, "PUT": 2, "HEAD": 3}, "bytes_in": 1000},
@@ -34,10 +43,10 @@ def _record(backend: str = "local") -> dict:
                 {"task": 0, "attempt": 2, "status": "ok", "started_at": 103.0, "finished_at": 104.0004,
                  "s3_requests": {"PUT": 4, "LIST": 1}, "bytes_in": 1000, "bytes_out": 500}]},
             # an old record: no times, no memory (priced at 2048 MB), phases only: 0.5 + 1.25 + 0.25 = 2 s
-            {"name": "reduce", "task_attempts": [
+            {"name": "reduce", "tasks": 1, "task_attempts": [
                 {"task": 0, "attempt": 1, "status": "ok", "import_seconds": 0.5, "program_seconds": 1.25,
                  "export_seconds": 0.25, "s3_requests": {"GET": 1000}, "bytes_in": 500, "bytes_out": 40}]},
-        ]}
+        ]})
 
 
 def test_cost_of_a_local_run_matches_the_hand_computed_values() -> None:
@@ -65,22 +74,21 @@ def test_cost_of_a_local_run_matches_the_hand_computed_values() -> None:
 
 
 def test_a_lambda_run_is_priced_at_its_billed_duration_and_memory_size() -> None:
-    record = {"run_id": "r", "backend": "lambda", "emulated": False, "stages": [{"name": "s", "task_attempts": [
-        {"task": 0, "attempt": 1, "status": "ok", "started_at": 0.0, "finished_at": 9.0,
-         "lambda_billed_ms": 1234, "lambda_memory_mb": 512, "memory_bytes": 2048 * MIB}]}]}
-    report = run_cost(record, PriceTable())
+    record = {"run_id": "r", "backend": "lambda", "emulated": False, "stages": [{"name": "s", "tasks": 1,
+              "task_attempts": [{"task": 0, "attempt": 1, "status": "ok", "started_at": 0.0, "finished_at": 9.0,
+                                 "lambda_billed_ms": 1234, "lambda_memory_mb": 512, "memory_bytes": 2048 * MIB}]}]}
+    report = run_cost(_run(record), PriceTable())
     assert report.total.task_seconds == pytest.approx(1.234) and report.total.gb_seconds == pytest.approx(0.617)
     assert not report.estimate and report.summary().startswith("this run cost $0.000010")  # 0.617 x 1.66667e-5
-    assert run_cost({**record, "emulated": True}, PriceTable()).estimate  # the emulator bills nobody
+    assert run_cost(_run({**record, "emulated": True}), PriceTable()).estimate  # the emulator bills nobody
 
 
 def test_lambda_report_line_is_parsed() -> None:
     log = ("START RequestId: 8f5c Version: $LATEST\nhello\nEND RequestId: 8f5c\n"
            "REPORT RequestId: 8f5c\tDuration: 1233.12 ms\tBilled Duration: 1234 ms\tMemory Size: 512 MB\t"
            "Max Memory Used: 87 MB\tInit Duration: 250.33 ms\t\n")
-    assert lambda_report(log) == {"lambda_billed_ms": 1234.0, "lambda_memory_mb": 512,
-                                  "lambda_max_memory_used_mb": 87}
-    assert lambda_report("no report here") == {}
+    assert lambda_report(log) == TaskStats(lambda_billed_ms=1234.0, lambda_memory_mb=512, lambda_max_memory_used_mb=87)
+    assert lambda_report("no report here") == TaskStats()
 
 
 def test_price_config_overrides_and_its_date_is_shown(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def test_a_job_splits_a_large_csv_and_keeps_every_row(tmp_path: Path) -> None:
         record = run_job(loaded, backend)
     finally:
         backend.close()
-    got = pa.concat_tables(pq.read_table(f) for f in record["output"]["files"])
+    got = pa.concat_tables(pq.read_table(f) for f in record.output.files)
     want = duckdb.sql(f"SELECT line, n FROM read_csv('{tmp_path}/text/*', header=true) ORDER BY n, line").fetchall()
     assert sorted(tuple(r.values()) for r in got.to_pylist()) == sorted(want)
     assert got.num_rows == 6000
@@ -145,5 +145,5 @@ def test_newlines_in_values_keeps_the_file_whole(tmp_path: Path) -> None:
         record = run_job(loaded, backend)
     finally:
         backend.close()
-    got = pa.concat_tables(pq.read_table(f) for f in record["output"]["files"])
+    got = pa.concat_tables(pq.read_table(f) for f in record.output.files)
     assert got.column("line").to_pylist() == [f"a\nb {i}" for i in range(500)]

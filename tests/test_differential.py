@@ -142,10 +142,10 @@ def run_case(folder: Path, case: dict[str, Any], backend: Backend, image: str | 
     separately): such files hold no rows, so they are left out of the comparison rather than read.
     """
     record = run_job(load_job(str(write_tables(folder, case, image))), backend)
-    assert record["status"] == "succeeded"
-    reduce = record["stages"][-1]
-    assert reduce["tasks"] == case["partitions"]
-    return [c["uri"] for c in sorted(reduce["committed"], key=lambda c: c["task"]) if c["rows"]]
+    assert record.status == "succeeded"
+    reduce = record.stages[-1]
+    assert reduce.tasks == case["partitions"]
+    return [c.uri for c in sorted(reduce.committed, key=lambda c: c.task) if c.rows]
 
 
 def _sql_list(paths: list[str]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import babelmr.worker.exporter as exporter
-from babelmr.spec import PARTITION_INDEX_KEY
+from babelmr.spec import PARTITION_INDEX_KEY, PartitionIndex
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.partition import partition_ids
 
@@ -32,23 +31,23 @@ def export(path: Path, table: pa.Table, key: list[str] | None, partitions: int, 
                              key, partitions)
 
 
-def file_index(path: Path) -> dict:
-    return json.loads(pq.ParquetFile(path).metadata.metadata[PARTITION_INDEX_KEY])
+def file_index(path: Path) -> PartitionIndex:
+    return PartitionIndex.from_json(pq.ParquetFile(path).metadata.metadata[PARTITION_INDEX_KEY])
 
 
-def check_index(path: Path, table: pa.Table, key: list[str], partitions: int) -> dict:
+def check_index(path: Path, table: pa.Table, key: list[str], partitions: int) -> PartitionIndex:
     """The index in the file is right: each partition's row groups hold exactly that partition's rows."""
     f = pq.ParquetFile(path)
     index = file_index(path)
-    assert index["partitions"] == partitions and index["key"] == key
-    assert len(index["row_groups"]) == partitions == len(index["rows"])
-    listed = sorted(g for groups in index["row_groups"] for g in groups)
+    assert index.partitions == partitions and index.key == key
+    assert len(index.row_groups) == partitions == len(index.rows)
+    listed = sorted(g for groups in index.row_groups for g in groups)
     assert listed == list(range(f.num_row_groups)), "every row group listed exactly once"
 
     expected = np.bincount(partition_ids(table.combine_chunks().to_batches()[0], key, partitions),
                            minlength=partitions) if table.num_rows else np.zeros(partitions, int)
     seen_rows = []
-    for p, groups in enumerate(index["row_groups"]):
+    for p, groups in enumerate(index.row_groups):
         rows = 0
         for g in groups:
             group = f.read_row_group(g)
@@ -56,7 +55,7 @@ def check_index(path: Path, table: pa.Table, key: list[str], partitions: int) ->
             assert set(got.tolist()) == {p}, f"row group {g} listed for partition {p} holds {set(got.tolist())}"
             rows += group.num_rows
             seen_rows.extend(group.column("row").to_pylist())
-        assert rows == index["rows"][p] == expected[p], p
+        assert rows == index.rows[p] == expected[p], p
     assert sorted(seen_rows) == list(range(table.num_rows)), "no row lost or duplicated"
     return index
 
@@ -65,10 +64,10 @@ def test_index_maps_each_partition_to_its_row_groups(tmp_path: Path) -> None:
     table = word_counts(20_000)
     index = export(tmp_path / "out.parquet", table, ["word"], 8)
     assert index == file_index(tmp_path / "out.parquet")
-    assert index["version"] == 1
+    assert index.version == 1
     check_index(tmp_path / "out.parquet", table, ["word"], 8)
     # defaults keep a small output at one row group per partition
-    assert all(len(groups) == 1 for groups in index["row_groups"])
+    assert all(len(groups) == 1 for groups in index.row_groups)
     assert pq.read_table(tmp_path / "out.parquet").schema == table.schema
 
 
@@ -82,17 +81,17 @@ def test_empty_partitions_have_no_row_groups(tmp_path: Path) -> None:
     table = pa.table({"word": ["a", "b", "a", "c"] * 50, "row": np.arange(200)})
     index = export(tmp_path / "out.parquet", table, ["word"], 32)
     check_index(tmp_path / "out.parquet", table, ["word"], 32)
-    used = [p for p, groups in enumerate(index["row_groups"]) if groups]
+    used = [p for p, groups in enumerate(index.row_groups) if groups]
     assert 1 <= len(used) <= 3
-    assert sum(1 for groups in index["row_groups"] if groups == []) == 32 - len(used)
-    assert all(index["rows"][p] == 0 for p in range(32) if p not in used)
+    assert sum(1 for groups in index.row_groups if groups == []) == 32 - len(used)
+    assert all(index.rows[p] == 0 for p in range(32) if p not in used)
     assert pq.ParquetFile(tmp_path / "out.parquet").num_row_groups == len(used)
 
 
 def test_no_rows_at_all_gives_a_readable_file_with_an_empty_index(tmp_path: Path) -> None:
     schema = pa.schema([("word", pa.string()), ("row", pa.int64())])
     index = export_partitions(iter([]), schema, pa.OSFile(str(tmp_path / "out.parquet"), "wb"), ["word"], 4)
-    assert index["row_groups"] == [[], [], [], []] and index["rows"] == [0, 0, 0, 0]
+    assert index.row_groups == [[], [], [], []] and index.rows == [0, 0, 0, 0]
     assert file_index(tmp_path / "out.parquet") == index
     back = pq.read_table(tmp_path / "out.parquet")
     assert back.num_rows == 0 and back.schema == schema
@@ -101,9 +100,9 @@ def test_no_rows_at_all_gives_a_readable_file_with_an_empty_index(tmp_path: Path
 def test_one_partition_without_key(tmp_path: Path) -> None:
     table = word_counts(3000)
     index = export(tmp_path / "out.parquet", table, None, 1)
-    assert index["key"] == [] and index["partitions"] == 1
-    assert index["rows"] == [3000]
-    assert index["row_groups"] == [list(range(pq.ParquetFile(tmp_path / "out.parquet").num_row_groups))]
+    assert index.key == [] and index.partitions == 1
+    assert index.rows == [3000]
+    assert index.row_groups == [list(range(pq.ParquetFile(tmp_path / "out.parquet").num_row_groups))]
     assert pq.read_table(tmp_path / "out.parquet").equals(table)  # order kept too
 
 
@@ -177,10 +176,10 @@ def test_full_buffers_become_row_groups(tmp_path: Path, tune) -> None:
     table = word_counts(40_000, words=1000)  # ~1 MB in batches of 500 rows
     index = export(tmp_path / "out.parquet", table, ["word"], 4, batch_rows=500)
     check_index(tmp_path / "out.parquet", table, ["word"], 4)
-    assert all(len(groups) >= 5 for groups in index["row_groups"]), [len(g) for g in index["row_groups"]]
+    assert all(len(groups) >= 5 for groups in index.row_groups), [len(g) for g in index.row_groups]
     f = pq.ParquetFile(tmp_path / "out.parquet")
     # row groups of different partitions interleave in the file; no single one grows far past the limit
-    order = [p for g in range(f.num_row_groups) for p, groups in enumerate(index["row_groups"]) if g in groups]
+    order = [p for g in range(f.num_row_groups) for p, groups in enumerate(index.row_groups) if g in groups]
     assert order != sorted(order)
     assert max(f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)) < 2500
 
@@ -191,7 +190,7 @@ def test_buffer_budget_flushes_every_buffer(tmp_path: Path, tune) -> None:
     table = word_counts(30_000, words=800)
     index = export(tmp_path / "out.parquet", table, ["word"], 6, batch_rows=300)
     check_index(tmp_path / "out.parquet", table, ["word"], 6)
-    groups_per_partition = [len(groups) for groups in index["row_groups"]]
+    groups_per_partition = [len(groups) for groups in index.row_groups]
     assert min(groups_per_partition) >= 2 and len(set(groups_per_partition)) == 1, groups_per_partition
 
 
@@ -203,6 +202,6 @@ def test_row_group_larger_than_parquets_row_limit_stays_indexed(tmp_path: Path) 
     index = export_partitions(table.to_batches(max_chunksize=1 << 22), table.schema,
                               pa.OSFile(str(tmp_path / "out.parquet"), "wb"), None, 1)
     f = pq.ParquetFile(tmp_path / "out.parquet")
-    assert index["rows"] == [n]
-    assert index["row_groups"] == [list(range(f.num_row_groups))]
-    assert sum(f.metadata.row_group(g).num_rows for g in index["row_groups"][0]) == n
+    assert index.rows == [n]
+    assert index.row_groups == [list(range(f.num_row_groups))]
+    assert sum(f.metadata.row_group(g).num_rows for g in index.row_groups[0]) == n

@@ -76,10 +76,10 @@ def test_a_killed_task_container_fails_only_its_attempt(base_image, tmp_path: Pa
         record = run_job(job, backend, run_id="ctr-killed")
     killer.join()
     assert killed
-    attempts = {(a["task"], a["attempt"]): a for a in record["stages"][0]["task_attempts"]}
-    assert attempts[(0, 1)]["status"] == "error" and attempts[(0, 2)]["status"] == "ok"
-    assert "PermissionError" not in json.dumps(record)
-    assert checksum_uris(record["output"]["files"]) == data_checksum(tmp_path)
+    attempts = {(a.task, a.attempt): a for a in record.stages[0].task_attempts}
+    assert attempts[(0, 1)].status == "error" and attempts[(0, 2)].status == "ok"
+    assert "PermissionError" not in record.to_json()
+    assert record.output is not None and checksum_uris(record.output.files) == data_checksum(tmp_path)
     assert containers_of(client, "ctr-killed") == []
 
 
@@ -160,7 +160,7 @@ def test_task_containers_are_hardened_and_keep_secrets_private(base_image, s3_pr
     program_env = open_store(s3_prefix).read_bytes(task_log("hardened", "map", 0, 1, "stderr")).decode()
     assert "AWS_REGION=" in program_env and secret not in program_env
     assert "AWS_SHARED_CREDENTIALS_FILE" not in program_env
-    assert checksum_uris(record["output"]["files"]) == data_checksum(tmp_path)
+    assert record.output is not None and checksum_uris(record.output.files) == data_checksum(tmp_path)
 
 
 def test_a_backup_container_beats_a_straggler_and_the_loser_is_removed(base_image, tmp_path: Path) -> None:
@@ -170,12 +170,12 @@ def test_a_backup_container_beats_a_straggler_and_the_loser_is_removed(base_imag
         "min_seconds": 1}})))
     with DockerBackend(concurrency=4) as backend:
         record = run_job(job, backend, run_id="ctr-spec")
-    stage = record["stages"][0]
-    assert stage["speculation"] == {"backups": 1, "won": 1}
-    assert stage["seconds"] < 90, "the 120 s straggler held the stage"
-    slow = next(a for a in stage["task_attempts"] if a["task"] == 0 and a["attempt"] == 1)
-    assert "stopped" in slow["error"]
-    assert checksum_uris(record["output"]["files"]) == data_checksum(tmp_path)
+    stage = record.stages[0]
+    assert stage.speculation == {"backups": 1, "won": 1}
+    assert stage.seconds < 90, "the 120 s straggler held the stage"
+    slow = next(a for a in stage.task_attempts if a.task == 0 and a.attempt == 1)
+    assert "stopped" in (slow.error or "")
+    assert record.output is not None and checksum_uris(record.output.files) == data_checksum(tmp_path)
     assert containers_of(docker.from_env(), "ctr-spec") == []
 
 

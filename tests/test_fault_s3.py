@@ -90,9 +90,9 @@ def test_an_outage_within_the_retry_budget_is_ridden_out(own_server: SeaweedS3, 
         record = run_job(job, backend, run_id="s3-outage")
     watcher.join()
     assert down, "the server was never killed"
-    assert record["status"] == "succeeded"
-    assert all(a["status"] == "ok" for s in record["stages"] for a in s["task_attempts"]), "retries: 0"
-    assert checksum_uris(record["output"]["files"]) == data_checksum(tmp_path)
+    assert record.status == "succeeded" and record.output is not None
+    assert all(a.status == "ok" for s in record.stages for a in s.task_attempts), "retries: 0"
+    assert checksum_uris(record.output.files) == data_checksum(tmp_path)
     assert leftover_processes("s3-outage") == []
 
 

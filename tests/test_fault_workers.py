@@ -47,12 +47,12 @@ def test_a_killed_worker_fails_only_its_own_attempt(tmp_path: Path) -> None:
         record = run_job(job, backend, run_id="worker-killed")
     killer.join()
     assert killed, "the worker was never found"
-    attempts = {(a["task"], a["attempt"]): a for a in record["stages"][0]["task_attempts"]}
-    assert "the worker process died (killed by SIGKILL" in attempts[(0, 1)]["error"]
-    assert attempts[(0, 2)]["status"] == "ok"
-    assert all(attempts[(t, 1)]["status"] == "ok" for t in (1, 2)), "the other workers' attempts must not fail"
-    assert record["stages"][0]["retries"] == 1
-    assert checksum(record["output"]["files"]) == data_checksum(tmp_path)
+    attempts = {(a.task, a.attempt): a for a in record.stages[0].task_attempts}
+    assert "the worker process died (killed by SIGKILL" in (attempts[(0, 1)].error or "")
+    assert attempts[(0, 2)].status == "ok"
+    assert all(attempts[(t, 1)].status == "ok" for t in (1, 2)), "the other workers' attempts must not fail"
+    assert record.stages[0].retries == 1 and record.output is not None
+    assert checksum(record.output.files) == data_checksum(tmp_path)
     assert not psutil.pid_exists(killed[1]) or psutil.Process(killed[1]).status() == psutil.STATUS_ZOMBIE, \
         "the killed attempt's program survived it"
     assert leftover_processes("worker-killed") == []

@@ -163,8 +163,8 @@ def test_stage_input_empty_partition_gives_an_empty_file_with_the_schema(tmp_pat
     path = tmp_path / "up.parquet"
     table = pa.table({"word": ["only"] * 10, "n": list(range(10))})
     index = export_partitions(table.to_batches(), table.schema, pa.OSFile(str(path), "wb"), ["word"], 8)
-    empty = next(p for p, groups in enumerate(index["row_groups"]) if not groups)
-    full = next(p for p, groups in enumerate(index["row_groups"]) if groups)
+    empty = next(p for p, groups in enumerate(index.row_groups) if not groups)
+    full = next(p for p, groups in enumerate(index.row_groups) if groups)
     out = tmp_path / "in.parquet"
     assert import_input(stage_input([str(path)], empty), str(out), "parquet").rows == 0
     back = pq.read_table(out)

@@ -28,6 +28,7 @@ from babelmr.coordinator.run import run_job
 from babelmr.errors import BabelMRError, OutputError
 from babelmr.job import load_job
 from babelmr.schemas import SchemaConflict, TaskSchema, conform_batch, unify_stage_schemas
+from babelmr.spec import RunRecord, StageManifest
 from babelmr.store import filesystem_for, layout
 from babelmr.store.local import LocalStore
 from conftest import write_job, write_program
@@ -36,7 +37,7 @@ from examples import ROOT, example_module
 CHECK = example_module("examples-python", "tpch-q1", "check")
 
 
-def run(job_path: Path, **load: Any) -> dict[str, Any]:
+def run(job_path: Path, **load: Any) -> RunRecord:
     """Run a job file through the coordinator on the local backend; returns the run record."""
     with get_backend("local", concurrency=2) as backend:
         return run_job(load_job(str(job_path), **load), backend)
@@ -79,19 +80,19 @@ def test_q1_with_17_partitions_publishes_one_dataset_equal_to_duckdb(tmp_path: P
     for part in parts:  # plain data: no babelmr partition index in the footer
         assert b"babelmr.partitions" not in (pq.ParquetFile(out / part).metadata.metadata or {})
     success = json.loads((out / "_SUCCESS").read_text())
-    assert success["run_id"] == record["run_id"] and success["rows"] == len(expected) == 4
+    assert success["run_id"] == record.run_id and success["rows"] == len(expected) == 4
     assert [f["name"] for f in success["files"]] == parts
-    assert record["output"]["uri"] == str(out) and len(record["output"]["parts"]) == len(parts)
+    assert record.output is not None and record.output.uri == str(out) and len(record.output.parts or []) == len(parts)
     # empty tasks cost nothing: 17 reduce tasks, 4 keys, at most 4 programs started
-    reduce = record["stages"][1]
-    assert reduce["tasks"] == 17 and reduce["attempts"] == 17 - len(reduce["skipped_tasks"]) <= 4
+    reduce = record.stages[1]
+    assert reduce.tasks == 17 and reduce.attempts == 17 - len(reduce.skipped_tasks) <= 4
 
 
 def test_q1_without_output_leaves_final_files_readable_as_one_dataset(tmp_path: Path, tpch_small: Path) -> None:
     """Without 'output' the result stays in the store, but its files still read as one dataset."""
     record = run(q1_job(tmp_path, tpch_small, 17))
-    files = record["output"]["files"]
-    assert "uri" not in record["output"]
+    assert record.output is not None and record.output.uri is None
+    files = record.output.files
     got = duckdb.connect().execute("select * from read_parquet($f)", {"f": files}).df()
     CHECK.assert_same_rows(got, CHECK.expected(str(tpch_small)), key=["l_returnflag", "l_linestatus"], rtol=1e-9)
     folder = Path(files[0]).parent
@@ -165,7 +166,7 @@ def test_overwrite_replaces_only_a_babelmr_result(tmp_path: Path) -> None:
         f.unlink()
     second = run(copy_job(tmp_path, 2, {"uri": "out", "mode": "overwrite"}))
     assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000.parquet", "part-00001.parquet"]
-    assert json.loads((out / "_SUCCESS").read_text())["run_id"] == second["run_id"] != first["run_id"]
+    assert json.loads((out / "_SUCCESS").read_text())["run_id"] == second.run_id != first.run_id
     assert pd.read_parquet(out).sort_values("v")["v"].tolist() == [0, 1, 100, 101]
     # a file babelmr did not write: refused, named, nothing deleted, no task run
     (out / "keep.csv").write_text("x\n1\n")
@@ -246,7 +247,7 @@ def test_an_s3_output_is_published_by_server_side_copy(tmp_path: Path, s3_prefix
     got = ds.dataset(path, filesystem=fs).to_table().to_pandas()
     assert sorted(got["v"].tolist()) == [0, 1, 2, 100, 101, 102]
     with fs.open_input_stream(f"{path}/_SUCCESS") as f:
-        assert json.loads(f.read())["run_id"] == record["run_id"]
+        assert json.loads(f.read())["run_id"] == record.run_id
     with pytest.raises(OutputError, match="not empty"):
         run(copy_job(tmp_path, 3, {"uri": output}), store=f"{s3_prefix}/store")
 
@@ -325,13 +326,14 @@ def test_tasks_that_disagree_on_columns_are_unified_for_the_next_stage_and_reade
     """Without an output: the reduce stage reads the unified schema and the store's final files read as one."""
     record = run(drift_job(tmp_path, None))
     expected = _sorted(drift_oracle(tmp_path / "data"))
-    files = record["output"]["files"]
+    files = record.output.files
     by_duckdb = duckdb.connect().execute("select * from read_parquet($f)", {"f": files}).df()
     by_dataset = ds.dataset(files).to_table().to_pandas()
     for got in (by_duckdb, by_dataset):
         assert _sorted(got[["k", "n", "s", "x", "t"]]) == expected
-    manifest = json.loads((tmp_path / "store" / layout.stage_manifest(record["run_id"], "map")).read_text())
-    assert manifest["schema"].splitlines() == ["k: string", "v: int64", "extra: double"]
+    manifest_path = tmp_path / "store" / layout.stage_manifest(record.run_id, "map")
+    manifest = StageManifest.from_json(manifest_path.read_text())
+    assert manifest.schema.splitlines() == ["k: string", "v: int64", "extra: double"]
 
 
 def test_final_files_that_disagree_are_published_with_one_schema(tmp_path: Path) -> None:
@@ -346,7 +348,7 @@ def test_final_files_that_disagree_are_published_with_one_schema(tmp_path: Path)
     assert len(got) == 32 and got["extra"].notna().sum() == 8 and got["v"].notna().sum() == 24
     assert pd.read_parquet(tmp_path / "out").shape == (32, 3)
     # the store's own final files (the run record's) read as one dataset too
-    files = record["output"]["files"]
+    files = record.output.files
     assert duckdb.connect().execute("select count(*) from read_parquet($f)", {"f": files}).fetchall()[0][0] == 32
 
 
@@ -368,8 +370,8 @@ def test_a_lossy_disagreement_fails_the_stage_naming_column_types_and_tasks(tmp_
     for part in ("stage 'map'", "'v'", "int64 in task 0", "string in task 1", "'schema'", "csv.schema"):
         assert part in message
     runs = os.listdir(tmp_path / "store" / "runs")
-    record = json.loads((tmp_path / "store" / "runs" / runs[0] / "run.json").read_text())
-    assert record["status"] == "failed" and [s["name"] for s in record["stages"]] == ["map"]
+    record = RunRecord.from_json((tmp_path / "store" / "runs" / runs[0] / "run.json").read_text())
+    assert record.status == "failed" and [s.name for s in record.stages] == ["map"]
 
 
 # ---- empty tasks ------------------------------------------------------------------------------------------------
@@ -419,12 +421,13 @@ def empty_job(tmp_path: Path, keep_above: int, partitions: int, output: bool = T
 def test_empty_reduce_tasks_do_not_start_the_program(tmp_path: Path) -> None:
     record = run(empty_job(tmp_path, 0, 16, output=False))
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    commits = json.loads((tmp_path / "store" / layout.stage_manifest(record["run_id"], "map")).read_text())["commits"]
-    non_empty = {p for c in commits for p, rows in enumerate(c["partition_rows"]) if rows}
+    manifest_path = tmp_path / "store" / layout.stage_manifest(record.run_id, "map")
+    commits = StageManifest.from_json(manifest_path.read_text()).commits
+    non_empty = {p for c in commits for p, rows in enumerate(c.partition_rows) if rows}
     assert {e["task"] for e in log} == non_empty and len(log) == len(non_empty) <= 3
     assert all(e["rows"] > 0 for e in log)
     query = "select k, s, n from read_parquet($f)"
-    got = duckdb.connect().execute(query, {"f": record["output"]["files"]}).fetchall()
+    got = duckdb.connect().execute(query, {"f": record.output.files}).fetchall()
     assert sorted(got, key=str) == sorted([("a", 4, 2), ("b", 2, 1), (None, 4, 1)], key=str)
 
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from click.testing import CliRunner, Result
 
 import babelmr as babelmr_api
 from babelmr.cli import main
+from babelmr.spec import Fingerprint, LiveState, RunRecord
 from babelmr.store import open_store
 
 ENGINE = str(Path(__file__).resolve().parents[1] / "engine")
@@ -94,7 +96,7 @@ def oracle(folder: Path) -> tuple:
     return checksum(sorted(str(p) for p in (folder / "data").glob("*.parquet")))
 
 
-def record(store: Path, run_id: str) -> dict[str, Any]:
+def record(store: Path, run_id: str) -> RunRecord:
     from babelmr.coordinator.records import read_record
 
     return read_record(open_store(str(store)), run_id)
@@ -137,12 +139,12 @@ def test_sigkilled_coordinator_is_resumed_running_only_uncommitted_tasks(tmp_pat
         proc.wait()
     (tmp_path / "release").touch()  # the orphaned programs exit; their workers are gone: nothing commits
     run_id = only_run(store)
-    assert record(store, run_id)["status"] == "running"
+    assert record(store, run_id).status == "running"
     status = cli("status", run_id, "--store", str(store)).stdout
     assert "coordinator died" in status and "babelmr resume" in status, status
     cli("wait", run_id, "--store", str(store), check=1)
     assert "marked interrupted" in cli("stop", run_id, "--store", str(store)).stderr
-    assert record(store, run_id)["status"] == "interrupted"
+    assert record(store, run_id).status == "interrupted"
 
     before = len(invocations(tmp_path))
     cli("resume", run_id, "--store", str(store))
@@ -150,13 +152,13 @@ def test_sigkilled_coordinator_is_resumed_running_only_uncommitted_tasks(tmp_pat
     assert sorted(t for s, t in rerun if s == "map") == [2, 3]  # tasks 0 and 1 had commit records
     assert sorted(t for s, t in rerun if s == "reduce") == [0, 1, 2]
     rec = record(store, run_id)
-    assert rec["status"] == "succeeded" and len(rec["resumes"]) == 1
-    assert rec["resumes"][0]["previous_status"] == "interrupted"
-    assert rec["stages"][0]["resumed_tasks"] == [0, 1]
-    assert {c["task"] for c in rec["stages"][0]["committed"]} == {0, 1, 2, 3}
-    assert checksum(rec["output"]["files"]) == oracle(tmp_path)
+    assert rec.status == "succeeded" and len(rec.resumes) == 1
+    assert rec.resumes[0].previous_status == "interrupted"
+    assert rec.stages[0].resumed_tasks == [0, 1]
+    assert {c.task for c in rec.stages[0].committed} == {0, 1, 2, 3}
+    assert checksum(rec.output.files) == oracle(tmp_path)
     # no file of an attempt that did not commit is left in the stage's data
-    committed = {c["uri"] for c in rec["stages"][0]["committed"]}
+    committed = {c.uri for c in rec.stages[0].committed}
     assert {str(p) for p in (store / "runs" / run_id / "stages/map/data").iterdir()} == committed
     shown = cli("show", run_id, "--store", str(store)).stdout
     assert "resumed at" in shown
@@ -182,7 +184,7 @@ def fix_command(job: Path) -> None:
 def test_a_failed_run_resumes_with_a_fixed_command_and_reruns_only_the_failed_task(tmp_path: Path) -> None:
     """A program bug fixed in the job file: the resume runs the map tasks without commit records, then the rest."""
     job, store, run_id = failing_run(tmp_path)
-    assert record(store, run_id)["status"] == "failed"
+    assert record(store, run_id).status == "failed"
     before = len(invocations(tmp_path))
     committed = sorted(int(p.stem[1:]) for p in (store / "runs" / run_id / "stages/map/commits").iterdir())
     assert committed == [0]  # one task at a time: the run stopped at task 1's failure
@@ -191,11 +193,11 @@ def test_a_failed_run_resumes_with_a_fixed_command_and_reruns_only_the_failed_ta
     rerun = invocations(tmp_path)[before:]
     assert sorted(t for s, t in rerun if s == "map") == [1, 2, 3]  # all but the committed one
     rec = record(store, run_id)
-    assert rec["status"] == "succeeded" and rec["resumes"][0]["previous_status"] == "failed"
-    assert rec["resumes"][0]["command_changed"] is True
-    assert checksum(rec["output"]["files"]) == oracle(tmp_path)
+    assert rec.status == "succeeded" and rec.resumes[0].previous_status == "failed"
+    assert rec.resumes[0].command_changed is True
+    assert checksum(rec.output.files) == oracle(tmp_path)
     # the resumed attempt continues the numbering: attempt 2 (attempt 1 failed before the resume)
-    assert [(c["task"], c["attempt"]) for c in rec["stages"][0]["committed"]] == [(0, 1), (1, 2), (2, 1), (3, 1)]
+    assert [(c.task, c.attempt) for c in rec.stages[0].committed] == [(0, 1), (1, 2), (2, 1), (3, 1)]
     cli("resume", run_id, "--store", str(store), check=1)  # succeeded: nothing to resume
 
 
@@ -223,12 +225,12 @@ def test_resume_refuses_changed_inputs_or_partitioning_unless_forced(tmp_path: P
     refused = cli("resume", run_id, "--store", str(store), check=1)
     assert "cannot be resumed" in refused.stderr and "--force" in refused.stderr
     assert (change if change.startswith("partition") else "p") in refused.stderr
-    assert record(store, run_id)["status"] == "failed" and not record(store, run_id).get("resumes")
+    assert record(store, run_id).status == "failed" and not record(store, run_id).resumes
     cli("resume", run_id, "--store", str(store), "--force")
     rec = record(store, run_id)
-    assert rec["status"] == "succeeded" and rec["resumes"][0]["forced"]
+    assert rec.status == "succeeded" and rec.resumes[0].forced
     if change.startswith("partition"):  # every map task's plan changed: all ran again, and the result is exact
-        assert checksum(rec["output"]["files"]) == oracle(tmp_path)
+        assert checksum(rec.output.files) == oracle(tmp_path)
 
 
 def test_run_detach_then_logs_follow_and_wait(tmp_path: Path) -> None:
@@ -245,7 +247,7 @@ def test_run_detach_then_logs_follow_and_wait(tmp_path: Path) -> None:
         for t in range(tasks):
             assert f"==> stage {stage} task {t} attempt 1 stderr <==\nhello from {stage} task {t}\n" in follow.stdout
     cli("wait", run_id, "--store", str(store))
-    assert record(store, run_id)["status"] == "succeeded"
+    assert record(store, run_id).status == "succeeded"
     assert (store / "runs" / run_id / "coordinator.log").stat().st_size > 0
     one = cli("logs", run_id, "--store", str(store), "--stage", "reduce", "--task", "1").stdout
     assert one == "==> stage reduce task 1 attempt 1 stderr <==\nhello from reduce task 1\n"
@@ -271,8 +273,8 @@ def test_stop_interrupts_a_detached_run_which_then_resumes(tmp_path: Path) -> No
     assert babelmr("resume", run_id, "--store", str(store), "--detach").stdout.strip() == run_id
     cli("wait", run_id, "--store", str(store))
     rec = record(store, run_id)
-    assert rec["status"] == "succeeded" and rec["resumes"][0]["previous_status"] == "interrupted"
-    assert checksum(rec["output"]["files"]) == oracle(tmp_path)
+    assert rec.status == "succeeded" and rec.resumes[0].previous_status == "interrupted"
+    assert checksum(rec.output.files) == oracle(tmp_path)
 
 
 @pytest.mark.s3
@@ -299,8 +301,8 @@ def test_resume_on_s3_refuses_a_same_size_rewrite_of_an_input_then_resumes_exact
     from babelmr.coordinator.records import list_runs
 
     (run_id,) = list_runs(open_store(f"{s3_prefix}/store"))
-    fp = json.loads(open_store(f"{s3_prefix}/store").read_bytes(f"runs/{run_id}/fingerprint.json"))
-    (listed,) = fp["inputs"].values()
+    fp = Fingerprint.from_json(open_store(f"{s3_prefix}/store").read_bytes(f"runs/{run_id}/fingerprint.json"))
+    (listed,) = fp.inputs.values()
     assert len({e[3] for e in listed}) == 4 and all(e[3] for e in listed)  # each object's ETag (multipart: md5-N)
     fix_command(job)
     flipped = bytearray(originals["p2.parquet"])
@@ -314,7 +316,7 @@ def test_resume_on_s3_refuses_a_same_size_rewrite_of_an_input_then_resumes_exact
     # restored: the same bytes have the same ETag, so the input is the one planned and the resume goes on
     cli("resume", run_id, "--store", f"{s3_prefix}/store")
     run = babelmr_api.open_run(run_id, f"{s3_prefix}/store")
-    assert run.status == "succeeded" and run.record["resumes"][0]["previous_status"] == "failed"
+    assert run.status == "succeeded" and run.record.resumes[0].previous_status == "failed"
     result = run.read_table()  # noqa: F841 - DuckDB reads the Arrow table by its name
     assert duckdb.sql(CHECKSUM.format(source="result")).fetchall()[0] == oracle(tmp_path)
 
@@ -338,8 +340,8 @@ def test_run_detach_logs_follow_and_wait_on_docker(base_image, tmp_path: Path) -
             assert f"==> stage {stage} task {t} attempt 1 stderr <==\nhello from {stage} task {t}\n" in follow.stdout
     cli("wait", run_id, "--store", str(store))
     rec = record(store, run_id)
-    assert rec["status"] == "succeeded" and rec["backend"] == "docker"
-    assert checksum(rec["output"]["files"]) == oracle(tmp_path)
+    assert rec.status == "succeeded" and rec.backend == "docker"
+    assert checksum(rec.output.files) == oracle(tmp_path)
 
 
 def test_a_coordinator_on_another_host_is_dead_only_when_its_heartbeat_is_stale() -> None:
@@ -348,11 +350,16 @@ def test_a_coordinator_on_another_host_is_dead_only_when_its_heartbeat_is_stale(
     from babelmr.settings import settings
 
     now = time.time()
-    record = {"status": "running", "host": "elsewhere", "pid": 1, "updated_at": now - 3600}
-    assert coordinator_state(record, {"updated_at": now - 1, "pid": 1}, now) == "alive"
+    record = RunRecord(run_id="r", job="j", job_file="j.json", store="s", backend="local", status="running",
+                       started_at=now - 7200, host="elsewhere", pid=1, updated_at=now - 3600)
+
+    def live(updated_at: float, pid: int = 1) -> LiveState:
+        return LiveState(run_id="r", pid=pid, host=record.host, updated_at=updated_at, interval=2.0)
+
+    assert coordinator_state(record, live(now - 1), now) == "alive"
     stale = now - settings().heartbeat_stale_seconds - 1
-    assert coordinator_state(record, {"updated_at": stale, "pid": 1}, now) == "dead"
+    assert coordinator_state(record, live(stale), now) == "dead"
     assert coordinator_state(record, None, now) == "dead"  # no heartbeat, an old record
-    here = {**record, "host": os.uname().nodename, "pid": 2**22 + 12345}  # above pid_max: no such process
-    assert coordinator_state(here, {"updated_at": now, "pid": here["pid"]}, now) == "dead"
-    assert coordinator_state({**record, "status": "failed"}, None, now) == "ended"
+    here = replace(record, host=os.uname().nodename, pid=2**22 + 12345)  # above pid_max: no such process
+    assert coordinator_state(here, live(now, here.pid), now) == "dead"
+    assert coordinator_state(replace(record, status="failed"), None, now) == "ended"

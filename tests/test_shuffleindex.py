@@ -70,8 +70,8 @@ def test_each_partition_footer_reads_exactly_its_rows(tmp_path: Path, n: int, pa
             found = shuffleindex.read_partition(handle, p)
             assert found is not None
             metadata, count = found
-            assert count == partitions and metadata.num_rows == index["rows"][p]
-            assert metadata.num_row_groups == len(index["row_groups"][p])
+            assert count == partitions and metadata.num_rows == index.rows[p]
+            assert metadata.num_row_groups == len(index.row_groups[p])
             part = pq.ParquetFile(handle, metadata=metadata).read() if metadata.num_row_groups else None
             rows = sorted(part.column("row").to_pylist()) if part is not None else []
             assert rows == partition_rows_through_footer(path, p)
@@ -127,7 +127,7 @@ def test_a_file_without_partition_footers_is_read_through_its_footer(tmp_path: P
     for p in range(4):
         inp = TaskInput("x", "stage", "parquet", [FileSlice(str(old))], partition=p)
         got = import_input(inp, str(tmp_path / f"in{p}.parquet"), "parquet")
-        assert got.rows == index["rows"][p]
+        assert got.rows == index.rows[p]
 
 
 def test_a_partition_beyond_the_files_count_is_an_input_error(tmp_path: Path) -> None:
@@ -183,7 +183,7 @@ def test_partition_footers_are_read_from_s3_at_many_partitions(s3_prefix: str, t
     for p in (0, 499, 999):
         inp = TaskInput("x", "stage", "parquet", [FileSlice(uri)], partition=p)
         got = import_input(inp, str(tmp_path / f"in{p}.parquet"), "parquet")
-        assert got.rows == index["rows"][p]
+        assert got.rows == index.rows[p]
         rows = pq.read_table(got.path).column("row").to_pylist() if got.rows else []
         assert sorted(rows) == sorted(partition_rows_through_footer_fs(fs, path, p))
 

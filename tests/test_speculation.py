@@ -30,15 +30,15 @@ def _run(tmp_path: Path, speculation: object, run_id: str) -> tuple[dict, float]
 
 def test_a_backup_attempt_beats_a_straggler(tmp_path: Path) -> None:
     record, _ = _run(tmp_path, {"min_seconds": 1}, "spec-wins")
-    stage = record["stages"][0]
-    assert stage["seconds"] < 20, f"the 30 s straggler held the stage: {stage['seconds']:.1f} s"
-    assert stage["speculation"] == {"backups": 1, "won": 1}
-    backup = stage["task_attempts"]
-    won = next(c for c in stage["committed"] if c["task"] == 0)
-    assert won["attempt"] == 2 + 2, "the backup's attempt number follows every regular one (retries 2)"
-    slow = next(a for a in backup if a["task"] == 0 and a["attempt"] == 1)
-    assert slow["status"] == "error" and "stopped" in slow["error"]
-    assert checksum(record["output"]["files"]) == data_checksum(tmp_path)
+    stage = record.stages[0]
+    assert stage.seconds < 20, f"the 30 s straggler held the stage: {stage.seconds:.1f} s"
+    assert stage.speculation == {"backups": 1, "won": 1}
+    backup = stage.task_attempts
+    won = next(c for c in stage.committed if c.task == 0)
+    assert won.attempt == 2 + 2, "the backup's attempt number follows every regular one (retries 2)"
+    slow = next(a for a in backup if a.task == 0 and a.attempt == 1)
+    assert slow.status == "error" and "stopped" in (slow.error or "")
+    assert record.output is not None and checksum(record.output.files) == data_checksum(tmp_path)
     assert leftover_processes("spec-wins") == []
     data = list((tmp_path / ".babelmr" / "runs" / "spec-wins" / "stages" / "map" / "data").iterdir())
     assert len(data) == 4, f"the loser's data file must be gone: {data}"
@@ -50,9 +50,9 @@ def test_speculation_false_waits_for_the_straggler(tmp_path: Path) -> None:
     job = load_job(str(make_job(tmp_path, files=4, map_command=short, map_options={"speculation": False})))
     with LocalBackend(concurrency=4) as backend:
         record = run_job(job, backend, run_id="spec-off")
-    assert record["stages"][0]["speculation"] == {"backups": 0, "won": 0}
-    assert record["stages"][0]["seconds"] >= 3
-    assert checksum(record["output"]["files"]) == data_checksum(tmp_path)
+    assert record.stages[0].speculation == {"backups": 0, "won": 0}
+    assert record.stages[0].seconds >= 3
+    assert record.output is not None and checksum(record.output.files) == data_checksum(tmp_path)
 
 
 def _state(seconds_running: float) -> Attempts:

@@ -45,13 +45,12 @@ def test_read_status_takes_the_last_line_and_ignores_partial_prefixes(tmp_path: 
 
 
 def test_a_running_stage_forwards_status_lines_to_the_progress_display(tmp_path: Path) -> None:
-    """The coordinator reads the status lines workers publish in the store and keeps them in the record."""
-    import json
-
-    from babelmr.coordinator.live import LiveRecord
+    """The coordinator reads the status lines workers publish in the store and keeps them in its live state."""
+    from babelmr.coordinator.live import LiveWriter
+    from babelmr.coordinator.records import read_live
     from babelmr.coordinator.run import StageProgress
     from babelmr.job.model import Stage
-    from babelmr.spec import TaskResult
+    from babelmr.spec import TaskResult, TaskSpec, TaskStats
     from babelmr.store import layout, open_store
 
     class Recorder(StageProgress):
@@ -62,19 +61,23 @@ def test_a_running_stage_forwards_status_lines_to_the_progress_display(tmp_path:
             self.seen.append((stage.name, task, text))
 
     store = open_store(str(tmp_path / "store"))
-    record = {"run_id": "r-20260101-000000-abcdef", "status": "running", "stages": []}
+    run_id = "r-20260101-000000-abcdef"
     inner = Recorder()
-    live = LiveRecord(inner, store, record)
+    live = LiveWriter(inner, store, run_id).start()
     stage = Stage(name="map", inputs=(), command=("true",))
     live.stage_started(stage, 2)
-    store.write_bytes(layout.task_status(record["run_id"], "map", 0, 1), b"half way")
-    store.write_bytes(layout.task_status(record["run_id"], "map", 1, 1), b"starting")
-    live.task_finished(stage, TaskResult("ok", "map", 1, 1, stats={"status_line": "done"}))
+    for task in (0, 1):
+        live.task_started(stage, TaskSpec(run_id, "j", "map", task, 1, store.uri, [], ["true"]))
+    store.write_bytes(layout.task_status(run_id, "map", 0, 1), b"half way")
+    store.write_bytes(layout.task_status(run_id, "map", 1, 1), b"starting")
+    live.task_finished(stage, TaskResult("ok", "map", 1, 1, stats=TaskStats(status_line="done")))
     live._poll_status()
     live._write()
     assert inner.seen == [("map", 0, "half way")]  # task 1 has finished: its status is in its attempt
-    stored = json.loads(store.read_bytes(layout.run_record(record["run_id"])))
-    assert stored["running_stage"]["status_lines"] == {"0": "half way"}
-    assert stored["running_stage"]["tasks"] == 2 and stored["running_stage"]["task_attempts"][0]["final"] is True
+    stored = read_live(store, run_id)
+    assert stored is not None and stored.stage is not None and not stored.ended
+    assert stored.stage.status_lines == {"0": "half way"} and stored.stage.running == [0]
+    assert stored.stage.tasks == 2 and stored.stage.done == 1 and stored.stage.task_attempts[0].final is True
     live.close()
-    assert "running_stage" not in record
+    ended = read_live(store, run_id)
+    assert ended is not None and ended.ended and ended.stage is None

@@ -15,6 +15,7 @@ from babelmr.coordinator.run import run_job
 from babelmr.errors import JobFailed, JobFileError
 from babelmr.job import load_job
 from babelmr.job.loader import validate_job_data
+from babelmr.spec import RunRecord
 from conftest import write_job, write_program
 
 # A reducer as a plain streaming loop: one row at a time, one group in memory, failing loudly when the
@@ -84,8 +85,8 @@ def _data(folder: Path) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def _output(record: dict) -> pa.Table:
-    return pa.concat_tables(pq.read_table(f) for f in record["output"]["files"])
+def _output(record: RunRecord) -> pa.Table:
+    return pa.concat_tables(pq.read_table(f) for f in record.output.files)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
@@ -140,7 +141,7 @@ def test_sort_on_an_external_input_sorts_each_share(tmp_path: Path) -> None:
         record = run_job(load_job(str(path)), backend)
     finally:
         backend.close()
-    files = record["output"]["files"]
+    files = record.output.files
     assert len(files) == 2
     for f in files:
         got = pq.read_table(f)
@@ -194,7 +195,7 @@ print(os.environ["MR_MODE"], sys.argv[-1], file=sys.stderr)
 '''
 
 
-def _words_job(tmp_path: Path, combiner: bool) -> dict:
+def _words_job(tmp_path: Path, combiner: bool) -> RunRecord:
     data = tmp_path / "text"
     data.mkdir(exist_ok=True)
     for i in range(3):
@@ -224,11 +225,11 @@ def test_the_combiner_shrinks_the_shuffle_not_the_result(tmp_path: Path) -> None
     words = duckdb.sql(f"SELECT unnest(string_split(line, ' ')) AS word FROM read_csv('{tmp_path}/text/*.csv')")  # noqa: F841 - DuckDB reads the local variable
     want = duckdb.sql("SELECT word, count(*) AS count FROM words GROUP BY word ORDER BY word").fetchall()
     assert [tuple(r.values()) for r in _output(combined).sort_by("word").to_pylist()] == want
-    summary = combined["stages"][0]
-    assert summary["combine_rows_in"] == 3 * 300 * 3  # every (word, 1) the maps wrote
-    assert summary["combine_rows_out"] == summary["rows_out"] <= 3 * 13
-    assert "combine_rows_in" not in plain["stages"][0]
-    assert summary["bytes_out"] < plain["stages"][0]["bytes_out"]
+    summary = combined.stages[0]
+    assert summary.combine_rows_in == 3 * 300 * 3  # every (word, 1) the maps wrote
+    assert summary.combine_rows_out == summary.rows_out <= 3 * 13
+    assert plain.stages[0].combine_rows_in is None and "combine_rows_in" not in plain.stages[0].to_dict()
+    assert summary.bytes_out < plain.stages[0].bytes_out
 
 
 def test_a_failing_combiner_fails_the_task_with_its_stderr(tmp_path: Path) -> None:

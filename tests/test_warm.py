@@ -115,15 +115,15 @@ def test_one_program_serves_many_tasks_with_the_same_output_as_cold(job, tmp_pat
     cold = job(9, warm_=False)
     assert cold.status == "ok"
     for r in (warm_results[0], cold):
-        assert r.commit["partition_rows"] == warm_results[1].commit["partition_rows"]
-    assert pq.read_table(cold.commit["uri"]).equals(pq.read_table(warm_results[0].commit["uri"]))
+        assert r.commit.partition_rows == warm_results[1].commit.partition_rows
+    assert pq.read_table(cold.commit.uri).equals(pq.read_table(warm_results[0].commit.uri))
 
 
 def test_counters_are_per_task(job) -> None:
     results = [job(t) for t in range(3)]
-    assert [r.stats["counters"] for r in results] == [
+    assert [r.stats.counters for r in results] == [
         {"warm.calls": 1, "warm.task": t + 1} for t in range(3)]
-    assert [r.commit["counters"] for r in results] == [r.stats["counters"] for r in results]
+    assert [r.commit.counters for r in results] == [r.stats.counters for r in results]
 
 
 def test_a_crash_fails_the_task_and_the_next_task_gets_a_fresh_program(job, tmp_path: Path) -> None:
@@ -184,8 +184,8 @@ def test_memory_is_the_programs_peak_during_the_task(job) -> None:
     small = job(0)
     big = job(1, acts={"1": "grow"})
     assert big.status == "ok"
-    assert big.stats["program_peak_rss_bytes"] >= small.stats["program_peak_rss_bytes"] + (150 << 20)
-    assert small.stats["program_peak_rss_bytes"] > 0
+    assert big.stats.program_peak_rss_bytes >= small.stats.program_peak_rss_bytes + (150 << 20)
+    assert small.stats.program_peak_rss_bytes > 0
 
 
 def test_a_job_with_a_warm_stage_runs_on_the_local_backend(tmp_path: Path) -> None:

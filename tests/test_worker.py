@@ -67,7 +67,7 @@ def run_in_process(tmp_path: Path, program: str, *, fmt: str = "parquet", schema
 
 def exported(result: TaskResult) -> pa.Table:
     assert result.status == "ok", result.error
-    return pq.read_table(result.commit["uri"])
+    return pq.read_table(result.commit.uri)
 
 
 WRITE_EMPTY_PARQUET = """

@@ -15,6 +15,7 @@ from babelmr.backends import get_backend
 from babelmr.backends.containers import ContainerLimits
 from babelmr.coordinator.run import run_job
 from babelmr.job import load_job
+from babelmr.spec import RunRecord
 from benchmarks.common import ROOT, Context, Result
 
 
@@ -47,16 +48,17 @@ def read_output(uri: str) -> pd.DataFrame:
     return pq.read_table(path, filesystem=fs).to_pandas()
 
 
-def timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
+def timeline(record: RunRecord) -> list[dict[str, Any]]:
     """Per committed task attempt: stage, task, start and the import/program/export seconds."""
     rows = []
-    for stage in record["stages"]:
-        for a in stage["task_attempts"]:
-            if a["status"] == "ok":
-                rows.append({"stage": stage["name"], "task": a["task"], "start": a["started_at"] - record["started_at"],
-                             "import": a.get("import_seconds", 0), "program": a.get("program_seconds", 0),
-                             "export": a.get("export_seconds", 0),
-                             "end": a.get("finished_at", a["started_at"]) - record["started_at"]})
+    for stage in record.stages:
+        for a in stage.task_attempts:
+            st = a.stats
+            if a.status == "ok" and st.started_at is not None:
+                rows.append({"stage": stage.name, "task": a.task, "start": st.started_at - record.started_at,
+                             "import": st.import_seconds or 0, "program": st.program_seconds or 0,
+                             "export": st.export_seconds or 0,
+                             "end": (st.finished_at or st.started_at) - record.started_at})
     return rows
 
 
@@ -72,10 +74,12 @@ def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = 
         start = time.perf_counter()
         record = run_job(job, b)
         seconds = time.perf_counter() - start
-    answer = pd.concat([read_output(f) for f in record["output"]["files"]], ignore_index=True)
-    engine = {k: sum(s[f"{k}_seconds"] for s in record["stages"]) for k in ("import", "program", "export")}
-    return Result(seconds, answer, engine, timeline(record),
-                  max(s["engine_peak_rss_bytes"] for s in record["stages"]))
+    assert record.output is not None
+    answer = pd.concat([read_output(f) for f in record.output.files], ignore_index=True)
+    engine = {"import": sum(s.import_seconds for s in record.stages),
+              "program": sum(s.program_seconds for s in record.stages),
+              "export": sum(s.export_seconds for s in record.stages)}
+    return Result(seconds, answer, engine, timeline(record), max(s.engine_peak_rss_bytes for s in record.stages))
 
 
 def local(ctx: Context) -> Result:

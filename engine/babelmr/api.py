@@ -14,7 +14,7 @@ from its run record. docs/api.md has the details.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,101 +27,18 @@ from babelmr.coordinator.records import new_run_id, read_record
 from babelmr.coordinator.run import StageProgress, run_job
 from babelmr.errors import BabelMRError
 from babelmr.job import Job, load_job
-from babelmr.spec import PARTITION_INDEX_KEY
+from babelmr.spec import PARTITION_INDEX_KEY, AttemptRecord, CommittedFile, RunRecord, StageRecord
 from babelmr.store import filesystem_for, open_store
 from babelmr.units import parse_size
 
 __all__ = ["CommittedFile", "Run", "StageSummary", "TaskAttempt", "load_job", "open_run", "resume", "run"]
 
-_STAT_FIELDS = ("task", "attempt", "status", "error")
+# The run record's own types are the API's: a stage's summary is its entry in the run record (babelmr.spec).
+StageSummary = StageRecord
+TaskAttempt = AttemptRecord
 
 
-@dataclass(frozen=True)
-class TaskAttempt:
-    """One attempt of one task: its outcome (``ok``, ``duplicate`` or ``error``) and the worker's stats."""
-
-    task: int
-    attempt: int
-    status: str
-    error: str | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def counters(self) -> dict[str, int]:
-        """The program's ``reporter:counter:`` totals in this attempt."""
-        return dict(self.stats.get("counters") or {})
-
-
-@dataclass(frozen=True)
-class CommittedFile:
-    """The output file a task's commit record publishes: the one attempt of the task downstream reads."""
-
-    task: int
-    attempt: int
-    uri: str
-    rows: int
-    bytes: int
-    counters: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StageSummary:
-    """What one stage did: tasks, attempts, rows and bytes, time split, and its committed files."""
-
-    name: str
-    status: str
-    tasks: int
-    attempts: int
-    retries: int
-    seconds: float
-    rows_in: int
-    bytes_in: int
-    rows_out: int
-    bytes_out: int
-    import_seconds: float
-    program_seconds: float
-    export_seconds: float
-    engine_peak_rss_bytes: int
-    program_peak_rss_bytes: int
-    inputs: dict[str, list[str]]
-    committed: list[CommittedFile]
-    task_attempts: list[TaskAttempt]
-    speculation: dict[str, int] = field(default_factory=dict)  # backup attempts launched ("backups") and "won"
-
-    @property
-    def output_files(self) -> list[str]:
-        """URIs of the stage's committed output, one Parquet file per task, in task order."""
-        return [c.uri for c in self.committed]
-
-    @property
-    def counters(self) -> dict[str, int]:
-        """Program counters summed over the attempts that committed (as Hadoop counts successful tasks).
-
-        They come from the commit records, so a winner whose reply was lost still counts, once.
-        """
-        return _sum_counters(c.counters for c in self.committed)
-
-    @classmethod
-    def from_record(cls, data: dict[str, Any]) -> StageSummary:
-        """A stage entry of a run record."""
-        attempts = [TaskAttempt(t["task"], t["attempt"], t["status"], t.get("error"),
-                                {k: v for k, v in t.items() if k not in _STAT_FIELDS})
-                    for t in data.get("task_attempts", [])]
-        committed = [CommittedFile(c["task"], c["attempt"], c["uri"], c["rows"], c["bytes"], c.get("counters", {}))
-                     for c in data.get("committed", [])]
-        return cls(
-            name=data["name"], status=data.get("status", "running"), tasks=data["tasks"],
-            attempts=data["attempts"], retries=data["retries"], seconds=data["seconds"],
-            rows_in=data["rows_in"], bytes_in=data["bytes_in"], rows_out=data["rows_out"],
-            bytes_out=data["bytes_out"], import_seconds=data["import_seconds"],
-            program_seconds=data["program_seconds"], export_seconds=data["export_seconds"],
-            engine_peak_rss_bytes=data.get("engine_peak_rss_bytes", 0),
-            program_peak_rss_bytes=data.get("program_peak_rss_bytes", 0), inputs=data.get("inputs", {}),
-            committed=committed, task_attempts=attempts, speculation=data.get("speculation", {}),
-        )
-
-
-def _sum_counters(parts: Any) -> dict[str, int]:
+def _sum_counters(parts: Iterable[dict[str, int]]) -> dict[str, int]:
     total: dict[str, int] = {}
     for counters in parts:
         for name, amount in counters.items():
@@ -145,18 +62,18 @@ class Run:
     output_stage: str | None
     output_files: list[str]
     error: str | None
-    record: dict[str, Any] = field(repr=False, compare=False)
+    record: RunRecord = field(repr=False, compare=False)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Run:
+    def from_record(cls, record: RunRecord) -> Run:
         """The run a run record (``runs/<run>/run.json``) describes."""
-        output = record.get("output") or {}
+        output = record.output
         return cls(
-            run_id=record["run_id"], job=record["job"], status=record["status"], backend=record["backend"],
-            store=record["store"], started_at=record["started_at"], finished_at=record.get("finished_at"),
-            seconds=record.get("seconds"), stages=[StageSummary.from_record(s) for s in record["stages"]],
-            output_stage=output.get("stage"), output_files=list(output.get("files", [])),
-            error=record.get("error"), record=record,
+            run_id=record.run_id, job=record.job, status=record.status, backend=record.backend,
+            store=record.store, started_at=record.started_at, finished_at=record.finished_at,
+            seconds=record.seconds, stages=list(record.stages),
+            output_stage=output.stage if output else None, output_files=list(output.files) if output else [],
+            error=record.error, record=record,
         )
 
     @property
@@ -272,13 +189,13 @@ def resume(run_id: str, store: str = ".babelmr", *, backend: str | Backend | Non
     from babelmr.coordinator.records import read_record
 
     record = read_record(open_store(store), run_id)
-    job = load_job(record["job_file"], store=store)
-    chosen = backend or record["backend"]
+    job = load_job(record.job_file, store=store)
+    chosen = backend or record.backend
     try:
         if isinstance(chosen, Backend):
-            return Run.from_record(run_job(job, chosen, progress=progress, resume=record["run_id"], force=force))
+            return Run.from_record(run_job(job, chosen, progress=progress, resume=record.run_id, force=force))
         with get_backend(chosen, concurrency=concurrency) as b:
-            return Run.from_record(run_job(job, b, progress=progress, resume=record["run_id"], force=force))
+            return Run.from_record(run_job(job, b, progress=progress, resume=record.run_id, force=force))
     except BabelMRError as e:
-        e.run = _read_back(store, record["run_id"])
+        e.run = _read_back(store, record.run_id)
         raise

@@ -26,6 +26,7 @@ from babelmr.images import BASE_IMAGE
 from babelmr.job import job_schema, load_job
 from babelmr.job.model import OutputFormat
 from babelmr.settings import help_text, settings
+from babelmr.spec import RunOutput
 from babelmr.store import Store, filesystem_for, list_input_files, open_store
 from babelmr.store.s3 import describe_s3_error
 from babelmr.units import parse_size
@@ -150,10 +151,11 @@ def run(job_file: str, backend: str, store: str | None, concurrency: int | None,
             RichProgress(err) as progress:
         record = run_job(job, b, progress=progress, run_id=run_id, resume=resume_run, force=force)
     err.print(summary_table(record))
-    _print_output(err, record["output"])
-    err.print(f"run record: babelmr show {record['run_id']} --store {record['store']}", markup=False)
+    if record.output is not None:
+        _print_output(err, record.output)
+    err.print(f"run record: babelmr show {record.run_id} --store {record.store}", markup=False)
     if as_json:
-        click.echo(json.dumps(record, indent=2))
+        click.echo(record.to_json(indent=2))
 
 
 @main.command()
@@ -247,9 +249,8 @@ def runs(store: str) -> None:
     table.columns.insert(0, Column("run", no_wrap=True))
     for run_id in list_runs(s):
         r = read_record(s, run_id)
-        started = datetime.fromtimestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(run_id, r["status"], started, f"{r.get('seconds', 0):.1f}",
-                      str(len(r["stages"])), r["backend"])
+        started = datetime.fromtimestamp(r.started_at).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(run_id, r.status, started, f"{r.seconds or 0:.1f}", str(len(r.stages)), r.backend)
     console().print(table)
 
 
@@ -271,28 +272,28 @@ def show(run_id: str, store: str, as_json: bool, timeline: str | None) -> None:
 
         err.print(f"timeline: {save(record, timeline)}", markup=False, highlight=False)
     if as_json:
-        click.echo(json.dumps(record, indent=2))
+        click.echo(record.to_json(indent=2))
         return
     out = console()
     out.print(summary_table(record))
     report = run_cost(record)
     out.print(cost_table(report))
     out.print(report.summary(), markup=False, highlight=False)
-    if record.get("error"):
-        out.print("[red]error:[/]", record["error"], markup=True, highlight=False)
+    if record.error:
+        out.print("[red]error:[/]", record.error, markup=True, highlight=False)
     cli_runs.show_resumes_and_tolerated(out, record)
-    if record.get("output"):
-        _print_output(out, record["output"])
+    if record.output is not None:
+        _print_output(out, record.output)
 
 
-def _print_output(out: Console, output: dict) -> None:
+def _print_output(out: Console, output: RunOutput) -> None:
     """Where a run's result is: the published output location, else the final stage's files in the store."""
-    if output.get("uri"):
-        out.print(f"result: {output['rows']} rows in {len(output['parts'])} {output['format']} part(s) and "
-                  f"_SUCCESS at {output['uri']}", markup=False, highlight=False)
+    if output.uri:
+        out.print(f"result: {output.rows} rows in {len(output.parts or [])} {output.format} part(s) and "
+                  f"_SUCCESS at {output.uri}", markup=False, highlight=False)
         return
-    files = output["files"]
-    out.print(f"result: {len(files)} Parquet file(s) of stage {output['stage']!r}:", markup=False)
+    files = output.files
+    out.print(f"result: {len(files)} Parquet file(s) of stage {output.stage!r}:", markup=False)
     for f in files:
         out.print(f"  {f}", markup=False, highlight=False)
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from babelmr.job import Job
+from babelmr.spec import RunRecord
 from babelmr.store import open_store
 
 FC = TypeVar("FC", bound=Callable[..., Any])  # a click command function
@@ -57,21 +58,20 @@ def run_detached(job: Job, backend: str, concurrency: int | None, memory: str, e
               f"  babelmr wait {run_id} {s}\n  babelmr stop {run_id} {s}", markup=False, highlight=False)
 
 
-def show_resumes_and_tolerated(out: Any, record: dict[str, Any]) -> None:
+def show_resumes_and_tolerated(out: Any, record: RunRecord) -> None:
     """`babelmr show`: the run's resumes and the failed tasks its stages tolerated."""
     from datetime import datetime
 
-    for r in record.get("resumes", []):
-        at = datetime.fromtimestamp(r["at"]).strftime("%Y-%m-%d %H:%M:%S")
-        forced = f" (forced over {len(r.get('changes', []))} change(s))" if r.get("forced") else ""
-        out.print(f"resumed at {at} on {r.get('host')} after it {r.get('previous_status')}{forced}",
-                  markup=False, highlight=False)
-    for s in record.get("stages", []):
-        for f in s.get("tolerated_failures", []):
-            out.print(f"stage {s['name']!r}: task {f['task']} failed after {f['attempts']} attempt(s) (tolerated, "
-                      f"nothing published); its inputs: {', '.join(f['inputs']) or 'none'}", markup=False,
+    for r in record.resumes:
+        at = datetime.fromtimestamp(r.at).strftime("%Y-%m-%d %H:%M:%S")
+        forced = f" (forced over {len(r.changes)} change(s))" if r.forced else ""
+        out.print(f"resumed at {at} on {r.host} after it {r.previous_status}{forced}", markup=False, highlight=False)
+    for s in record.stages:
+        for f in s.tolerated_failures:
+            out.print(f"stage {s.name!r}: task {f.task} failed after {f.attempts} attempt(s) (tolerated, "
+                      f"nothing published); its inputs: {', '.join(f.inputs) or 'none'}", markup=False,
                       highlight=False)
-            first = (f.get("error") or "").splitlines()
+            first = (f.error or "").splitlines()
             if first:
                 out.print(f"  {first[0]}", markup=False, highlight=False)
 
@@ -98,8 +98,8 @@ def register(main: click.Group, run: click.Command) -> None:
         from babelmr.coordinator.records import read_record
 
         record = read_record(open_store(store), run_id)
-        ctx.invoke(run, job_file=record["job_file"], backend=backend or record["backend"], store=store,
-                   concurrency=concurrency, resume_run=record["run_id"], force=force, detach=detach,
+        ctx.invoke(run, job_file=record.job_file, backend=backend or record.backend, store=store,
+                   concurrency=concurrency, resume_run=record.run_id, force=force, detach=detach,
                    as_json=as_json)
 
     @main.command()

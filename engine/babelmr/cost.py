@@ -18,6 +18,7 @@ from typing import Any
 
 from babelmr.errors import BabelMRError
 from babelmr.settings import settings
+from babelmr.spec import AttemptRecord, RunRecord, StageRecord, TaskStats
 
 ARCHITECTURES = ("x86_64", "arm64")
 DEFAULT_ESTIMATE_MB = 2048  # `babelmr run --memory`'s default: the size a local run is priced at
@@ -87,17 +88,17 @@ _REPORT = re.compile(r"REPORT RequestId:.*?Billed Duration: (?P<billed>[\d.]+) m
                      r"(?:\s+Max Memory Used: (?P<used>\d+) MB)?")
 
 
-def lambda_report(log_tail: str) -> dict[str, Any]:
-    """Billed duration and memory size from a Lambda REPORT line (empty when the log has none)."""
+def lambda_report(log_tail: str, stats: TaskStats | None = None) -> TaskStats:
+    """``stats`` (default: new ones) with the billed duration and memory size of a Lambda REPORT line, if any."""
+    stats = TaskStats() if stats is None else stats
     match = None
     for match in _REPORT.finditer(log_tail):  # noqa: B007 - the last REPORT line is this invocation's
         pass
-    if match is None:
-        return {}
-    out: dict[str, Any] = {"lambda_billed_ms": float(match["billed"]), "lambda_memory_mb": int(match["mb"])}
-    if match["used"]:
-        out["lambda_max_memory_used_mb"] = int(match["used"])
-    return out
+    if match is not None:
+        stats.lambda_billed_ms, stats.lambda_memory_mb = float(match["billed"]), int(match["mb"])
+        if match["used"]:
+            stats.lambda_max_memory_used_mb = int(match["used"])
+    return stats
 
 
 @dataclass
@@ -139,44 +140,45 @@ class Usage:
                 "dollars": {arch: self.dollars(prices, arch) for arch in prices.gb_second}}
 
 
-def attempt_seconds(attempt: dict[str, Any]) -> tuple[float, bool]:
+def attempt_seconds(attempt: TaskStats) -> tuple[float, bool]:
     """Seconds an attempt is billed for, and whether that is Lambda's billed duration.
 
     Lambda: the REPORT line's billed duration. Otherwise the attempt's wall time in the worker (started to
     finished), rounded up to Lambda's 1 ms; older records without those times: import + program + export.
     """
-    if attempt.get("lambda_billed_ms") is not None:
-        return float(attempt["lambda_billed_ms"]) / 1000, True
-    started, finished = attempt.get("started_at"), attempt.get("finished_at")
+    if attempt.lambda_billed_ms is not None:
+        return attempt.lambda_billed_ms / 1000, True
+    started, finished = attempt.started_at, attempt.finished_at
     if started is not None and finished is not None:
-        seconds = max(0.0, float(finished) - float(started))
+        seconds = max(0.0, finished - started)
     else:
-        seconds = sum(float(attempt.get(k) or 0) for k in ("import_seconds", "program_seconds", "export_seconds"))
+        seconds = sum(s or 0.0 for s in (attempt.import_seconds, attempt.program_seconds, attempt.export_seconds))
     return math.ceil(seconds * 1000) / 1000, False
 
 
-def attempt_memory_mb(attempt: dict[str, Any], stage: dict[str, Any], prices: PriceTable) -> int:
+def attempt_memory_mb(attempt: TaskStats, stage: StageRecord, prices: PriceTable) -> int:
     """The memory size an attempt is priced at: Lambda's, the task's, the stage's, else the estimate size."""
-    if attempt.get("lambda_memory_mb"):
-        return int(attempt["lambda_memory_mb"])
-    for value in (attempt.get("memory_bytes"), stage.get("memory_bytes")):
+    if attempt.lambda_memory_mb:
+        return attempt.lambda_memory_mb
+    for value in (attempt.memory_bytes, stage.memory_bytes):
         if value:
             return max(1, int(value) // MB)
     return prices.estimate_memory_mb
 
 
-def stage_usage(stage: dict[str, Any], prices: PriceTable) -> Usage:
-    """The usage of every attempt of a stage record (failed and duplicate attempts are billed too)."""
+def stage_usage(stage: StageRecord, prices: PriceTable, attempts: list[AttemptRecord] | None = None) -> Usage:
+    """The usage of every attempt of a stage entry (or ``attempts``; failed and duplicate ones are billed too)."""
     usage = Usage(billed=True)
-    for attempt in stage.get("task_attempts") or []:
+    attempts = stage.task_attempts if attempts is None else attempts
+    for entry in attempts:
+        attempt = entry.stats
         seconds, billed = attempt_seconds(attempt)
         mb = attempt_memory_mb(attempt, stage, prices)
         one = Usage(task_seconds=seconds, gb_seconds=seconds * mb / 1024, invocations=1,
-                    requests={k: int(v) for k, v in (attempt.get("s3_requests") or {}).items() if v},
-                    bytes_read=int(attempt.get("bytes_in") or 0), bytes_written=int(attempt.get("bytes_out") or 0),
-                    billed=billed)
+                    requests={k: int(v) for k, v in attempt.s3_requests.items() if v},
+                    bytes_read=attempt.bytes_in or 0, bytes_written=attempt.bytes_out or 0, billed=billed)
         usage.add(one)
-    if not stage.get("task_attempts"):
+    if not attempts:
         usage.billed = False
     return usage
 
@@ -213,17 +215,18 @@ class CostReport:
         return f"this run cost {money} ({where}; Lambda billed duration)"
 
 
-def run_cost(record: dict[str, Any], prices: PriceTable | None = None) -> CostReport:
+def run_cost(record: RunRecord, prices: PriceTable | None = None) -> CostReport:
     """The cost report of a run record (tolerates records written before these fields existed)."""
     prices = prices or load_prices()
-    stages, total, sizes = [], Usage(), set[int]()
-    for stage in record.get("stages") or []:
+    stages: list[tuple[str, Usage]] = []
+    total, sizes = Usage(), set[int]()
+    for stage in record.stages:
         usage = stage_usage(stage, prices)
-        stages.append((stage.get("name", "?"), usage))
+        stages.append((stage.name, usage))
         total.add(usage)
-        sizes.update(attempt_memory_mb(a, stage, prices) for a in stage.get("task_attempts") or [])
-    coordinator = {k: int(v) for k, v in (record.get("coordinator_s3_requests") or {}).items() if v}
+        sizes.update(attempt_memory_mb(a.stats, stage, prices) for a in stage.task_attempts)
+    coordinator = {k: int(v) for k, v in record.coordinator_s3_requests.items() if v}
     total.add(Usage(requests=coordinator, billed=total.billed))
-    real_lambda = record.get("backend") == "lambda" and not record.get("emulated", False)
+    real_lambda = record.backend == "lambda" and not record.emulated
     estimate = not (real_lambda and total.billed and total.invocations > 0)
     return CostReport(stages, total, coordinator, prices, estimate, sizes)

@@ -11,7 +11,7 @@ from rich.table import Table
 from babelmr.coordinator.run import StageProgress
 from babelmr.cost import CostReport, Usage
 from babelmr.job import Stage
-from babelmr.spec import TaskResult
+from babelmr.spec import RunRecord, TaskResult
 from babelmr.units import human_bytes, human_count
 
 
@@ -46,7 +46,7 @@ class RichProgress(StageProgress):
                              retries=f"[yellow]{retries} retries" if retries else "")
 
     def task_finished(self, stage: Stage, result: TaskResult) -> None:
-        self._rows[stage.name] += result.stats.get("rows_out", 0)
+        self._rows[stage.name] += result.stats.rows_out or 0
         self._update(stage, advance=1)
 
     def task_status(self, stage: Stage, task: int, text: str) -> None:
@@ -61,22 +61,21 @@ class RichProgress(StageProgress):
         self._update(stage)
 
 
-def summary_table(record: dict[str, Any]) -> Table:
+def summary_table(record: RunRecord) -> Table:
     """Per stage: tasks, retries, rows and bytes, wall time and the import/program/export split."""
-    table = Table(title=f"run {record['run_id']} — {record['status']}", title_justify="left")
+    table = Table(title=f"run {record.run_id} — {record.status}", title_justify="left")
     table.add_column("stage", no_wrap=True)
     for col in ("tasks", "retries", "rows in", "rows out", "bytes out", "wall s", "import/program/export s",
                 "peak RSS"):
         table.add_column(col, justify="right")
-    for s in record["stages"]:
-        rss = max(s.get("engine_peak_rss_bytes", 0), s.get("program_peak_rss_bytes", 0))
-        split = f"{s['import_seconds']:.2f}/{s['program_seconds']:.2f}/{s['export_seconds']:.2f}"
-        spec = s.get("speculation") or {}
-        backups = f" (+{spec['backups']} backup, {spec['won']} won)" if spec.get("backups") else ""
-        retries = str(s["retries"]) + backups
-        table.add_row(s["name"], str(s["tasks"]), retries, human_count(s["rows_in"]),
-                      human_count(s["rows_out"]), human_bytes(s["bytes_out"]), f"{s['seconds']:.2f}", split,
-                      human_bytes(rss))
+    for s in record.stages:
+        rss = max(s.engine_peak_rss_bytes, s.program_peak_rss_bytes)
+        split = f"{s.import_seconds:.2f}/{s.program_seconds:.2f}/{s.export_seconds:.2f}"
+        spec = s.speculation
+        backups = f" (+{spec['backups']} backup, {spec.get('won', 0)} won)" if spec.get("backups") else ""
+        retries = str(s.retries) + backups
+        table.add_row(s.name, str(s.tasks), retries, human_count(s.rows_in), human_count(s.rows_out),
+                      human_bytes(s.bytes_out), f"{s.seconds:.2f}", split, human_bytes(rss))
     return table
 
 

@@ -278,7 +278,7 @@ class LambdaBackend(Backend):
                               error=f"{spec.label}: the Lambda function failed: {body[:2000]}"
                                     + (f"\n--- end of its log ---\n{log_tail}" if log_tail else ""))
         result = TaskResult.from_dict(payload)
-        result.stats.update(lambda_report(log_tail))  # billed duration and memory size, for the cost report
+        lambda_report(log_tail, result.stats)  # billed duration and memory size, for the cost report
         return result
 
     def close(self) -> None:

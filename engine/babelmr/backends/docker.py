@@ -12,7 +12,6 @@ folders live under ``$BABELMR_TASK_TMP`` (default: the host's temporary folder) 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import shutil
@@ -105,11 +104,11 @@ def disk_tmp(options: dict, folder: str, memory: int) -> dict:
     return options
 
 
-def parse_result(stdout: str) -> dict | None:
+def parse_result(stdout: str) -> TaskResult | None:
     """The `TaskResult` the worker printed as its last marked line, if any."""
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER):])
+            return TaskResult.from_json(line[len(RESULT_MARKER):], "the task container's result")
     return None
 
 
@@ -227,7 +226,7 @@ class DockerBackend(Backend):
                                     (stdout + stderr).encode()[-MAX_LOG:])
             result = parse_result(stdout)
             if result is not None:
-                return TaskResult.from_dict(result)
+                return result
             container.reload()
             oom = container.attrs.get("State", {}).get("OOMKilled", False)
             why = "it ran out of memory: give the stage more 'memory'" if oom else "it printed no result"
@@ -296,7 +295,7 @@ class DockerBackend(Backend):
             result = parse_result(text)
             if result is not None:
                 keep = True
-                return TaskResult.from_dict(result)
+                return result
             container.reload()
             oom = container.attrs.get("State", {}).get("OOMKilled", False)
             why = "it ran out of memory: give the stage more 'memory'" if oom else "it answered no result"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -14,9 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from babelmr.coordinator.records import read_heartbeat, read_record, resolve_run_id, write_record
+from babelmr.coordinator.records import read_live, read_record, resolve_run_id, write_record
 from babelmr.coordinator.resume import coordinator_state
 from babelmr.errors import BabelMRError
+from babelmr.spec import LiveState, RunRecord
 from babelmr.store import layout
 from babelmr.store.base import Store
 
@@ -58,7 +58,7 @@ def start_detached(store: Store, run_id: str, args: list[str], timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = _raw_record(store, run_id)
-        if record is not None and record.get("pid") == proc.pid:  # a resumed run's old record has an old pid
+        if record is not None and record.pid == proc.pid:  # a resumed run's old record has an old pid
             return log
         if proc.poll() is not None:
             with open(log, "rb") as f:
@@ -69,9 +69,11 @@ def start_detached(store: Store, run_id: str, args: list[str], timeout: float = 
     return log  # still planning or checking the store: its log tells
 
 
-def _raw_record(store: Store, run_id: str) -> dict[str, Any] | None:
+def _raw_record(store: Store, run_id: str) -> RunRecord | None:
+    """The stored run.json alone (no stage entries): what polling needs, in one read."""
+    key = layout.run_record(run_id)
     try:
-        return json.loads(store.read_bytes(layout.run_record(run_id)))
+        return RunRecord.from_json(store.read_bytes(key), store.uri_for(key))
     except FileNotFoundError:
         return None
 
@@ -80,54 +82,54 @@ def _raw_record(store: Store, run_id: str) -> dict[str, Any] | None:
 class Status:
     """A run as `babelmr status` shows it."""
 
-    record: dict[str, Any]
-    heartbeat: dict[str, Any] | None
+    record: RunRecord
+    live: LiveState | None
     coordinator: str  # alive, dead or ended
     heartbeat_age: float | None
 
     def lines(self) -> list[str]:
         """Human-readable lines: the run, the coordinator, then each stage."""
-        r, hb = self.record, self.heartbeat or {}
+        r, live = self.record, self.live
         age = f"{self.heartbeat_age:.1f} s ago" if self.heartbeat_age is not None else "never"
-        out = [f"run {r['run_id']} (job {r['job']}, backend {r['backend']}): {r['status']}"]
+        out = [f"run {r.run_id} (job {r.job}, backend {r.backend}): {r.status}"]
         if self.coordinator == "alive":
-            out.append(f"coordinator: pid {hb.get('pid', r.get('pid'))} on {hb.get('host', r.get('host'))}, "
+            out.append(f"coordinator: pid {live.pid if live else r.pid} on {live.host if live else r.host}, "
                        f"heartbeat {age}")
         elif self.coordinator == "dead":
-            out.append(f"coordinator died (pid {r.get('pid')} on {r.get('host')}, last heartbeat {age}): "
-                       f"`babelmr resume {r['run_id']} --store {r['store']}` continues the run")
-        done = {s["name"]: s for s in r.get("stages", [])}
-        for name in r.get("stage_names", list(done)):
+            out.append(f"coordinator died (pid {r.pid} on {r.host}, last heartbeat {age}): "
+                       f"`babelmr resume {r.run_id} --store {r.store}` continues the run")
+        done = {s.name: s for s in r.stages}
+        running = live.stage if live is not None else None
+        for name in r.stage_names or list(done):
             s = done.get(name)
             if s is not None:
-                failed = len(s.get("tolerated_failures", []))
+                failed = len(s.tolerated_failures)
                 extra = f", {failed} failed task(s) tolerated" if failed else ""
-                skipped = " (finished before a resume)" if s.get("skipped_on_resume") else ""
-                out.append(f"  stage {name}: {s.get('status')}{skipped}: {s.get('tasks')} task(s){extra}")
-            elif hb.get("stage") == name and r["status"] == "running":
-                running = hb.get("running", [])
-                out.append(f"  stage {name}: running: {hb.get('done', 0)}/{hb.get('tasks', 0)} task(s) done, "
-                           f"{len(running)} running {running[:20]}, {hb.get('failed', 0)} failed, "
-                           f"{hb.get('retries', 0)} retries")
+                skipped = " (finished before a resume)" if s.skipped_on_resume else ""
+                out.append(f"  stage {name}: {s.status}{skipped}: {s.tasks} task(s){extra}")
+            elif running is not None and running.name == name and r.status == "running":
+                out.append(f"  stage {name}: running: {running.done}/{running.tasks} task(s) done, "
+                           f"{len(running.running)} running {sorted(running.running)[:20]}, {running.failed} failed, "
+                           f"{running.retries} retries")
             else:
                 out.append(f"  stage {name}: not started")
-        if r.get("error"):
-            out.append(f"error: {r['error'].splitlines()[0] if r['error'] else ''}")
+        if r.error:
+            out.append(f"error: {r.error.splitlines()[0] if r.error else ''}")
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """For ``status --json``."""
-        return {"run_id": self.record["run_id"], "status": self.record["status"], "coordinator": self.coordinator,
-                "heartbeat_age": self.heartbeat_age, "heartbeat": self.heartbeat,
-                "stages": [{k: s.get(k) for k in ("name", "status", "tasks")} for s in self.record["stages"]]}
+        return {"run_id": self.record.run_id, "status": self.record.status, "coordinator": self.coordinator,
+                "heartbeat_age": self.heartbeat_age, "live": self.live.to_dict() if self.live else None,
+                "stages": [{"name": s.name, "status": s.status, "tasks": s.tasks} for s in self.record.stages]}
 
 
 def run_status(store: Store, run_id: str) -> Status:
-    """The run's record, heartbeat and whether its coordinator lives."""
+    """The run's record, live state and whether its coordinator lives."""
     record = read_record(store, run_id)
-    hb = read_heartbeat(store, record["run_id"])
-    age = time.time() - hb["updated_at"] if hb else None
-    return Status(record, hb, coordinator_state(record, hb), age)
+    live = read_live(store, record.run_id)
+    age = time.time() - live.updated_at if live else None
+    return Status(record, live, coordinator_state(record, live), age)
 
 
 def wait_for(store: Store, run_id: str, poll: float = 0.5, timeout: float | None = None) -> tuple[int, Status]:
@@ -135,10 +137,11 @@ def wait_for(store: Store, run_id: str, poll: float = 0.5, timeout: float | None
     run_id = resolve_run_id(store, run_id)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        record = _raw_record(store, run_id) or {}
-        if record.get("status") != "running" or coordinator_state(record, read_heartbeat(store, run_id)) == "dead":
+        record = _raw_record(store, run_id)
+        if record is None or record.status != "running" or \
+                coordinator_state(record, read_live(store, run_id)) == "dead":
             status = run_status(store, run_id)
-            return (1 if status.coordinator == "dead" else EXIT_CODES.get(record.get("status", ""), 1)), status
+            return (1 if status.coordinator == "dead" else EXIT_CODES.get(status.record.status, 1)), status
         if deadline is not None and time.monotonic() > deadline:
             raise BabelMRError(f"run {run_id} is still running after {timeout:g} s")
         time.sleep(poll)
@@ -155,15 +158,15 @@ class TaskLog:
     stream: str
 
 
-def task_logs(store: Store, record: dict[str, Any], stage: str | None = None, task: int | None = None,
+def task_logs(store: Store, record: RunRecord, stage: str | None = None, task: int | None = None,
               attempt: int | None = None) -> list[TaskLog]:
     """The task logs in the store, by stage (job order), task, attempt and stream."""
-    names = record.get("stage_names") or [s["name"] for s in record.get("stages", [])]
+    names = record.stage_names or [s.name for s in record.stages]
     if stage is not None and stage not in names:
-        raise BabelMRError(f"run {record['run_id']} has no stage {stage!r}; its stages: {', '.join(names)}")
+        raise BabelMRError(f"run {record.run_id} has no stage {stage!r}; its stages: {', '.join(names)}")
     found = []
     for name in names if stage is None else [stage]:
-        for e in store.list(layout.log_prefix(record["run_id"], name)):
+        for e in store.list(layout.log_prefix(record.run_id, name)):
             m = _LOG_NAME.search(e.path)
             if not m:
                 continue
@@ -181,7 +184,7 @@ def follow_logs(store: Store, run_id: str, stage: str | None = None, task: int |
     seen: set[str] = set()
     while True:
         record = read_record(store, run_id)
-        ended = record["status"] != "running" or coordinator_state(record, read_heartbeat(store, run_id)) == "dead"
+        ended = record.status != "running" or coordinator_state(record, read_live(store, run_id)) == "dead"
         for log in task_logs(store, record, stage, task, attempt):
             if log.key not in seen:
                 seen.add(log.key)
@@ -197,24 +200,24 @@ def stop_run(store: Store, run_id: str, timeout: float = 60) -> str:
     Returns what happened, for the user.
     """
     run_id = resolve_run_id(store, run_id)
-    record = _raw_record(store, run_id) or {}
-    state = coordinator_state(record, read_heartbeat(store, run_id))
+    record = read_record(store, run_id)  # with its stage entries: a record marked here is final
+    state = coordinator_state(record, read_live(store, run_id))
     if state == "ended":
-        return f"run {run_id} already ended: {record['status']}"
+        return f"run {run_id} already ended: {record.status}"
     if state == "dead":
-        record.update(status="interrupted", finished_at=time.time(),
-                      error="the coordinator died (stale heartbeat); marked interrupted by `babelmr stop`")
-        record["seconds"] = record["finished_at"] - record["started_at"]
+        record.status, record.finished_at = "interrupted", time.time()
+        record.error = "the coordinator died (stale heartbeat); marked interrupted by `babelmr stop`"
+        record.seconds = record.finished_at - record.started_at
         write_record(store, record)
         return f"run {run_id}: its coordinator had died; marked interrupted (`babelmr resume {run_id}` continues it)"
-    if record.get("host") != os.uname().nodename:
-        raise BabelMRError(f"run {run_id}'s coordinator runs on host {record.get('host')!r} (pid {record.get('pid')}):"
+    if record.host != os.uname().nodename:
+        raise BabelMRError(f"run {run_id}'s coordinator runs on host {record.host!r} (pid {record.pid}):"
                            " run `babelmr stop` there")
     try:
-        os.kill(record["pid"], signal.SIGTERM)
+        os.kill(record.pid, signal.SIGTERM)
     except ProcessLookupError:
         return stop_run(store, run_id, timeout)  # it died just now
     _, status = wait_for(store, run_id, poll=0.2, timeout=timeout)
     if status.coordinator == "dead":  # it had no SIGTERM handler and died without recording: say so now
         return stop_run(store, run_id, timeout)
-    return f"run {run_id} stopped: {status.record['status']} (`babelmr resume {run_id}` continues it)"
+    return f"run {run_id} stopped: {status.record.status} (`babelmr resume {run_id}` continues it)"

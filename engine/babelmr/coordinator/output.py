@@ -9,7 +9,6 @@ result lists (its ``_SUCCESS``, or the ``_PUBLISHING`` marker of a publication t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -17,7 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import botocore.exceptions
 import pyarrow as pa
@@ -28,21 +27,32 @@ import pyarrow.parquet as pq
 from babelmr.errors import BabelMRError, OutputError
 from babelmr.job import Job, Output
 from babelmr.schemas import TaskSchema, conform_batch, deserialize_schema, same_schema, unify_stage_schemas
+from babelmr.spec import (
+    CommitRecord,
+    OutputPart,
+    OutputPublishing,
+    OutputSuccess,
+    Record,
+    RecordError,
+    RecordVersionError,
+    RunOutput,
+)
 from babelmr.store import filesystem_for, layout, open_store
 from babelmr.store.base import Store
 from babelmr.worker.plain import export_plain
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=Record)
 SUCCESS = layout.OUTPUT_SUCCESS
 PUBLISHING = layout.OUTPUT_PUBLISHING  # lists what a publication in progress writes and replaces, until _SUCCESS
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 COPY_THREADS = 16
 
 
-def stage_schema(stage: str, commits: list[dict[str, Any]]) -> pa.Schema | None:
+def stage_schema(stage: str, commits: list[CommitRecord]) -> pa.Schema | None:
     """The unified schema of a stage's committed files (None when no commit record carries one)."""
-    schemas = [TaskSchema(c["task"], deserialize_schema(c["arrow_schema"]), c["rows"])
-               for c in commits if c.get("file") and c.get("arrow_schema")]
+    schemas = [TaskSchema(c.task, deserialize_schema(c.arrow_schema), c.rows)
+               for c in commits if c.file and c.arrow_schema]
     if not schemas:
         return None
     unified = unify_stage_schemas(stage, schemas)
@@ -66,22 +76,25 @@ def _open_target(output: Output) -> Store:
     return store
 
 
-def _marker(store: Store, name: str) -> dict[str, Any] | None:
+def _marker(store: Store, name: str, cls: type[M]) -> M | None:
     try:
-        data = json.loads(store.read_bytes(name))
+        data = store.read_bytes(name)
     except FileNotFoundError:
         return None
-    except (ValueError, OSError) as e:
+    except OSError as e:
         raise OutputError(f"output {store.uri!r}: {name} is not a babelmr marker ({e}): remove the folder's "
                           "content yourself, or choose another output") from None
-    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
-        raise OutputError(f"output {store.uri!r}: {name} was not written by babelmr: remove the folder's content "
-                          "yourself, or choose another output")
-    return data
+    try:
+        return cls.from_json(data, f"output {store.uri!r}: {name}")
+    except RecordVersionError as e:
+        raise OutputError(str(e)) from None
+    except RecordError as e:
+        raise OutputError(f"output {store.uri!r}: {name} was not written by babelmr ({e}): remove the folder's "
+                          "content yourself, or choose another output") from None
 
 
-def _names(marker: dict[str, Any] | None) -> set[str]:
-    return {f["name"] if isinstance(f, dict) else str(f) for f in (marker or {}).get("files", [])}
+def _names(success: OutputSuccess | None, publishing: OutputPublishing | None) -> set[str]:
+    return {p.name for p in (success.files if success else [])} | set(publishing.files if publishing else [])
 
 
 def check_target(output: Output) -> list[str]:
@@ -102,7 +115,7 @@ def check_target(output: Output) -> list[str]:
         raise OutputError(f"output {output.uri!r} is not empty ({len(existing)} file(s): {shown}): choose an empty "
                           "location, or replace an earlier babelmr result with --overwrite (\"mode\": \"overwrite\" "
                           "in the job's output)")
-    ours = _names(_marker(store, SUCCESS)) | _names(_marker(store, PUBLISHING))
+    ours = _names(_marker(store, SUCCESS, OutputSuccess), _marker(store, PUBLISHING, OutputPublishing))
     if not ours and SUCCESS not in existing and PUBLISHING not in existing:
         raise OutputError(f"output {output.uri!r} holds files babelmr did not write (no {SUCCESS} marker): {shown}; "
                           "overwrite replaces only an earlier babelmr result: choose another location or remove "
@@ -149,15 +162,16 @@ def _read_batches(uri: str, fmt: str, schema: pa.Schema) -> Iterator[pa.Table]:
         yield pa.Table.from_batches([batch])
 
 
-def _rewrite(store: Store, commit: dict[str, Any], schema: pa.Schema, key: str) -> None:
+def _rewrite(store: Store, commit: CommitRecord, schema: pa.Schema, key: str) -> None:
     """Write the committed file again with exactly ``schema``, streaming (a 0-row file is written, not read)."""
-    fmt = commit.get("format", "parquet")
-    recorded = deserialize_schema(commit["arrow_schema"])
-    tables = iter(()) if commit["rows"] == 0 else _read_batches(commit["uri"], fmt, recorded)
+    fmt = commit.format
+    assert commit.arrow_schema is not None and commit.uri is not None  # final_files rewrites only such files
+    recorded = deserialize_schema(commit.arrow_schema)
+    tables = iter(()) if commit.rows == 0 else _read_batches(commit.uri, fmt, recorded)
     if fmt == "parquet":
         metadata: dict[bytes, bytes] = {}
-        if commit["rows"]:
-            fs, path = filesystem_for(commit["uri"])
+        if commit.rows:
+            fs, path = filesystem_for(commit.uri)
             with fs.open_input_file(path) as f:
                 metadata = pq.ParquetFile(f).metadata.metadata or {}
         with store.open_output(key) as stream, pq.ParquetWriter(stream, schema, compression="snappy") as writer:
@@ -173,56 +187,54 @@ def _rewrite(store: Store, commit: dict[str, Any], schema: pa.Schema, key: str) 
         export_plain(batches, schema, store.open_output(key), fmt, os.path.join(tmp, f"part.{fmt}"))
 
 
-def final_files(store: Store, run_id: str, stage: str, commits: list[dict[str, Any]],
+def final_files(store: Store, run_id: str, stage: str, commits: list[CommitRecord],
                 schema: pa.Schema | None) -> list[FinalFile]:
     """The files of the job's result, all with exactly ``schema``: the rare file that differs is rewritten."""
     files = []
     for c in commits:
-        if not c.get("file"):
+        if not c.file or c.uri is None:
             continue  # a skipped (empty) task
-        if schema is None or not c.get("arrow_schema") or same_schema(deserialize_schema(c["arrow_schema"]), schema):
-            files.append(FinalFile(c["task"], c["uri"], c["rows"], c["bytes"]))
+        if schema is None or not c.arrow_schema or same_schema(deserialize_schema(c.arrow_schema), schema):
+            files.append(FinalFile(c.task, c.uri, c.rows, c.bytes))
             continue
-        key = layout.conformed_data(run_id, stage, c["task"], EXTENSIONS[c.get("format", "parquet")])
+        key = layout.conformed_data(run_id, stage, c.task, EXTENSIONS[c.format])
         try:
             _rewrite(store, c, schema, key)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
             store.delete([key])
-            raise BabelMRError(f"stage {stage!r}: task {c['task']}'s output does not convert to the stage's unified "
+            raise BabelMRError(f"stage {stage!r}: task {c.task}'s output does not convert to the stage's unified "
                                f"schema ({schema.to_string(show_schema_metadata=False)}): {e}; declare the stage's "
                                "'schema'") from None
         size = store.size(key)
-        files.append(FinalFile(c["task"], store.uri_for(key), c["rows"], size))
+        files.append(FinalFile(c.task, store.uri_for(key), c.rows, size))
     return files
 
 
 # ---- publishing ----------------------------------------------------------------------------------------------
 
-def publish(job: Job, run_id: str, files: list[FinalFile], schema: pa.Schema | None) -> dict[str, Any]:
+def publish(job: Job, run_id: str, files: list[FinalFile], schema: pa.Schema | None, stage: str) -> RunOutput:
     """Publish ``files`` as the parts of ``job.output``, ``_SUCCESS`` last; returns what the run record says."""
     output = job.output
     assert output is not None
     replaced = check_target(output)  # again: something may have been written there while the job ran
     target = _open_target(output)
     ext = EXTENSIONS[output.format]
-    parts: list[dict[str, Any]] = [
-        {"name": layout.output_part(i, ext), "rows": f.rows, "bytes": f.bytes, "task": f.task}
-        for i, f in enumerate(files)]
-    names = {p["name"] for p in parts}
-    target.write_bytes(PUBLISHING, json.dumps({"run_id": run_id, "files": sorted(names | set(replaced))}).encode())
+    parts = [OutputPart(layout.output_part(i, ext), f.rows, f.bytes, f.task) for i, f in enumerate(files)]
+    names = {p.name for p in parts}
+    target.write_bytes(PUBLISHING, OutputPublishing(run_id, sorted(names | set(replaced))).to_json().encode())
     target.delete([SUCCESS])  # first: no reader may see a _SUCCESS beside a changing set of parts
     target.delete([k for k in replaced if k not in names and k not in (SUCCESS, PUBLISHING)])
     try:
         with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
-            list(pool.map(lambda pf: target.copy(pf[1].uri, pf[0]["name"]), zip(parts, files, strict=True)))
+            list(pool.map(lambda pf: target.copy(pf[1].uri, pf[0].name), zip(parts, files, strict=True)))
     except (OSError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
         raise OutputError(f"output {output.uri!r}: publishing the result failed: {e}; it is incomplete and has no "
                           f"{SUCCESS}: run the job again with --overwrite") from None
-    success = {"run_id": run_id, "job": job.name, "format": output.format, "rows": sum(p["rows"] for p in parts),
-               "files": [{"name": p["name"], "rows": p["rows"], "bytes": p["bytes"]} for p in parts],
-               "schema": schema.to_string(show_schema_metadata=False) if schema is not None else None,
-               "written_at": time.time()}
-    target.write_bytes(SUCCESS, json.dumps(success, indent=2).encode())
+    success = OutputSuccess(run_id=run_id, job=job.name, format=output.format, rows=sum(p.rows for p in parts),
+                            files=parts, written_at=time.time(),
+                            schema=schema.to_string(show_schema_metadata=False) if schema is not None else None)
+    target.write_bytes(SUCCESS, success.to_json(indent=2).encode())
     target.delete([PUBLISHING])
-    return {"uri": output.uri, "format": output.format, "mode": output.mode, "rows": success["rows"],
-            "parts": [target.uri_for(p["name"]) for p in parts], "success": target.uri_for(SUCCESS)}
+    return RunOutput(stage=stage, files=[f.uri for f in files], uri=output.uri, format=output.format,
+                     mode=output.mode, rows=success.rows, parts=[target.uri_for(p.name) for p in parts],
+                     success=target.uri_for(SUCCESS))

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from babelmr.coordinator.sampling import range_options
 from babelmr.job import ExternalInput, Job, Stage, StageInput
 from babelmr.job.model import resolve_sort
-from babelmr.spec import FileSlice, TaskInput, TaskSpec
+from babelmr.spec import CommitRecord, FileSlice, TaskInput, TaskSpec
 from babelmr.store import FileEntry, filesystem_for, list_input_files
 from babelmr.units import human_bytes
 from babelmr.worker.parquet_checks import check_columns, check_row_groups, unreadable
@@ -27,13 +27,13 @@ class StageOutput:
     stage: str
     partitions: int
     files: list[str]
-    commits: list[dict] = field(default_factory=list)  # the commit records (rows per partition, schema)
+    commits: list[CommitRecord] = field(default_factory=list)  # the commit records (rows per partition, schema)
     schema: str | None = None  # the stage's unified Arrow schema (babelmr.schemas.serialize_schema)
 
     def partition_rows(self, partition: int) -> int:
         """Rows of ``partition`` over every committed file (from the commit records)."""
-        return sum(c["partition_rows"][partition] for c in self.commits
-                   if c.get("file") and partition < len(c.get("partition_rows") or []))
+        return sum(c.partition_rows[partition] for c in self.commits
+                   if c.file and partition < len(c.partition_rows))
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Run records: what a run did, stored as JSON at ``runs/<run>/run.json`` in the store.
 
 While a run is running, ``run.json`` is written only when the run starts or resumes; each finished
-stage writes its own entry (``records/<stage>.json``) and the heartbeat carries progress, so
-the cost of recording a stage does not grow with the stages before it. The final ``run.json``
-(written once, when the run ends) holds every stage. `read_record` gives the same shape either way.
+stage writes its own entry (``records/<stage>.json``) and the live state (``heartbeat.json``, written by
+`babelmr.coordinator.live`) carries progress, so the cost of recording a stage does not grow with the
+stages before it. The final ``run.json`` (written once, when the run ends) holds every stage. `read_record`
+gives the same `RunRecord` either way. The records themselves are defined in `babelmr.spec`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import json
 import secrets
 import time
 from datetime import datetime
-from typing import Any
 
 from babelmr.errors import BabelMRError
+from babelmr.spec import LiveState, RecordError, RunRecord, StageRecord
 from babelmr.store import layout
 from babelmr.store.base import Store
 
@@ -24,27 +25,32 @@ def new_run_id(job_name: str) -> str:
     return f"{job_name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def write_record(store: Store, record: dict[str, Any]) -> None:
+def write_record(store: Store, record: RunRecord) -> None:
     """Write ``run.json``; the stage entries only once the run has ended (until then each stage has its own)."""
-    record["updated_at"] = time.time()
-    data = record if record.get("status") != "running" else {k: v for k, v in record.items() if k != "stages"}
-    store.write_bytes(layout.run_record(record["run_id"]), json.dumps(data, indent=2).encode())
+    record.updated_at = time.time()
+    data = record.to_dict()
+    if record.status == "running":
+        del data["stages"]
+    store.write_bytes(layout.run_record(record.run_id), json.dumps(data, indent=2).encode())
 
 
-def write_stage_record(store: Store, run_id: str, summary: dict[str, Any]) -> None:
+def write_stage_record(store: Store, run_id: str, summary: StageRecord) -> None:
     """Write one stage's entry of the run record, on its own: O(this stage), whatever ran before."""
-    store.write_bytes(layout.stage_record(run_id, summary["name"]), json.dumps(summary, indent=2).encode())
+    store.write_bytes(layout.stage_record(run_id, summary.name), summary.to_json(indent=2).encode())
 
 
-def stage_records(store: Store, run_id: str, stage_names: list[str]) -> list[dict[str, Any]]:
+def read_stage_record(store: Store, run_id: str, stage: str) -> StageRecord | None:
+    """The entry stage ``stage`` wrote, if it did."""
+    key = layout.stage_record(run_id, stage)
+    try:
+        return StageRecord.from_json(store.read_bytes(key), store.uri_for(key))
+    except FileNotFoundError:
+        return None
+
+
+def stage_records(store: Store, run_id: str, stage_names: list[str]) -> list[StageRecord]:
     """The stage entries written so far, in the job's stage order."""
-    found = []
-    for name in stage_names:
-        try:
-            found.append(json.loads(store.read_bytes(layout.stage_record(run_id, name))))
-        except FileNotFoundError:
-            continue
-    return found
+    return [s for s in (read_stage_record(store, run_id, name) for name in stage_names) if s is not None]
 
 
 def resolve_run_id(store: Store, run_id: str) -> str:
@@ -59,18 +65,25 @@ def resolve_run_id(store: Store, run_id: str) -> str:
     return matches[0]
 
 
-def read_record(store: Store, run_id: str) -> dict[str, Any]:
+def read_record(store: Store, run_id: str) -> RunRecord:
     """The run record of ``run_id`` (a unique prefix of it is enough), with its stage entries."""
-    record = json.loads(store.read_bytes(layout.run_record(resolve_run_id(store, run_id))))
-    if "stages" not in record:  # still running, or its coordinator died: assemble the stages written so far
-        record["stages"] = stage_records(store, record["run_id"], record.get("stage_names", []))
+    key = layout.run_record(resolve_run_id(store, run_id))
+    where = store.uri_for(key)
+    try:
+        data = json.loads(store.read_bytes(key))
+    except ValueError as e:
+        raise RecordError(f"{where}: not valid JSON ({e}): the run record is damaged") from None
+    record = RunRecord.from_dict(data, where)
+    if isinstance(data, dict) and "stages" not in data:  # running, or its coordinator died: the stages so far
+        record.stages = stage_records(store, record.run_id, record.stage_names)
     return record
 
 
-def read_heartbeat(store: Store, run_id: str) -> dict[str, Any] | None:
-    """The coordinator's last heartbeat, or None if it never wrote one."""
+def read_live(store: Store, run_id: str) -> LiveState | None:
+    """The coordinator's last live state (its heartbeat), or None if it never wrote one."""
+    key = layout.heartbeat(run_id)
     try:
-        return json.loads(store.read_bytes(layout.heartbeat(run_id)))
+        return LiveState.from_json(store.read_bytes(key), store.uri_for(key))
     except FileNotFoundError:
         return None
 

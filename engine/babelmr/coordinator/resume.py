@@ -1,4 +1,4 @@
-"""Resume a run: fingerprints, stage plans, skipping finished stages and committed tasks, the heartbeat.
+"""Resume a run: fingerprints, stage plans, skipping finished stages and committed tasks.
 
 A run's store holds what makes a restart cheap: a stage with a manifest is finished; in the stage
 that was running, a task with a commit record is done. `RunBook` is what `run_job` asks about a
@@ -8,28 +8,46 @@ started (its result would mix two datasets) unless forced; a changed program com
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from babelmr.backends.base import Backend
 from babelmr.bounded import bounded
 from babelmr.coordinator.planner import StageOutput, StagePlan
-from babelmr.coordinator.records import read_heartbeat, read_record, resolve_run_id, write_stage_record
+from babelmr.coordinator.records import (
+    read_live,
+    read_record,
+    read_stage_record,
+    resolve_run_id,
+    write_stage_record,
+)
 from babelmr.errors import BabelMRError
 from babelmr.job import Job, Stage
 from babelmr.settings import settings
-from babelmr.spec import TaskResult, TaskSpec
+from babelmr.spec import (
+    CommitRecord,
+    Fingerprint,
+    LiveState,
+    ResumeEntry,
+    RunRecord,
+    StageManifest,
+    StagePlanRecord,
+    StageRecord,
+    TaskSpec,
+    ToleratedFailure,
+)
 from babelmr.store import layout, list_input_files
 from babelmr.store.base import Store
 from babelmr.store.s3 import s3_client, split_s3_uri
+
+if TYPE_CHECKING:
+    from babelmr.coordinator.run import TaskOutcome
 
 _ATTEMPT = re.compile(r"/t(\d+)-a(\d+)[-.]")
 
@@ -85,21 +103,21 @@ def _etags(uris: list[str]) -> dict[str, str]:
     return found
 
 
-def fingerprint(job: Job) -> dict[str, Any]:
+def fingerprint(job: Job) -> Fingerprint:
     """The job file's digest, its structure and its resolved input files (names, sizes, mtimes)."""
     with open(job.path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    return {"job_file": job.path, "job_sha256": digest, "structure": job_structure(job), "inputs": input_files(job)}
+    return Fingerprint(job_file=job.path, job_sha256=digest, structure=job_structure(job), inputs=input_files(job))
 
 
-def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def fingerprint_changes(old: Fingerprint, new: Fingerprint) -> list[str]:
     """What changed between two fingerprints that a resume must not silently accept."""
     changes = []
-    old_stages = {s["name"]: s for s in old["structure"]}
-    new_names = [s["name"] for s in new["structure"]]
+    old_stages = {s["name"]: s for s in old.structure}
+    new_names = [s["name"] for s in new.structure]
     if list(old_stages) != new_names:
         changes.append(f"the stages changed: {list(old_stages)} -> {new_names}")
-    for s in new["structure"]:
+    for s in new.structure:
         before = old_stages.get(s["name"])
         if before is None:
             continue
@@ -107,9 +125,9 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if before.get(field) != s.get(field):  # (no 'partitioner': hash)
                 changes.append(f"stage {s['name']!r}: '{field}' changed: {json.dumps(before.get(field))[:200]} -> "
                                f"{json.dumps(s.get(field))[:200]}")
-    for uri in sorted(set(old["inputs"]) | set(new["inputs"])):
-        was = {f[0]: f[1:] for f in old["inputs"].get(uri, [])}
-        now = {f[0]: f[1:] for f in new["inputs"].get(uri, [])}
+    for uri in sorted(set(old.inputs) | set(new.inputs)):
+        was = {f[0]: f[1:] for f in old.inputs.get(uri, [])}
+        now = {f[0]: f[1:] for f in new.inputs.get(uri, [])}
         gone, added = sorted(set(was) - set(now)), sorted(set(now) - set(was))
         changed = sorted(p for p in set(was) & set(now) if was[p] != now[p])
         kinds = (("deleted", gone), ("added", added), ("changed (size, modification time or ETag)", changed))
@@ -139,107 +157,37 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def coordinator_state(record: dict[str, Any], heartbeat: dict[str, Any] | None, now: float | None = None) -> str:
-    """``alive``, ``dead`` or ``ended`` for a run's coordinator, from its record and heartbeat."""
-    if record.get("status") != "running":
+def coordinator_state(record: RunRecord, live: LiveState | None, now: float | None = None) -> str:
+    """``alive``, ``dead`` or ``ended`` for a run's coordinator, from its record and live state (heartbeat)."""
+    if record.status != "running":
         return "ended"
     now = now or time.time()
-    beat = (heartbeat or {}).get("updated_at") or record.get("updated_at") or 0
-    pid = (heartbeat or {}).get("pid", record.get("pid"))
-    if pid and record.get("host") == os.uname().nodename and not pid_alive(pid):
+    beat = (live.updated_at if live else None) or record.updated_at or 0
+    pid = live.pid if live else record.pid
+    if pid and record.host == os.uname().nodename and not pid_alive(pid):
         return "dead"
     return "dead" if now - beat > settings().heartbeat_stale_seconds else "alive"
-
-
-class Heartbeat:
-    """Forwards stage events to the caller's progress and writes ``heartbeat.json`` every few seconds.
-
-    A coordinator that died stops beating: `status` shows a stale heartbeat and `resume` may take over.
-    """
-
-    def __init__(self, store: Store, record: dict[str, Any], inner: Any):
-        self.store, self.record, self.inner = store, record, inner
-        self.state: dict[str, Any] = {"stage": None, "tasks": 0, "done": 0, "failed": 0, "running": set(),
-                                      "retries": 0}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
-
-    def start(self) -> Heartbeat:
-        self.write()
-        self._thread.start()
-        return self
-
-    def write(self, **extra: Any) -> None:
-        with self._lock:
-            beat = {**self.state, "running": sorted(self.state["running"])}
-        beat.update(run_id=self.record["run_id"], pid=os.getpid(), host=os.uname().nodename,
-                    updated_at=time.time(), interval=settings().heartbeat_seconds, **extra)
-        with contextlib.suppress(Exception):  # a missed beat is no reason to fail the run
-            self.store.write_bytes(layout.heartbeat(self.record["run_id"]), json.dumps(beat).encode())
-
-    def _beat(self) -> None:
-        while not self._stop.wait(settings().heartbeat_seconds):
-            self.write()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-        self.write(ended=True)
-
-    # StageProgress events
-    def stage_started(self, stage: Stage, tasks: int) -> None:
-        with self._lock:
-            self.state.update(stage=stage.name, tasks=tasks, done=0, failed=0, running=set(), retries=0)
-        self.inner.stage_started(stage, tasks)
-
-    def task_started(self, stage: Stage, spec: TaskSpec) -> None:
-        with self._lock:
-            self.state["running"].add(spec.task)
-        if hasattr(self.inner, "task_started"):
-            self.inner.task_started(stage, spec)
-
-    def task_finished(self, stage: Stage, result: TaskResult) -> None:
-        with self._lock:
-            self.state["running"].discard(result.task)
-            self.state["done" if result.status != "error" else "failed"] += 1
-        self.inner.task_finished(stage, result)
-
-    def task_retrying(self, stage: Stage, result: TaskResult) -> None:
-        with self._lock:
-            self.state["retries"] += 1
-        self.inner.task_retrying(stage, result)
-
-    def stage_finished(self, stage: Stage, summary: dict[str, Any]) -> None:
-        self.inner.stage_finished(stage, summary)
-
-    def __getattr__(self, name: str) -> Any:  # events added to StageProgress later reach the caller too
-        return getattr(self.inner, name)
 
 
 class RunBook:
     """What the coordinator knows of a run beyond this process: its record, fingerprint, finished work."""
 
-    def __init__(self, store: Store, job: Job, record: dict[str, Any], resuming: bool):
+    def __init__(self, store: Store, job: Job, record: RunRecord, resuming: bool):
         self.store, self.job, self.record, self.resuming = store, job, record, resuming
-        self.run_id: str = record["run_id"]
+        self.run_id: str = record.run_id
 
     @classmethod
     def start(cls, store: Store, job: Job, backend: Backend, run_id: str) -> RunBook:
         """A new run: its record (not yet written); `write_fingerprint` follows once the record is."""
-        record: dict[str, Any] = {
-            "run_id": run_id, "job": job.name, "job_file": job.path, "store": store.uri, "backend": backend.name,
-            "status": "running", "started_at": time.time(), "stages": [], "output": None, "error": None,
-            "host": os.uname().nodename, "pid": os.getpid(), "stage_names": [s.name for s in job.stages],
-            "resumes": [],
-        }
+        record = RunRecord(run_id=run_id, job=job.name, job_file=job.path, store=store.uri, backend=backend.name,
+                           status="running", started_at=time.time(), host=os.uname().nodename, pid=os.getpid(),
+                           stage_names=[s.name for s in job.stages])
         return cls(store, job, record, resuming=False)
 
     def write_fingerprint(self) -> None:
         """A new run: record what a resume must find unchanged (lists the inputs: may raise `InputError`)."""
         if not self.resuming:
-            self.store.write_bytes(layout.fingerprint(self.run_id), json.dumps(fingerprint(self.job)).encode())
+            self.store.write_bytes(layout.fingerprint(self.run_id), fingerprint(self.job).to_json().encode())
 
     @classmethod
     def resume(cls, store: Store, job: Job, backend: Backend, run_id: str, *, force: bool = False) -> RunBook:
@@ -247,16 +195,17 @@ class RunBook:
         run_id = resolve_run_id(store, run_id)
         record = read_record(store, run_id)
         how = f"`babelmr run {job.path}` starts a new run"
-        if record["status"] == "succeeded":
+        if record.status == "succeeded":
             raise ResumeRefused(f"run {run_id} succeeded: nothing to resume ({how})")
-        state = coordinator_state(record, read_heartbeat(store, run_id))
+        state = coordinator_state(record, read_live(store, run_id))
         if state == "alive":
-            raise ResumeRefused(f"run {run_id} is still running (pid {record.get('pid')} on {record.get('host')}, "
+            raise ResumeRefused(f"run {run_id} is still running (pid {record.pid} on {record.host}, "
                                 f"heartbeat fresh): `babelmr stop {run_id}` first, or `babelmr wait {run_id}`")
-        if record["job"] != job.name:
-            raise ResumeRefused(f"run {run_id} is a run of job {record['job']!r}, not of {job.name!r} ({job.path})")
+        if record.job != job.name:
+            raise ResumeRefused(f"run {run_id} is a run of job {record.job!r}, not of {job.name!r} ({job.path})")
+        key = layout.fingerprint(run_id)
         try:
-            old = json.loads(store.read_bytes(layout.fingerprint(run_id)))
+            old = Fingerprint.from_json(store.read_bytes(key), store.uri_for(key))
         except FileNotFoundError:
             raise ResumeRefused(f"run {run_id} has no fingerprint (it was started by an older babelmr): "
                                 f"it cannot be resumed safely; {how}") from None
@@ -267,53 +216,54 @@ class RunBook:
             raise ResumeRefused(f"run {run_id} cannot be resumed: its inputs or partitioning changed since it "
                                 f"started:\n{listed}\nits finished stages would not match the rest. {how}; or "
                                 f"`babelmr resume {run_id} --force` keeps the finished work anyway")
-        previous = record["status"] if state == "ended" else "running (coordinator died)"
-        record["resumes"] = [*record.get("resumes", []), {
-            "at": time.time(), "previous_status": previous, "previous_error": bounded(record.get("error"), 2000),
-            "host": os.uname().nodename, "pid": os.getpid(), "backend": backend.name, "forced": bool(changes),
-            "changes": changes[:50], "command_changed": old.get("job_sha256") != new["job_sha256"] and not changes,
-        }]
-        record.update(status="running", error=None, output=None, stages=[], host=os.uname().nodename,
-                      pid=os.getpid(), backend=backend.name, stage_names=[s.name for s in job.stages])
-        for k in ("finished_at", "seconds"):
-            record.pop(k, None)
+        previous = record.status if state == "ended" else "running (coordinator died)"
+        record.resumes.append(ResumeEntry(
+            at=time.time(), previous_status=previous, previous_error=bounded(record.error, 2000),
+            host=os.uname().nodename, pid=os.getpid(), backend=backend.name, forced=bool(changes),
+            changes=changes[:50], command_changed=old.job_sha256 != new.job_sha256 and not changes))
+        record.status, record.error, record.output, record.stages = "running", None, None, []
+        record.host, record.pid, record.backend = os.uname().nodename, os.getpid(), backend.name
+        record.stage_names = [s.name for s in job.stages]
+        record.finished_at = record.seconds = None
         if changes:  # forced: the new fingerprint is what later resumes compare with
-            store.write_bytes(layout.fingerprint(run_id), json.dumps(new).encode())
+            store.write_bytes(layout.fingerprint(run_id), new.to_json().encode())
         return cls(store, job, record, resuming=True)
-
-    def heartbeat(self, progress: Any) -> Heartbeat:
-        """A started heartbeat that forwards events to ``progress``."""
-        return Heartbeat(self.store, self.record, progress).start()
 
     def finished_stage(self, stage: Stage) -> StageOutput | None:
         """When resuming: the output of ``stage`` if its manifest exists (its entry joins the record)."""
         if not self.resuming:
             return None
+        key = layout.stage_manifest(self.run_id, stage.name)
         try:
-            manifest = json.loads(self.store.read_bytes(layout.stage_manifest(self.run_id, stage.name)))
+            manifest = StageManifest.from_json(self.store.read_bytes(key), self.store.uri_for(key))
         except FileNotFoundError:
             return None
-        try:
-            summary = json.loads(self.store.read_bytes(layout.stage_record(self.run_id, stage.name)))
-        except FileNotFoundError:  # the coordinator died between the manifest and the stage's entry
-            summary = {"name": stage.name, "status": "succeeded", "tasks": len(manifest["files"]), "attempts": 0,
-                       "retries": 0, "seconds": 0.0, "rows_in": 0, "bytes_in": 0,
-                       "rows_out": sum(c["rows"] for c in manifest["commits"]),
-                       "bytes_out": sum(c["bytes"] for c in manifest["commits"]), "import_seconds": 0.0,
-                       "program_seconds": 0.0, "export_seconds": 0.0, "inputs": {}, "task_attempts": [],
-                       "committed": [{k: c.get(k) for k in ("task", "attempt", "uri", "rows", "bytes", "counters")}
-                                     for c in manifest["commits"]]}
-        summary["skipped_on_resume"] = True
-        self.record["stages"].append(summary)
-        return StageOutput(stage.name, manifest["partitions"], manifest["files"], manifest.get("commits", []),
-                           manifest.get("arrow_schema"))
+        summary = read_stage_record(self.store, self.run_id, stage.name)
+        if summary is None:  # the coordinator died between the manifest and the stage's entry
+            from babelmr.coordinator.run import committed_entry
+
+            summary = StageRecord(name=stage.name, status="succeeded", tasks=len(manifest.files),
+                                  rows_out=sum(c.rows for c in manifest.commits),
+                                  bytes_out=sum(c.bytes for c in manifest.commits),
+                                  committed=[committed_entry(c) for c in manifest.commits if c.file])
+        summary.skipped_on_resume = True
+        self.record.stages.append(summary)
+        return StageOutput(stage.name, manifest.partitions, manifest.files, manifest.commits, manifest.arrow_schema)
 
     def plan_concurrency(self, stage: Stage, default: int) -> int:
         """The concurrency the stage was first planned with (the default split depends on it)."""
         if self.resuming:
-            with contextlib.suppress(FileNotFoundError):
-                return json.loads(self.store.read_bytes(layout.stage_plan(self.run_id, stage.name)))["concurrency"]
+            plan = self._read_plan(stage.name)
+            if plan is not None:
+                return plan.concurrency
         return default
+
+    def _read_plan(self, stage: str) -> StagePlanRecord | None:
+        key = layout.stage_plan(self.run_id, stage)
+        try:
+            return StagePlanRecord.from_json(self.store.read_bytes(key), self.store.uri_for(key))
+        except FileNotFoundError:
+            return None
 
     def prepare_stage(self, plan: StagePlan, concurrency: int) -> set[int]:
         """Record the stage's plan; when resuming, the tasks already committed for this very plan (to skip).
@@ -325,38 +275,36 @@ class RunBook:
         skip: set[int] = set()
         if self.resuming:
             stage = plan.stage.name
-            try:
-                old = json.loads(self.store.read_bytes(layout.stage_plan(self.run_id, stage)))["digests"]
-            except FileNotFoundError:
-                old = []
+            planned = self._read_plan(stage)
+            old = planned.digests if planned is not None else []
             for entry in self.store.list(layout.commit_prefix(self.run_id, stage)):
-                commit = json.loads(self.store.read_bytes(entry.path))
-                t = commit["task"]
+                commit = CommitRecord.from_json(self.store.read_bytes(entry.path), self.store.uri_for(entry.path))
+                t = commit.task
                 if t < len(digests) and t < len(old) and old[t] == digests[t]:
                     skip.add(t)
                 else:
-                    self.store.delete([p for p in (entry.path, commit.get("file")) if p])
+                    self.store.delete([p for p in (entry.path, commit.file) if p])
             last: dict[int, int] = defaultdict(int)
             for prefix in (layout.log_prefix(self.run_id, stage), layout.data_prefix(self.run_id, stage)):
                 for e in self.store.list(prefix):
                     if m := _ATTEMPT.search("/" + e.path.rsplit("/", 1)[-1]):
                         last[int(m[1])] = max(last[int(m[1])], int(m[2]))
-            with contextlib.suppress(FileNotFoundError):  # the stage failed before: its record lists the attempts
-                for t in json.loads(self.store.read_bytes(layout.stage_record(self.run_id, stage)))["task_attempts"]:
-                    last[t["task"]] = max(last[t["task"]], t["attempt"])
+            failed = read_stage_record(self.store, self.run_id, stage)
+            for a in failed.task_attempts if failed is not None else []:  # the stage failed before: its attempts
+                last[a.task] = max(last[a.task], a.attempt)
             plan.tasks[:] = [t.with_attempt(last[t.task] + 1) if last[t.task] else t for t in plan.tasks]
         self.store.write_bytes(layout.stage_plan(self.run_id, plan.stage.name),
-                               json.dumps({"concurrency": concurrency, "digests": digests}).encode())
+                               StagePlanRecord(concurrency=concurrency, digests=digests).to_json().encode())
         return skip
 
-    def stage_finished(self, summary: dict[str, Any], skipped: set[int]) -> None:
+    def stage_finished(self, summary: StageRecord, skipped: set[int]) -> None:
         """Write the stage's entry of the run record on its own (not the whole record)."""
         if skipped:
-            summary["resumed_tasks"] = sorted(skipped)
+            summary.resumed_tasks = sorted(skipped)
         write_stage_record(self.store, self.run_id, summary)
 
 
-def tolerated_failures(store: Store, plan: StagePlan, failed: list[Any]) -> list[dict[str, Any]] | None:
+def tolerated_failures(store: Store, plan: StagePlan, failed: list[TaskOutcome]) -> list[ToleratedFailure] | None:
     """The failed tasks a stage tolerates (none published), or None when they are more than it allows.
 
     A failed task whose commit record exists (its reply was lost) is no failure: its output is published.
@@ -377,6 +325,6 @@ def tolerated_failures(store: Store, plan: StagePlan, failed: list[Any]) -> list
             else:
                 inputs.extend(f.uri + (f" row groups {f.row_groups}" if f.row_groups is not None else "")
                               for f in i.files)
-        listed.append({"task": o.final.task, "attempts": len(o.attempts), "inputs": inputs,
-                       "error": bounded(o.final.error, 4000)})
+        listed.append(ToleratedFailure(task=o.final.task, attempts=len(o.attempts), inputs=inputs,
+                                       error=bounded(o.final.error, 4000)))
     return listed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -14,7 +13,7 @@ from typing import Any
 
 from babelmr.backends.base import Backend
 from babelmr.bounded import bounded
-from babelmr.coordinator.output import check_target, final_files, publish, stage_schema
+from babelmr.coordinator.output import FinalFile, check_target, final_files, publish, stage_schema
 from babelmr.coordinator.planner import StageOutput, StagePlan, plan_stage
 from babelmr.coordinator.records import new_run_id, write_record
 from babelmr.coordinator.resume import RunBook, tolerated_failures
@@ -30,7 +29,17 @@ from babelmr.coordinator.speculation import (
 from babelmr.errors import BabelMRError, JobFailed, StoreError
 from babelmr.job import Job, Stage
 from babelmr.schemas import deserialize_schema, serialize_schema
-from babelmr.spec import TaskResult, TaskSpec
+from babelmr.spec import (
+    AttemptRecord,
+    CommitRecord,
+    CommittedFile,
+    RunOutput,
+    RunRecord,
+    StageManifest,
+    StageRecord,
+    TaskResult,
+    TaskSpec,
+)
 from babelmr.store import layout, open_store
 from babelmr.store.base import Store
 
@@ -56,7 +65,7 @@ class StageProgress:
     def task_started(self, stage: Stage, spec: TaskSpec) -> None: ...
     def task_finished(self, stage: Stage, result: TaskResult) -> None: ...
     def task_retrying(self, stage: Stage, result: TaskResult) -> None: ...
-    def stage_finished(self, stage: Stage, summary: dict[str, Any]) -> None: ...
+    def stage_finished(self, stage: Stage, summary: StageRecord) -> None: ...
 
 
 def _run_attempts(backend: Backend, spec: TaskSpec, retries: int, stop: threading.Event,
@@ -68,7 +77,7 @@ def _run_attempts(backend: Backend, spec: TaskSpec, retries: int, stop: threadin
         if outcome.state.settled:  # a speculative backup committed
             break
         result = _attempt(backend, spec.with_attempt(attempt), outcome)
-        for name, why in (result.stats.get("import_decoded_because") or {}).items():  # logged in the worker's process
+        for name, why in (result.stats.import_decoded_because or {}).items():  # logged in the worker's process
             log.debug("%s: input %r decoded, not copied: %s", spec.with_attempt(attempt).label, name, why)
         if result.status == "duplicate":
             log.info("%s: another attempt of the task committed first; this one's output was deleted",
@@ -162,12 +171,12 @@ def run_stage(plan: StagePlan, backend: Backend, progress: StageProgress, *, ski
 
 
 def committed_files(store: Store, run_id: str, stage: Stage, tasks: int,
-                    tolerated: set[int] | None = None) -> list[dict[str, Any]]:
+                    tolerated: set[int] | None = None) -> list[CommitRecord]:
     """The commit records of a stage, read from the store (the source of truth, not the replies)."""
     records = {}
     for entry in store.list(layout.commit_prefix(run_id, stage.name)):
-        record = json.loads(store.read_bytes(entry.path))
-        records[record["task"]] = record
+        record = CommitRecord.from_json(store.read_bytes(entry.path), store.uri_for(entry.path))
+        records[record.task] = record
     missing = [t for t in range(tasks) if t not in records and t not in (tolerated or set())]
     if missing:
         raise JobFailed(f"stage {stage.name!r}: tasks {missing} have no commit record although they reported "
@@ -179,16 +188,16 @@ def _commit_skipped(store: Store, run_id: str, plan: StagePlan) -> None:
     """Commit records for the tasks whose inputs are all empty: no program ran, no file, no rows."""
     stage = plan.stage
     for task in plan.skipped:
-        record = {"task": task, "attempt": 0, "file": None, "uri": None, "rows": 0, "bytes": 0,
-                  "partition_rows": [0] * stage.partitions, "skipped": "every input partition is empty",
-                  "committed_at": time.time()}
-        store.put_if_absent(layout.commit_record(run_id, stage.name, task), json.dumps(record).encode())
+        record = CommitRecord(task=task, attempt=0, file=None, uri=None, rows=0, bytes=0,
+                              partition_rows=[0] * stage.partitions, committed_at=time.time(),
+                              skipped="every input partition is empty")
+        store.put_if_absent(layout.commit_record(run_id, stage.name, task), record.to_json().encode())
     if plan.skipped:
         log.info("stage %r: tasks %s skipped: every input partition they read is empty", stage.name, plan.skipped)
 
 
-def _clean_uncommitted(store: Store, run_id: str, stage: str, commits: list[dict[str, Any]]) -> None:
-    keep = {c["file"] for c in commits}
+def _clean_uncommitted(store: Store, run_id: str, stage: str, commits: list[CommitRecord]) -> None:
+    keep = {c.file for c in commits}
     uncommitted = [e.path for e in store.list(layout.data_prefix(run_id, stage)) if e.path not in keep]
     if uncommitted:  # failed or duplicate attempts that could not delete their own output
         log.info("stage %r: deleting %d uncommitted file(s): %s", stage, len(uncommitted), uncommitted)
@@ -211,59 +220,58 @@ def _failure_message(stage: Stage, failed: TaskOutcome | None) -> str:
             f"({why}):\n{last.error}")
 
 
-def attempt_entry(result: TaskResult) -> dict[str, Any]:
-    """How the run record lists one attempt (a finished stage's ``task_attempts``, the live record's too)."""
-    return {"task": result.task, "attempt": result.attempt, "status": result.status, "error": bounded(result.error),
-            **({"retryable": result.retryable} if result.status == "error" else {}), **result.stats}
+def attempt_entry(result: TaskResult, final: bool | None = None) -> AttemptRecord:
+    """How the run record lists one attempt (a finished stage's ``task_attempts``, the live state's too)."""
+    return AttemptRecord(result.task, result.attempt, result.status, bounded(result.error),
+                         result.retryable if result.status == "error" else None, final, result.stats)
 
 
-def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float) -> dict[str, Any]:
-    tasks = []
-    for o in outcomes:
-        for r in o.attempts:
-            tasks.append(attempt_entry(r))
+def committed_entry(commit: CommitRecord) -> CommittedFile:
+    """How a stage's entry lists a committed file."""
+    assert commit.uri is not None  # only commits with a file are listed
+    return CommittedFile(commit.task, commit.attempt, commit.uri, commit.rows, commit.bytes, dict(commit.counters))
+
+
+def _stage_summary(plan: StagePlan, outcomes: list[TaskOutcome], seconds: float) -> StageRecord:
+    tasks = [attempt_entry(r) for o in outcomes for r in o.attempts]
     ok = [o.final.stats for o in outcomes if o.final.status != "error"]
-
-    def total(k: str) -> float:
-        return sum(s.get(k, 0) for s in ok)
-
-    combined = {}
-    if any("combine_rows_in" in s for s in ok):  # rows the combiners got and gave (worker/combine.py)
-        combined = {"combine_rows_in": int(total("combine_rows_in")),
-                    "combine_rows_out": int(total("combine_rows_out")), "combine_seconds": total("combine_seconds")}
-    return {
-        "name": plan.stage.name,
-        "tasks": len(plan.tasks),
-        "skipped_tasks": plan.skipped,
-        "attempts": sum(len(o.attempts) for o in outcomes),
-        "retries": sum(len(o.attempts) - 1 - (o.state.backup is not None) for o in outcomes),
-        "speculation": speculation_summary(o.state for o in outcomes),
-        "seconds": seconds,
-        "rows_in": int(total("rows_in")),
-        "bytes_in": int(total("bytes_in")),
-        "rows_out": int(total("rows_out")),
-        "bytes_out": int(total("bytes_out")),
-        "import_seconds": total("import_seconds"),
-        "program_seconds": total("program_seconds"),
-        "export_seconds": total("export_seconds"),
-        "engine_peak_rss_bytes": max((s.get("engine_peak_rss_bytes", 0) for s in ok), default=0),
-        "program_peak_rss_bytes": max((s.get("program_peak_rss_bytes", 0) for s in ok), default=0),
-        "inputs": plan.resolved_inputs,
-        **combined,
-        "task_attempts": tasks,
-    }
+    summary = StageRecord(
+        name=plan.stage.name,
+        tasks=len(plan.tasks),
+        skipped_tasks=plan.skipped,
+        attempts=sum(len(o.attempts) for o in outcomes),
+        retries=sum(len(o.attempts) - 1 - (o.state.backup is not None) for o in outcomes),
+        speculation=speculation_summary(o.state for o in outcomes),
+        seconds=seconds,
+        rows_in=sum(s.rows_in or 0 for s in ok),
+        bytes_in=sum(s.bytes_in or 0 for s in ok),
+        rows_out=sum(s.rows_out or 0 for s in ok),
+        bytes_out=sum(s.bytes_out or 0 for s in ok),
+        import_seconds=sum(s.import_seconds or 0.0 for s in ok),
+        program_seconds=sum(s.program_seconds or 0.0 for s in ok),
+        export_seconds=sum(s.export_seconds or 0.0 for s in ok),
+        engine_peak_rss_bytes=max((s.engine_peak_rss_bytes or 0 for s in ok), default=0),
+        program_peak_rss_bytes=max((s.program_peak_rss_bytes or 0 for s in ok), default=0),
+        inputs=plan.resolved_inputs,
+        task_attempts=tasks,
+    )
+    if any(s.combine_rows_in is not None for s in ok):  # rows the combiners got and gave (worker/combine.py)
+        summary.combine_rows_in = sum(s.combine_rows_in or 0 for s in ok)
+        summary.combine_rows_out = sum(s.combine_rows_out or 0 for s in ok)
+        summary.combine_seconds = sum(s.combine_seconds or 0.0 for s in ok)
+    return summary
 
 
 def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None,
             store_uri: str | None = None, run_id: str | None = None, resume: str | None = None,
-            force: bool = False) -> dict[str, Any]:
+            force: bool = False) -> RunRecord:
     """Run every stage of ``job`` in order; returns the run record (also written to the store).
 
     Raises `JobFailed` when a task fails on every attempt; the record then says which and why.
     ``run_id`` (default: a new one) lets a caller find the record of a run that raised. ``resume``
     continues that run instead (coordinator/resume.py); ``force`` accepts changed inputs then.
     """
-    from babelmr.coordinator.live import LiveRecord
+    from babelmr.coordinator.live import LiveWriter
     from babelmr.cost import load_prices, run_cost, stage_usage
     from babelmr.store import requests
 
@@ -276,11 +284,10 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
     book = (RunBook.resume(store, job, backend, resume, force=force) if resume
             else RunBook.start(store, job, backend, run_id or new_run_id(job.name)))
     run_id, record = book.run_id, book.record
-    record["emulated"] = backend.emulated
+    record.emulated = backend.emulated
     write_record(store, record)
-    heartbeat = book.heartbeat(progress or StageProgress())
-    progress = live = LiveRecord(heartbeat, store, record)  # type: ignore[arg-type]  # forwards every event
-    final: list = []
+    progress = live = LiveWriter(progress or StageProgress(), store, run_id).start()  # forwards every event
+    final: list[FinalFile] = []
     schema = None
     upstream: dict[str, StageOutput] = {}
     restore_signals = install_signal_handlers(backend.close)  # SIGTERM stops the run like Ctrl-C
@@ -305,69 +312,67 @@ def run_job(job: Job, backend: Backend, *, progress: StageProgress | None = None
             progress.stage_started(stage, len(plan.tasks) - len(skip))
             outcomes = run_stage(plan, backend, progress, skip=skip, tolerated=stage.tolerated(len(plan.tasks)))
             summary = _stage_summary(plan, outcomes, time.perf_counter() - started)
-            summary["memory_bytes"] = stage.memory or backend.memory_per_task  # a local run has no memory size
-            summary["cost"] = stage_usage(summary, prices).to_dict(prices)
+            summary.memory_bytes = stage.memory or backend.memory_per_task  # a local run has no memory size
+            summary.cost = stage_usage(summary, prices).to_dict(prices)
             failed = [o for o in outcomes if o.final.status == "error"]
             forgiven = tolerated_failures(store, plan, failed) if failed else []
             if forgiven is None or len(outcomes) + len(skip) < len(plan.tasks):
-                summary["status"] = "failed"
-                record["stages"].append(summary)
+                summary.status = "failed"
+                record.stages.append(summary)
                 with contextlib.suppress(StoreError):  # a store that is down: the tasks' error says more
                     book.stage_finished(summary, skip)
                 # the cause, not a task stopped because of it
                 causes = [o for o in failed if not o.final.retryable or o.final.attempt > stage.retries]
-                raise JobFailed(_failure_message(stage, next(iter(causes or failed), None)))
-            commits = committed_files(store, run_id, stage, len(plan.tasks), {f["task"] for f in forgiven})
+                raise JobFailed(_failure_message(stage, (causes or failed)[0] if causes or failed else None))
+            commits = committed_files(store, run_id, stage, len(plan.tasks), {f.task for f in forgiven})
             _clean_uncommitted(store, run_id, stage.name, commits)
-            files = [c["uri"] for c in commits if c.get("file")]
+            files = [c.uri for c in commits if c.file and c.uri]
             try:
                 schema = stage_schema(stage.name, commits)  # a lossy disagreement between tasks fails here
                 if stage is job.stages[-1]:  # readers see the result as one dataset: one schema in every file
                     final = final_files(store, run_id, stage.name, commits, schema)
                     files = [f.uri for f in final]
             except BabelMRError:
-                summary["status"] = "failed"
-                record["stages"].append(summary)
+                summary.status = "failed"
+                record.stages.append(summary)
                 raise
-            store.write_bytes(layout.stage_manifest(run_id, stage.name), json.dumps(
-                {"stage": stage.name, "partitions": stage.partitions, "key": stage.key, "files": files,
-                 "schema": schema.to_string(show_schema_metadata=False) if schema is not None else None,
-                 "arrow_schema": serialize_schema(schema) if schema is not None else None,
-                 "commits": commits, "failed_tasks": [f["task"] for f in forgiven]}, indent=2).encode())
+            manifest = StageManifest(
+                stage=stage.name, partitions=stage.partitions, key=list(stage.key) if stage.key else None, files=files,
+                commits=commits,
+                schema=schema.to_string(show_schema_metadata=False) if schema is not None else None,
+                arrow_schema=serialize_schema(schema) if schema is not None else None,
+                failed_tasks=[f.task for f in forgiven])
+            store.write_bytes(layout.stage_manifest(run_id, stage.name), manifest.to_json(indent=2).encode())
             upstream[stage.name] = StageOutput(stage.name, stage.partitions, files, commits,
                                                serialize_schema(schema) if schema is not None else None)
-            summary.update(status="succeeded", committed=[
-                {"task": c["task"], "attempt": c["attempt"], "uri": c["uri"], "rows": c["rows"],
-                 "bytes": c["bytes"], "counters": c.get("counters", {})} for c in commits if c.get("file")])
+            summary.status = "succeeded"
+            summary.committed = [committed_entry(c) for c in commits if c.file]
             if skip:  # tasks committed before the resume count too: the commit records are the truth
-                summary.update(rows_out=sum(c["rows"] for c in commits), bytes_out=sum(c["bytes"] for c in commits))
-            if forgiven:
-                summary["tolerated_failures"] = forgiven
-            record["stages"].append(summary)
+                summary.rows_out, summary.bytes_out = sum(c.rows for c in commits), sum(c.bytes for c in commits)
+            summary.tolerated_failures = forgiven
+            record.stages.append(summary)
             progress.stage_finished(stage, summary)
             book.stage_finished(summary, skip)
         last = job.stages[-1].name
-        record["output"] = {"stage": last, "files": upstream[last].files}
-        if job.output:
-            record["output"].update(publish(job, run_id, final, schema))
-        record["status"] = "succeeded"
+        record.output = (publish(job, run_id, final, schema, last) if job.output
+                         else RunOutput(stage=last, files=upstream[last].files))
+        record.status = "succeeded"
         return record
     except BaseException as e:
-        record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        record["error"] = bounded(str(e) or type(e).__name__)
+        record.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        record.error = bounded(str(e) or type(e).__name__)
         raise
     finally:
         live.close()
-        heartbeat.stop()
-        record["finished_at"] = time.time()
-        record["seconds"] = record["finished_at"] - record["started_at"]
+        record.finished_at = time.time()
+        record.seconds = record.finished_at - record.started_at
         now = requests.snapshot()
-        record["coordinator_s3_requests"] = {k: now[k] - coordinator_requests.get(k, 0) for k in now}
-        record["cost"] = run_cost(record, prices).to_dict()
+        record.coordinator_s3_requests = {k: now[k] - coordinator_requests.get(k, 0) for k in now}
+        record.cost = run_cost(record, prices).to_dict()
         try:
             write_record(store, record)
         except StoreError:
-            if record["status"] == "succeeded":
+            if record.status == "succeeded":
                 raise
             # the store is down: the run's own error says more; the record stays `running` (resumable)
         finally:

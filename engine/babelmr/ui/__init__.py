@@ -22,9 +22,10 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from babelmr.coordinator.records import list_runs, read_record
+from babelmr.coordinator.records import list_runs, read_live, read_record
 from babelmr.cost import load_prices, run_cost
 from babelmr.errors import BabelMRError
+from babelmr.spec import AttemptRecord, LiveState, RunRecord, TaskStats
 from babelmr.store import layout
 from babelmr.store.base import Store
 
@@ -34,23 +35,23 @@ _STAGE_DATA = re.compile(r"/stages/([^/]+)/data/")
 _LOG_NAME = re.compile(r"t(\d+)-a(\d+)\.(stdout|stderr|engine|container)$")
 
 
-def _edges(record: dict[str, Any]) -> dict[str, list[str]]:
+def _edges(record: RunRecord) -> dict[str, list[str]]:
     """stage -> the stages it reads, from the job file when it is readable, else from the inputs' paths."""
     edges: dict[str, list[str]] = {}
-    for stage in record.get("stages") or []:
+    for stage in record.stages:
         ups = set()
-        for files in (stage.get("inputs") or {}).values():
+        for files in stage.inputs.values():
             for f in files or []:
                 m = _STAGE_DATA.search(str(f))
-                if m and record.get("run_id", "") in str(f):
+                if m and record.run_id in str(f):
                     ups.add(m.group(1))
-        edges[stage.get("name", "?")] = sorted(ups)
+        edges[stage.name] = sorted(ups)
     return edges
 
 
-def _planned_stages(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _planned_stages(record: RunRecord) -> list[dict[str, Any]]:
     """The job's stages and their upstream stages from its job file, if this machine can read it."""
-    path = record.get("job_file")
+    path = record.job_file
     if not path or not os.path.exists(path):
         return []
     try:
@@ -62,87 +63,94 @@ def _planned_stages(record: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": s.name, "upstream": [i.stage for i in s.stage_inputs]} for s in job.stages]
 
 
-def _task_rows(stage: dict[str, Any], tasks: int, logs: dict[tuple[int, int], list[str]],
-               status_lines: dict[str, str]) -> list[dict[str, Any]]:
+def _task_rows(task_attempts: list[AttemptRecord], tasks: int, skipped: set[int], running: bool,
+               logs: dict[tuple[int, int], list[str]], status_lines: dict[str, str]) -> list[dict[str, Any]]:
     """One row per task: its final (or latest) attempt's figures, every attempt with its logs."""
-    by_task: dict[int, list[dict[str, Any]]] = {}
-    for a in stage.get("task_attempts") or []:
-        by_task.setdefault(int(a.get("task", 0)), []).append(a)
-    skipped = {int(t) for t in [*(stage.get("skipped_tasks") or []), *(stage.get("resumed_tasks") or [])]}
+    by_task: dict[int, list[AttemptRecord]] = {}
+    for a in task_attempts:
+        by_task.setdefault(a.task, []).append(a)
     rows = []
     for task in range(max(tasks, max(by_task, default=-1) + 1)):
-        attempts = sorted(by_task.get(task, []), key=lambda a: a.get("attempt", 0))
-        last = attempts[-1] if attempts else {}
-        if not attempts and task in skipped:
+        attempts = sorted(by_task.get(task, []), key=lambda a: a.attempt)
+        last = attempts[-1] if attempts else None
+        if last is None and task in skipped:
             status = "skipped"  # empty input partitions (the program was not started), or committed before a resume
-        elif not attempts and not stage.get("running_stage"):
+        elif last is None and not running:
             status = "not run"  # the stage stopped (a task failed) before this task started
-        elif not attempts:  # a running stage: running when it has published a status line
+        elif last is None:  # a running stage: running when it has published a status line
             status = "running" if str(task) in status_lines else "waiting"
-        elif last.get("status") == "error" and last.get("final") is False:
-            status = "retrying"  # the live record marks attempts that another attempt follows
+        elif last.status == "error" and last.final is False:
+            status = "retrying"  # the live state marks attempts that another attempt follows
         else:
-            status = last.get("status") or "?"
-        rss = max(int(last.get("engine_peak_rss_bytes") or 0), int(last.get("program_peak_rss_bytes") or 0))
+            status = last.status
+        st = last.stats if last is not None else TaskStats()
+        rss = max(st.engine_peak_rss_bytes or 0, st.program_peak_rss_bytes or 0)
         rows.append({
             "task": task, "status": status, "attempts": len(attempts),
-            "started_at": attempts[0].get("started_at") if attempts else None,
-            "finished_at": last.get("finished_at"),
-            "seconds": {k: last.get(f"{k}_seconds") for k in ("import", "program", "export")},
-            "rows_in": last.get("rows_in"), "rows_out": last.get("rows_out"),
-            "bytes_in": last.get("bytes_in"), "bytes_out": last.get("bytes_out"), "peak_rss_bytes": rss or None,
-            "counters": last.get("counters") or {},
-            "status_line": status_lines.get(str(task)) or last.get("status_line"),
-            "error": last.get("error") if last.get("status") == "error" else None,
-            "attempt_list": [{"attempt": a.get("attempt"), "status": a.get("status"), "error": a.get("error"),
-                              "logs": logs.get((task, int(a.get("attempt", 0))), [])} for a in attempts],
+            "started_at": attempts[0].stats.started_at if attempts else None,
+            "finished_at": st.finished_at,
+            "seconds": {"import": st.import_seconds, "program": st.program_seconds, "export": st.export_seconds},
+            "rows_in": st.rows_in, "rows_out": st.rows_out,
+            "bytes_in": st.bytes_in, "bytes_out": st.bytes_out, "peak_rss_bytes": rss or None,
+            "counters": st.counters or {},
+            "status_line": status_lines.get(str(task)) or st.status_line,
+            "error": last.error if last is not None and last.status == "error" else None,
+            "attempt_list": [{"attempt": a.attempt, "status": a.status, "error": a.error,
+                              "logs": logs.get((task, a.attempt), [])} for a in attempts],
         })
     return rows
 
 
-def run_view(store: Store, record: dict[str, Any]) -> dict[str, Any]:
-    """Everything the run page shows, from the run record and the stage logs in the store."""
-    run_id = record.get("run_id", "")
+def _stage_view(store: Store, run_id: str, name: str, status: str, tasks: int, seconds: float | None,
+                attempts: list[AttemptRecord], skipped: set[int], running: bool,
+                status_lines: dict[str, str]) -> dict[str, Any]:
+    logs: dict[tuple[int, int], list[str]] = {}
+    for entry in store.list(layout.log_prefix(run_id, name)):
+        m = _LOG_NAME.search(entry.path)
+        if m:
+            logs.setdefault((int(m[1]), int(m[2])), []).append(m[3])
+    rows = _task_rows(attempts, tasks, skipped, running, logs, status_lines)
+    done = sum(1 for r in rows if r["status"] in ("ok", "duplicate", "skipped"))
+    return {"name": name, "status": status, "tasks": tasks, "done": done,
+            "failed": sum(1 for r in rows if r["status"] == "error"),
+            "retries": sum(max(0, r["attempts"] - 1) for r in rows), "seconds": seconds, "upstream": [],
+            "task_rows": rows}
+
+
+def run_view(store: Store, record: RunRecord, live: LiveState | None = None) -> dict[str, Any]:
+    """Everything the run page shows, from the run record, its live state and the stage logs in the store."""
+    run_id = record.run_id
     edges = _edges(record)
-    stages = []
-    recorded = list(record.get("stages") or [])
-    running = record.get("running_stage")
-    if running:
-        recorded.append({**running, "status": "running", "running_stage": True})
-    for stage in recorded:
-        name = stage.get("name", "?")
-        logs: dict[tuple[int, int], list[str]] = {}
-        for entry in store.list(layout.log_prefix(run_id, name)):
-            m = _LOG_NAME.search(entry.path)
-            if m:
-                logs.setdefault((int(m[1]), int(m[2])), []).append(m[3])
-        tasks = int(stage.get("tasks") or 0)
-        rows = _task_rows(stage, tasks, logs, stage.get("status_lines") or {})
-        done = sum(1 for r in rows if r["status"] in ("ok", "duplicate", "skipped"))
-        stages.append({"name": name, "status": stage.get("status", "?"), "tasks": tasks, "done": done,
-                       "failed": sum(1 for r in rows if r["status"] == "error"),
-                       "retries": sum(max(0, r["attempts"] - 1) for r in rows),
-                       "seconds": stage.get("seconds"), "upstream": edges.get(name, []), "task_rows": rows})
+    stages = [_stage_view(store, run_id, s.name, s.status, s.tasks, s.seconds, s.task_attempts,
+                          {*s.skipped_tasks, *s.resumed_tasks}, False, {}) for s in record.stages]
+    running = live.stage if live is not None and record.status == "running" else None
+    if running is not None and running.name not in {s.name for s in record.stages}:
+        stages.append(_stage_view(store, run_id, running.name, "running", running.tasks, None,
+                                  running.task_attempts, set(), True, running.status_lines))
+    for s in stages:
+        s["upstream"] = edges.get(s["name"], [])
     seen = {s["name"] for s in stages}
     for planned in _planned_stages(record):
         if planned["name"] in seen:
             next(s for s in stages if s["name"] == planned["name"])["upstream"] = planned["upstream"]
         else:
-            status = "pending" if record.get("status") == "running" else "not run"
+            status = "pending" if record.status == "running" else "not run"
             stages.append({"name": planned["name"], "status": status, "tasks": 0, "done": 0, "failed": 0,
                            "retries": 0, "seconds": None, "upstream": planned["upstream"], "task_rows": []})
     try:
         cost = run_cost(record, load_prices()).to_dict()
     except BabelMRError as e:
         cost = {"error": str(e)}
-    return {"run_id": run_id, "job": record.get("job"), "status": record.get("status"),
-            "backend": record.get("backend"), "started_at": record.get("started_at"),
-            "seconds": record.get("seconds"), "updated_at": record.get("updated_at"), "error": record.get("error"),
-            "output": record.get("output"), "store": store.uri, "stages": stages, "cost": cost,
-            "has_timeline": any(a.get("started_at") for s in recorded for a in s.get("task_attempts") or [])}
+    attempts = [a for s in record.stages for a in s.task_attempts] + (running.task_attempts if running else [])
+    return {"run_id": run_id, "job": record.job, "status": record.status,
+            "backend": record.backend, "started_at": record.started_at,
+            "seconds": record.seconds, "updated_at": live.updated_at if live else record.updated_at,
+            "error": record.error, "output": record.output.to_dict() if record.output else None,
+            "store": store.uri, "stages": stages, "cost": cost,
+            "has_timeline": any(a.stats.started_at for a in attempts)}
 
 
-def run_summary(record: dict[str, Any]) -> dict[str, Any]:
+def run_summary(record: RunRecord, live: LiveState | None = None) -> dict[str, Any]:
     """A row of the runs list."""
     try:
         report = run_cost(record, load_prices())
@@ -150,27 +158,31 @@ def run_summary(record: dict[str, Any]) -> dict[str, Any]:
         cost = {"dollars": dollars, "estimate": report.estimate, "architecture": report.prices.architecture}
     except BabelMRError:
         cost = None
-    stages = record.get("stages") or []
-    seconds = record.get("seconds")
-    if seconds is None and record.get("updated_at") and record.get("started_at"):
-        seconds = record["updated_at"] - record["started_at"]
-    return {"run_id": record.get("run_id"), "job": record.get("job"), "status": record.get("status"),
-            "started_at": record.get("started_at"), "seconds": seconds, "backend": record.get("backend"),
-            "stages": len(stages) + (1 if record.get("running_stage") else 0), "cost": cost}
+    seconds = record.seconds
+    updated = live.updated_at if live is not None else record.updated_at
+    if seconds is None and updated and record.started_at:
+        seconds = updated - record.started_at
+    running = live is not None and live.stage is not None and record.status == "running"
+    return {"run_id": record.run_id, "job": record.job, "status": record.status,
+            "started_at": record.started_at, "seconds": seconds, "backend": record.backend,
+            "stages": len(record.stages) + (1 if running else 0), "cost": cost}
 
 
 def create_app(store: Store) -> Starlette:
     """The dashboard of ``store`` as an ASGI app (GET only)."""
 
-    finished: dict[str, dict[str, Any]] = {}  # records of ended runs never change: read each once
+    finished: dict[str, RunRecord] = {}  # records of ended runs never change: read each once
 
-    def _record(run_id: str) -> dict[str, Any]:
+    def _record(run_id: str) -> RunRecord:
         if run_id in finished:
             return finished[run_id]
         record = read_record(store, run_id)
-        if record.get("status") != "running" and record.get("run_id") == run_id:
+        if record.status != "running" and record.run_id == run_id:
             finished[run_id] = record
         return record
+
+    def _live(record: RunRecord) -> LiveState | None:
+        return read_live(store, record.run_id) if record.status == "running" else None
 
     async def index(request: Request) -> Response:
         return FileResponse(os.path.join(STATIC, "index.html"))
@@ -180,7 +192,8 @@ def create_app(store: Store) -> Starlette:
             out = []
             for run_id in reversed(list_runs(store)):  # newest first
                 try:
-                    out.append(run_summary(_record(run_id)))
+                    record = _record(run_id)
+                    out.append(run_summary(record, _live(record)))
                 except (BabelMRError, FileNotFoundError, json.JSONDecodeError):
                     continue  # a record being replaced or unreadable: the next poll shows it
             return out
@@ -189,7 +202,11 @@ def create_app(store: Store) -> Starlette:
 
     async def api_run(request: Request) -> Response:
         try:
-            view = await run_in_threadpool(lambda: run_view(store, _record(request.path_params["run_id"])))
+            def view_of(run_id: str) -> dict[str, Any]:
+                record = _record(run_id)
+                return run_view(store, record, _live(record))
+
+            view = await run_in_threadpool(view_of, request.path_params["run_id"])
         except BabelMRError as e:
             return JSONResponse({"error": str(e)}, status_code=404)
         return JSONResponse(view)
@@ -199,7 +216,11 @@ def create_app(store: Store) -> Starlette:
 
         fmt = request.path_params["fmt"]
         try:
-            data = await run_in_threadpool(lambda: render(_record(request.path_params["run_id"]), fmt))
+            def image(run_id: str) -> bytes:
+                record = _record(run_id)
+                return render(record, fmt, _live(record))
+
+            data = await run_in_threadpool(image, request.path_params["run_id"])
         except BabelMRError as e:
             return PlainTextResponse(str(e), status_code=404)
         return Response(data, media_type="image/png" if fmt == "png" else "image/svg+xml",
@@ -209,7 +230,7 @@ def create_app(store: Store) -> Starlette:
         p = request.path_params
         if p["stream"] not in ("stdout", "stderr", "engine", "container"):
             return PlainTextResponse("stdout, stderr, engine or container", status_code=404)
-        run_id = _record(p["run_id"])["run_id"]
+        run_id = _record(p["run_id"]).run_id
         key = layout.task_log(run_id, p["stage"], int(p["task"]), int(p["attempt"]), p["stream"])
         try:
             data = await run_in_threadpool(store.read_bytes, key)

@@ -9,7 +9,6 @@ containers of the base image this way.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser.error(f"give a spec file, --spec-uri, or set {SPEC_ENV}")
     result = run_task(TaskSpec.from_json(text), args.workdir, keep_workdir=args.keep)
-    print(RESULT_MARKER + json.dumps(result.to_dict()), flush=True)
+    print(RESULT_MARKER + result.to_json(), flush=True)
     return 0 if result.status != "error" else 1
 
 

@@ -13,13 +13,12 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
 import pyarrow as pa
 
 from babelmr.errors import TaskError
 from babelmr.job.model import resolve_sort
-from babelmr.spec import TaskSpec
+from babelmr.spec import TaskSpec, TaskStats
 from babelmr.store import layout
 from babelmr.store.base import Store
 from babelmr.worker.formats import EXTENSIONS, open_writer
@@ -30,7 +29,7 @@ MODE = "combine"
 
 
 def run_combiner(spec: TaskSpec, workdir: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], store: Store,
-                 stats: dict[str, Any]) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+                 stats: TaskStats) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """Sort the program's output by key into the combiner's input, run it, and return its output batches.
 
     ``stats`` gains ``combine_rows_in``, ``combine_seconds`` and, as the batches are read, ``combine_rows_out``.
@@ -72,16 +71,16 @@ def run_combiner(spec: TaskSpec, workdir: str, schema: pa.Schema, batches: Itera
     if run.exit_code != 0:
         raise TaskError(_failure(spec, f"the combiner {' '.join(run.argv)!r} exited with code {run.exit_code}",
                                  run.stderr_path))
+    counters = stats.counters = stats.counters if stats.counters is not None else {}
     for name, amount in run.counters.items():
-        stats.setdefault("counters", {})
-        stats["counters"][name] = stats["counters"].get(name, 0) + amount
-    stats.update(combine_rows_in=rows, combine_rows_out=0, combine_seconds=time.perf_counter() - start,
-                 combine_peak_rss_bytes=run.peak_rss_bytes)
+        counters[name] = counters.get(name, 0) + amount
+    stats.combine_rows_in, stats.combine_rows_out = rows, 0
+    stats.combine_seconds, stats.combine_peak_rss_bytes = time.perf_counter() - start, run.peak_rss_bytes
     combined_schema, combined = _output_batches(spec, output, run.stderr_path)
 
     def counted() -> Iterator[pa.RecordBatch]:
         for batch in combined:
-            stats["combine_rows_out"] += batch.num_rows
+            stats.combine_rows_out = (stats.combine_rows_out or 0) + batch.num_rows
             yield batch
 
     return combined_schema, counted()

@@ -14,7 +14,6 @@ without a dictionary: pyarrow would build one for every row group only to abando
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import threading
 from collections.abc import Iterable
@@ -24,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from babelmr.settings import settings
-from babelmr.spec import PARTITION_INDEX_KEY
+from babelmr.spec import PARTITION_INDEX_KEY, PartitionIndex
 from babelmr.worker.partition import split_by_partition
 from babelmr.worker.partitioners import Splitter
 from babelmr.worker.shuffleindex import write_index
@@ -128,16 +127,15 @@ class PartitionedWriter:
             self._thread.join()
             self._thread = None
 
-    def close(self) -> dict:
+    def close(self) -> PartitionIndex:
         """Flush, write the partition index, close; returns the index."""
         writer = self._open(None)
         for p in range(self.partitions):
             self._flush(p)
         self._stop()
         self._check()
-        index = {"version": 1, "key": self.key, "partitions": self.partitions,
-                 "row_groups": self._row_groups, "rows": self._rows}
-        writer.add_key_value_metadata({PARTITION_INDEX_KEY.decode(): json.dumps(index)})
+        index = PartitionIndex(key=self.key, partitions=self.partitions, row_groups=self._row_groups, rows=self._rows)
+        writer.add_key_value_metadata({PARTITION_INDEX_KEY.decode(): index.to_json()})
         writer.close()  # the stream stays open: the partition footers and the footer again follow
         write_index(self._stream, writer.writer.metadata, self._row_groups, self._rows)
         self._stream.close()
@@ -153,7 +151,7 @@ class PartitionedWriter:
 
 
 def export_partitions(batches: Iterable[pa.RecordBatch], schema: pa.Schema, stream: pa.NativeFile,
-                      key: list[str] | None, partitions: int, split: Splitter | None = None) -> dict:
+                      key: list[str] | None, partitions: int, split: Splitter | None = None) -> PartitionIndex:
     """Partition ``batches`` by ``key`` (``split``: another partitioner's) into one Parquet file written to
     ``stream``; returns the index."""
     writer = PartitionedWriter(stream, schema, key, partitions, split)

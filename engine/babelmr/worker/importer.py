@@ -6,7 +6,6 @@ their record batches stream through a bounded queue into one local file per inpu
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 from babelmr.errors import InputChanged, InputError, TaskError
 from babelmr.schemas import conform_batch, deserialize_schema
 from babelmr.settings import settings
-from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, TaskInput
+from babelmr.spec import PARTITION_INDEX_KEY, FileSlice, PartitionIndex, TaskInput
 from babelmr.store import filesystem_for, requests
 from babelmr.store.locations import file_version
 from babelmr.worker import chunkcopy, csvsplit, shuffleindex, sort
@@ -86,8 +85,7 @@ def partition_row_groups(metadata: pq.FileMetaData, partition: int, uri: str) ->
     kv = metadata.metadata or {}
     if PARTITION_INDEX_KEY not in kv:
         raise InputError(f"{uri} has no babelmr partition index: it was not written by babelmr's exporter")
-    index = json.loads(kv[PARTITION_INDEX_KEY])
-    groups = index["row_groups"]
+    groups = PartitionIndex.from_json(kv[PARTITION_INDEX_KEY], f"the partition index of {uri}").row_groups
     if partition >= len(groups):
         raise InputError(f"{uri} has {len(groups)} partitions; partition {partition} was asked for")
     return groups[partition]

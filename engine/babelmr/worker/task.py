@@ -19,7 +19,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import botocore.exceptions
 import pyarrow as pa
@@ -27,7 +26,7 @@ import pyarrow as pa
 from babelmr.bounded import log_for_store
 from babelmr.errors import BabelMRError, TaskError
 from babelmr.schemas import serialize_schema
-from babelmr.spec import JOB_DIR_ENV, TaskResult, TaskSpec
+from babelmr.spec import JOB_DIR_ENV, CommitRecord, TaskResult, TaskSpec, TaskStats
 from babelmr.store import layout, open_store, requests
 from babelmr.store.base import Store
 from babelmr.worker.combine import run_combiner
@@ -180,25 +179,25 @@ def use_jemalloc() -> None:
             pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
-def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -> TaskResult:
+def execute(spec: TaskSpec, workdir: str, stats: TaskStats | None = None) -> TaskResult:
     """Run the attempt in ``workdir`` (which it may fill) and commit its output to the store.
 
     ``stats`` (filled as the attempt goes) lets a caller report the times of an attempt that failed.
     """
     use_jemalloc()
     requests.reset()  # one attempt at a time per worker process: its counts are this attempt's
-    stats = {} if stats is None else stats
-    stats.update(started_at=time.time(), memory_bytes=spec.memory, s3_requests={})
+    stats = TaskStats() if stats is None else stats
+    stats.started_at, stats.memory_bytes, stats.s3_requests = time.time(), spec.memory, {}
     store = open_store(spec.store)
     log_dir = os.path.join(workdir, ".babelmr")
     os.makedirs(log_dir, exist_ok=True)
 
-    imported, stats["import_seconds"] = import_inputs(spec.inputs, workdir, spec.program_format)
+    imported, stats.import_seconds = import_inputs(spec.inputs, workdir, spec.program_format)
     pa.default_memory_pool().release_unused()  # give the import's memory back before the program runs
-    stats["rows_in"] = sum(i.rows for i in imported)
-    stats["bytes_in"] = sum(i.bytes for i in imported)
-    stats["import_methods"] = {i.name: i.method for i in imported}
-    stats["import_decoded_because"] = {i.name: i.why for i in imported if i.method == "decode"}
+    stats.rows_in = sum(i.rows for i in imported)
+    stats.bytes_in = sum(i.bytes for i in imported)
+    stats.import_methods = {i.name: i.method for i in imported}
+    stats.import_decoded_because = {i.name: i.why for i in imported if i.method == "decode"}
     paths = {i.name: i.path for i in imported}
     output = os.path.join(workdir, f"out.{EXTENSIONS[spec.program_format]}")
 
@@ -210,8 +209,8 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
         run = run_program(program_command(spec), spec.mode, shell=spec.shell, env=env, workdir=workdir,
                           log_dir=log_dir, timeout=spec.timeout, label=spec.label,
                           on_status=_status_writer(store, spec))
-    stats.update(program_seconds=run.seconds, program_peak_rss_bytes=run.peak_rss_bytes, counters=run.counters,
-                 status_line=run.status)
+    stats.program_seconds, stats.program_peak_rss_bytes = run.seconds, run.peak_rss_bytes
+    stats.counters, stats.status_line = run.counters, run.status
     try:
         if run.timed_out:
             raise TaskError(_failure(spec, f"the program ran longer than the stage's timeout of {spec.timeout:g} s "
@@ -245,7 +244,7 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
                 split = make_splitter(spec.key, spec.partitions, spec.partitioner, spec.partition_options,
                                       spec.stage, spec.task)
                 partition_rows = export_partitions(batches, schema, store.open_output(key), spec.key,
-                                                   spec.partitions, split)["rows"]
+                                                   spec.partitions, split).rows
             size = store.size(key)
             requests.count_upload(size)
         except UnsupportedKeyError as e:  # the same output fails every attempt the same way
@@ -256,16 +255,16 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
             with contextlib.suppress(Exception):
                 store.delete([key])
             raise
-        stats.update(export_seconds=time.perf_counter() - start, rows_out=sum(partition_rows), bytes_out=size)
+        stats.export_seconds, stats.rows_out, stats.bytes_out = time.perf_counter() - start, sum(partition_rows), size
 
-        commit = {"task": spec.task, "attempt": spec.attempt, "file": key, "uri": store.uri_for(key),
-                  "rows": sum(partition_rows), "bytes": size, "partition_rows": partition_rows, "format": fmt,
-                  "schema": schema.to_string(show_schema_metadata=False),
-                  "arrow_schema": serialize_schema(schema), "committed_at": time.time(),
-                  # the winner's counters must survive its reply being lost (then a duplicate reports instead)
-                  "counters": run.counters}
+        commit = CommitRecord(task=spec.task, attempt=spec.attempt, file=key, uri=store.uri_for(key),
+                              rows=sum(partition_rows), bytes=size, partition_rows=partition_rows, format=fmt,
+                              schema=schema.to_string(show_schema_metadata=False),
+                              arrow_schema=serialize_schema(schema), committed_at=time.time(),
+                              # the winner's counters must survive its reply being lost (a duplicate reports then)
+                              counters=dict(stats.counters or {}))
         if not store.put_if_absent(layout.commit_record(spec.run_id, spec.stage, spec.task),
-                                   json.dumps(commit).encode()):
+                                   commit.to_json().encode()):
             log.info("%s: another attempt committed the task first: its output %s is deleted", spec.label, key)
             store.delete([key])  # another attempt of this task committed first
             return TaskResult("duplicate", spec.stage, spec.task, spec.attempt, stats=_finish(stats))
@@ -275,7 +274,7 @@ def execute(spec: TaskSpec, workdir: str, stats: dict[str, Any] | None = None) -
         with contextlib.suppress(BabelMRError, OSError, botocore.exceptions.BotoCoreError,
                                  botocore.exceptions.ClientError):
             _upload_logs(store, spec, run.stdout_path, run.stderr_path)
-        stats["s3_requests"] = requests.snapshot()
+        stats.s3_requests = requests.snapshot()
 
 
 def _status_writer(store: Store, spec: TaskSpec) -> Callable[[str], None]:
@@ -293,11 +292,11 @@ def _status_writer(store: Store, spec: TaskSpec) -> Callable[[str], None]:
     return write
 
 
-def _finish(stats: dict[str, Any]) -> dict[str, Any]:
-    stats["finished_at"] = time.time()
-    stats["s3_requests"] = requests.snapshot()
-    stats["engine_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    stats["memory_pool"] = pa.default_memory_pool().backend_name
+def _finish(stats: TaskStats) -> TaskStats:
+    stats.finished_at = time.time()
+    stats.s3_requests = requests.snapshot()
+    stats.engine_peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    stats.memory_pool = pa.default_memory_pool().backend_name
     return stats
 
 
@@ -330,7 +329,7 @@ def run_task(spec: TaskSpec, workdir: str, *, keep_workdir: bool = False) -> Tas
     """
     os.makedirs(workdir, exist_ok=True)
     before = set(os.listdir(workdir))
-    stats: dict[str, Any] = {}  # a failed attempt reports how far it got (the timeline shows it)
+    stats = TaskStats()  # a failed attempt reports how far it got (the timeline shows it)
     engine_log = _AttemptLog()
     try:
         return execute(spec, workdir, stats)

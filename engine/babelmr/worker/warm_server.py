@@ -8,7 +8,6 @@ spec from ``BABELMR_TASK_SPEC`` and prints the `TaskResult` line as ``python -m 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -38,7 +37,7 @@ print(__RESULT_MARKER__ + b"".join(iter(lambda: s.recv(1 << 16), b"")).decode(),
 
 def serve(path: str = SOCKET, workdir: str | None = None) -> None:
     """Run the task spec of each connection and answer with its result, one connection at a time."""
-    from babelmr.spec import TaskSpec
+    from babelmr.spec import TaskResult, TaskSpec
     from babelmr.worker.task import run_task
 
     workdir = workdir or os.environ.get("MR_WORKDIR", "/tmp")
@@ -51,11 +50,11 @@ def serve(path: str = SOCKET, workdir: str | None = None) -> None:
             with conn:
                 data = b"".join(iter(partial(conn.recv, 1 << 16), b""))
                 try:
-                    answer = run_task(TaskSpec.from_json(data.decode()), workdir).to_dict()
+                    answer = run_task(TaskSpec.from_json(data.decode()), workdir)
                 except Exception as e:  # a spec this engine cannot read: an image of another babelmr version?
-                    answer = {"status": "error", "stage": "?", "task": -1, "attempt": 0, "retryable": False,
-                              "error": f"the warm worker cannot read the task spec: {type(e).__name__}: {e}"}
-                conn.sendall(json.dumps(answer).encode())
+                    answer = TaskResult("error", "?", -1, 0, retryable=False,
+                                        error=f"the warm worker cannot read the task spec: {type(e).__name__}: {e}")
+                conn.sendall(answer.to_json().encode())
 
 
 if __name__ == "__main__":
