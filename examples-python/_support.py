@@ -7,6 +7,8 @@ import glob
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,6 +40,33 @@ def prepare_once(data: str, params: dict[str, Any], build: Callable[[str], None]
     shutil.rmtree(data, ignore_errors=True)
     os.replace(partial, data)
     return True
+
+
+def prepare_lineitem(data: str, sf: float, parts: int, force: bool = False) -> None:
+    """Write TPC-H lineitem at scale factor `sf` as `parts` Parquet files into `data`/lineitem/ (tpchgen-cli)."""
+    tpchgen = shutil.which("tpchgen-cli")
+    if tpchgen is None:
+        sys.exit("tpchgen-cli not found: pip install tpchgen-cli")
+
+    def build(folder: str) -> None:
+        subprocess.run([tpchgen, "parquet", "--scale-factor", str(sf), "--tables", "lineitem",
+                        "--parts", str(parts), "--output-dir", folder, "--quiet"], check=True)
+
+    if prepare_once(data, {"sf": sf, "parts": parts}, build, force):
+        size = folder_size(data) / 1e6
+        print(f"{data}: lineitem at scale factor {sf:g} in {parts} Parquet files, {size:.0f} MB")
+
+
+def lineitem_main(doc: str, here: str, default_sf: float) -> None:
+    """The command line of an example whose input is lineitem: --sf, --parts, --data, --force."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--sf", type=float, default=default_sf,
+                        help=f"TPC-H scale factor (default {default_sf:g}: {default_sf * 6:g} M rows)")
+    parser.add_argument("--parts", type=int, default=4, help="number of Parquet files (default 4)")
+    parser.add_argument("--data", default=os.path.join(here, "data"), help="output folder (default ./data)")
+    parser.add_argument("--force", action="store_true", help="regenerate even if the data is there")
+    args = parser.parse_args()
+    prepare_lineitem(args.data, args.sf, args.parts, args.force)
 
 
 def folder_size(path: str) -> int:
