@@ -82,8 +82,8 @@ def lineitem(ctx: Context) -> str:
     return _uploaded[ctx.sf]
 
 
-def babelmr(ctx: Context) -> Result:
-    """babelmr with its inputs and store on S3, one map task per object."""
+def babelmr(ctx: Context, warm: bool = False) -> Result:
+    """babelmr with its inputs and store on S3, one map task per object (``warm``: every stage warm)."""
     if ctx.query != "tpch-q1":
         raise NotImplementedError("the S3 variants run TPC-H Q1")
     from benchmarks.variants.babelmr import run_babelmr
@@ -91,7 +91,12 @@ def babelmr(ctx: Context) -> Result:
     with s3_environment():
         data = lineitem(ctx)
         return run_babelmr(ctx, store=f"s3://{BUCKET}/store-{uuid.uuid4().hex[:8]}",
-                           inputs={"lineitem": f"{data}/*.parquet"}, split={"files_per_task": 1})
+                           inputs={"lineitem": f"{data}/*.parquet"}, split={"files_per_task": 1}, warm=warm)
+
+
+def babelmr_warm(ctx: Context) -> Result:
+    """babelmr on S3 with warm programs: one program per worker and stage for the 64 map tasks."""
+    return babelmr(ctx, warm=True)
 
 
 def handwritten(ctx: Context) -> Result:
