@@ -25,6 +25,7 @@ from benchmarks.data import dataset
 # id -> (label, module, function, needs): the order is the report's order.
 VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "babelmr-local": ("babelmr (local, Python)", "benchmarks.variants.babelmr", "local", ""),
+    "babelmr-local-warm": ("babelmr (local, Python, warm)", "benchmarks.variants.babelmr", "local_warm", ""),
     "babelmr-docker-python": ("babelmr (docker, Python)", "benchmarks.variants.babelmr", "docker_python", "docker"),
     "babelmr-docker-go": ("babelmr (docker, Go)", "benchmarks.variants.babelmr", "docker_go", "docker"),
     "babelmr-docker-csharp": ("babelmr (docker, C#)", "benchmarks.variants.babelmr", "docker_csharp", "docker"),
@@ -33,7 +34,10 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "lithops": ("Lithops localhost", "benchmarks.variants.lithops_local", "run", "lithops"),
     "duckdb": ("DuckDB SQL", "benchmarks.variants.duckdb_sql", "run", ""),
     "babelmr-duckdb": ("babelmr (local, DuckDB programs)", "benchmarks.variants.babelmr", "duckdb_programs", ""),
+    "babelmr-duckdb-warm": ("babelmr (local, DuckDB programs, warm)", "benchmarks.variants.babelmr",
+                            "duckdb_programs_warm", ""),
     "babelmr-s3": ("babelmr (S3)", "benchmarks.variants.s3", "babelmr", "weed"),
+    "babelmr-s3-warm": ("babelmr (S3, warm)", "benchmarks.variants.s3", "babelmr_warm", "weed"),
     "handwritten-s3": ("hand-written (S3)", "benchmarks.variants.s3", "handwritten", "weed"),
 }
 # The scaling series (--scaling): TPC-H Q1 at each scale factor for these variants.

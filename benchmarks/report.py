@@ -44,7 +44,7 @@ def _machine() -> str:
 def _lines(variant: str, query: str) -> str:
     from benchmarks.loc import babelmr_lines, count_lines, handwritten_lines, helper_lines
 
-    if variant == "babelmr (local, DuckDB programs)":
+    if variant.startswith("babelmr (local, DuckDB programs"):
         byoe = ROOT / "benchmarks" / "byoe"
         counts = {p.name: count_lines(p) for p in (byoe / "q1_duckdb.py", byoe / "job.json")}
     elif variant.startswith("babelmr"):

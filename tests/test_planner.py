@@ -65,6 +65,30 @@ def test_default_split_fills_every_worker_with_whole_waves(mib: int, concurrency
     assert -(-total // target) == tasks  # 32 MiB at least, 512 MiB at most, a multiple of the workers
 
 
+@pytest.mark.parametrize(("mib", "concurrency", "tasks"), [(10, 2, 1), (100, 2, 2), (1000, 2, 16), (2400, 2, 38)])
+def test_default_split_of_a_warm_stage_makes_tasks_of_at_most_64_mib(mib: int, concurrency: int, tasks: int) -> None:
+    from babelmr.job import Split
+
+    total = mib << 20
+    target = Split().target_bytes(total, concurrency, warm=True)
+    assert -(-total // target) == tasks  # its program starts once per worker: small tasks cost little
+
+
+def test_a_warm_stage_is_planned_with_the_warm_default_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task size limits are scaled down to these small files (real files, real planner) instead of writing
+    hundreds of MiB: a warm stage gets one task per file, the same stage cold fewer, larger tasks."""
+    from babelmr.job import model
+
+    for i in range(4):
+        write_parquet(tmp_path / "in" / f"part-{i}.parquet", 10, 10)
+    monkeypatch.setattr(model, "SPLIT_MIN_BYTES", 1)
+    monkeypatch.setattr(model, "SPLIT_MAX_WARM_BYTES", 1)  # below any row group: each alone
+    cold = plan(load(tmp_path, [map_stage("in")])).tasks
+    warm = plan(load(tmp_path, [map_stage("in", warm=True)])).tasks
+    assert len(warm) == 4 and all(t.warm for t in warm)
+    assert len(cold) < 4
+
+
 def test_one_file_per_task(tmp_path: Path) -> None:
     for i in range(3):
         write_parquet(tmp_path / "in" / f"part-{i}.parquet", 10, 10)

@@ -191,6 +191,18 @@ def test_peak_memory_of_the_program_is_sampled(tmp_path: Path) -> None:
     assert 150 * 1024 * 1024 <= result.peak_rss_bytes < 1024 * 1024 * 1024
 
 
+def test_peak_memory_counts_a_child_started_later(tmp_path: Path) -> None:
+    """The sampler reads the known processes often and looks for new ones less often: a child the program starts
+    after the first look, and that lives past the next one, still counts."""
+    child = "import time\nblock = bytearray(150 * 1024 * 1024)\nfor i in range(0, len(block), 4096):\n" \
+            "    block[i] = 1\ntime.sleep(1.5)\n"
+    prog = script(tmp_path, f"import subprocess, sys, time\ntime.sleep(0.3)\n"
+                            f"subprocess.run([sys.executable, '-c', {child!r}], check=True)\n")
+    result = run(tmp_path, [PY, prog])
+    assert result.exit_code == 0
+    assert result.peak_rss_bytes >= 150 * 1024 * 1024
+
+
 # -- commands that cannot run ----------------------------------------------------------------------------------------
 
 

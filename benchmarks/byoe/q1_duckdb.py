@@ -4,13 +4,11 @@ map:    the items shipped by 1998-09-02, summed per (l_returnflag, l_linestatus)
 reduce: the partial sums added up, the averages derived, sorted by the two flags.
 """
 
+import json
 import os
 import sys
 
 import duckdb
-
-INPUT = os.environ.get("MR_INPUT", "in.parquet")
-OUTPUT = os.environ.get("MR_OUTPUT", "out.parquet")
 
 MAP = """
 SELECT l_returnflag, l_linestatus,
@@ -34,11 +32,37 @@ GROUP BY l_returnflag, l_linestatus
 ORDER BY l_returnflag, l_linestatus
 """
 
+
+
+def serve(run) -> None:
+    """Warm mode (MR_WARM set): run `run()` per task line read from fd $MR_WARM_IN, answer on fd $MR_WARM_OUT."""
+    with open(int(os.environ["MR_WARM_IN"])) as tasks, open(int(os.environ["MR_WARM_OUT"]), "w") as replies:
+        for line in tasks:
+            task = json.loads(line)  # the task's MR_* variables
+            os.environ.update(task)
+            os.chdir(task["MR_WORKDIR"])
+            try:
+                run()
+                reply = {"ok": True}
+            except Exception as e:
+                reply = {"error": f"{type(e).__name__}: {e}"}
+            sys.stdout.flush(), sys.stderr.flush()
+            print(json.dumps(reply), file=replies, flush=True)
+
+
 if __name__ == "__main__":
     steps = {"map": MAP, "reduce": REDUCE}
     if len(sys.argv) != 2 or sys.argv[1] not in steps:
         sys.exit(f"usage: {sys.argv[0]} {'|'.join(steps)}")
-    con = duckdb.connect()
-    # the output's path is SQL text, not a parameter, in COPY: quote it
-    target = OUTPUT.replace("'", "''")
-    con.execute(f"COPY ({steps[sys.argv[1]]}) TO '{target}' (FORMAT parquet)", {"input": INPUT})
+    con = duckdb.connect()  # one connection: a warm program reuses it for every task
+
+    def run() -> None:
+        # the output's path is SQL text, not a parameter, in COPY: quote it
+        target = os.environ.get("MR_OUTPUT", "out.parquet").replace("'", "''")
+        con.execute(f"COPY ({steps[sys.argv[1]]}) TO '{target}' (FORMAT parquet)",
+                    {"input": os.environ.get("MR_INPUT", "in.parquet")})
+
+    if os.environ.get("MR_WARM"):
+        serve(run)  # started once per worker: tasks arrive on fd $MR_WARM_IN
+    else:
+        run()

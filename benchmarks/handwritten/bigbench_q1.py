@@ -1,4 +1,4 @@
-"""TPCx-BB Q1 (items sold together) distributed by hand with pandas, pyarrow, boto3 and a process pool.
+"""TPCx-BB Q1 (items sold together) distributed by hand with pyarrow, pandas, boto3 and a process pool.
 
     python bigbench_q1.py --input DIR_OR_S3_PREFIX --work DIR_OR_S3_PREFIX [--parallelism 2] [--partitions N]
                           [--min-count 50]
@@ -39,6 +39,7 @@ import boto3
 import botocore.config
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 CATEGORIES = [1, 2, 3]
@@ -143,18 +144,17 @@ def plain_types(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema([pa.field(f.name, plain(f.type)) for f in table.schema]))
 
 
-def write_table(df: pd.DataFrame, uri: str) -> None:
+def write_table(table: pa.Table, uri: str) -> None:
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink)
+    pq.write_table(table, sink)
     put(uri, sink.getvalue())
 
 
 # ---- shuffle: one file per mapper, one row group per partition ----
 
-def write_partitioned(df: pd.DataFrame, key: list[str], partitions: int, uri: str) -> None:
-    """`df` hash-partitioned by `key` into one Parquet file; footer metadata "partitions": {p: [row groups]}."""
-    part = pd.util.hash_pandas_object(df[key], index=False).to_numpy() % partitions
-    table = pa.Table.from_pandas(df, preserve_index=False)
+def write_partitioned(table: pa.Table, key: list[str], partitions: int, uri: str) -> None:
+    """`table` hash-partitioned by `key` into one Parquet file; footer metadata "partitions": {p: [row groups]}."""
+    part = pd.util.hash_pandas_object(table.select(key).to_pandas(), index=False).to_numpy() % partitions
     index: dict[int, list[int]] = {}
     sink = pa.BufferOutputStream()
     with pq.ParquetWriter(sink, table.schema) as writer:
@@ -177,43 +177,53 @@ def read_partition(uri: str, partition: int) -> pa.Table:
         return parquet.read_row_groups(index.get(str(partition), []))
 
 
-def import_partition(uris: list[str], partition: int) -> pd.DataFrame:
+def import_partition(uris: list[str], partition: int) -> pa.Table:
     """A reducer's input: its row groups of every map output, read in parallel."""
     with ThreadPoolExecutor(max_workers=IMPORT_THREADS) as pool:
         tables = list(pool.map(lambda uri: read_partition(uri, partition), uris))
-    return pa.concat_tables(tables).to_pandas()
+    return pa.concat_tables(tables)
 
 
 # ---- the query ----
 
+# The user logic is examples-python/bigbench-q1/q1.py's (pyarrow.compute, Table.group_by and Table.join), so that
+# the comparison measures the distribution, not the dataframe library.
+
+def distinct(table: pa.Table) -> pa.Table:
+    return table.group_by(table.column_names, use_threads=False).aggregate([])
+
+
 def join_task(sales_uri: str, item_uris: list[str], partitions: int, output_uri: str) -> str:
-    sales = read_parquet(sales_uri, ["ss_ticket_number", "ss_item_sk", "ss_store_sk"]).to_pandas()
-    item = pd.concat([read_parquet(uri, ["i_item_sk", "i_category_id"]).to_pandas() for uri in item_uris])
-    sales = sales[sales.ss_store_sk.isin(STORES)]
-    item = item[item.i_category_id.isin(CATEGORIES)]
-    sold = sales.merge(item, left_on="ss_item_sk", right_on="i_item_sk")
-    baskets = sold[["ss_ticket_number", "ss_item_sk"]].drop_duplicates()
+    sales = read_parquet(sales_uri, ["ss_ticket_number", "ss_item_sk", "ss_store_sk"])
+    item = pa.concat_tables([read_parquet(uri, ["i_item_sk", "i_category_id"]) for uri in item_uris])
+    sales = sales.filter(pc.is_in(sales["ss_store_sk"], pa.array(STORES, sales["ss_store_sk"].type)))
+    item = item.filter(pc.is_in(item["i_category_id"], pa.array(CATEGORIES, item["i_category_id"].type)))
+    sold = sales.filter(pc.is_in(sales["ss_item_sk"], item["i_item_sk"].combine_chunks(), skip_nulls=True))
+    baskets = distinct(sold.select(["ss_ticket_number", "ss_item_sk"]))
     write_partitioned(baskets, ["ss_ticket_number"], partitions, output_uri)
     return output_uri
 
 
 def pairs_task(join_outputs: list[str], partition: int, partitions: int, output_uri: str) -> str:
-    baskets = import_partition(join_outputs, partition).drop_duplicates().rename(columns={"ss_item_sk": "item_sk"})
-    both = baskets.merge(baskets, on="ss_ticket_number", suffixes=("_1", "_2"))
-    both = both[both.item_sk_1 < both.item_sk_2]
-    counts = both.groupby(PAIR).size().reset_index(name="cnt")
+    baskets = distinct(import_partition(join_outputs, partition)).rename_columns({"ss_item_sk": "item_sk"})
+    both = baskets.join(baskets, "ss_ticket_number", join_type="inner", left_suffix="_1", right_suffix="_2",
+                        use_threads=False)
+    both = both.filter(pc.less(both["item_sk_1"], both["item_sk_2"]))
+    counts = both.group_by(PAIR, use_threads=False).aggregate([([], "count_all")])
+    counts = pa.table({"item_sk_1": counts["item_sk_1"], "item_sk_2": counts["item_sk_2"], "cnt": counts["count_all"]})
     write_partitioned(counts, PAIR, partitions, output_uri)
     return output_uri
 
 
 def count_task(pairs_outputs: list[str], partition: int, min_count: int, output_uri: str) -> str:
-    totals = import_partition(pairs_outputs, partition).groupby(PAIR, as_index=False)["cnt"].sum()
-    write_table(top100(totals[totals.cnt >= min_count]), output_uri)
+    totals = import_partition(pairs_outputs, partition).group_by(PAIR, use_threads=False).aggregate([("cnt", "sum")])
+    totals = pa.table({"item_sk_1": totals["item_sk_1"], "item_sk_2": totals["item_sk_2"], "cnt": totals["cnt_sum"]})
+    write_table(top100(totals.filter(pc.greater_equal(totals["cnt"], min_count))), output_uri)
     return output_uri
 
 
-def top100(pairs: pd.DataFrame) -> pd.DataFrame:
-    return pairs.sort_values(["cnt", *PAIR], ascending=[False, True, True], ignore_index=True).head(100)
+def top100(pairs: pa.Table) -> pa.Table:
+    return pairs.sort_by([("cnt", "descending"), ("item_sk_1", "ascending"), ("item_sk_2", "ascending")])[:100]
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -238,7 +248,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                                           for p in range(partitions)], chunksize=1)
         counts = pool.starmap(count_task, [(pairs, p, args.min_count, f"{run}/count/part-{p:05d}.parquet")
                                            for p in range(partitions)], chunksize=1)
-    return top100(pd.concat([read_parquet(uri).to_pandas() for uri in counts], ignore_index=True))
+    return top100(pa.concat_tables([read_parquet(uri) for uri in counts])).to_pandas()
 
 
 if __name__ == "__main__":

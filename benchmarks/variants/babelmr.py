@@ -20,15 +20,19 @@ from benchmarks.common import ROOT, Context, Result
 
 
 def job_copy(ctx: Context, language: str, source: Path | None = None,
-             inputs: dict[str, str] | None = None, split: dict[str, Any] | None = None) -> Path:
+             inputs: dict[str, str] | None = None, split: dict[str, Any] | None = None,
+             warm: bool | None = None) -> Path:
     """The example's folder (or ``source``) copied into the scratch folder, its inputs pointed at the benchmark
-    data (or at ``inputs``); ``split`` cuts the stages' external inputs into tasks."""
+    data (or at ``inputs``); ``split`` cuts the stages' external inputs into tasks; ``warm`` (unless None) sets
+    every stage's ``"warm"``."""
     folder = ctx.work / f"{language}-{ctx.query}"
     shutil.copytree(source or ROOT / language / ctx.query, folder, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("data", ".babelmr", "__pycache__"))
     job = json.loads((folder / "job.json").read_text())
     uris = inputs or ctx.inputs()
     for stage in job["stages"]:
+        if warm is not None:
+            stage["warm"] = warm
         for inp in stage["inputs"]:
             if inp["name"] in uris:
                 inp["uri"] = uris[inp["name"]]
@@ -65,10 +69,11 @@ def timeline(record: RunRecord) -> list[dict[str, Any]]:
 def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = "local",
                 source: Path | None = None, store: str | None = None,
                 inputs: dict[str, str] | None = None, split: dict[str, Any] | None = None,
-                **options: Any) -> Result:
+                warm: bool | None = None, **options: Any) -> Result:
     """Run the example job of ``language`` (or the job in ``source``) on ``backend``; wall time is the whole
-    `run_job`. ``store`` defaults to a folder in the scratch folder."""
-    job = load_job(str(job_copy(ctx, language, source, inputs, split)),
+    `run_job` (warm programs included: each worker starts them within it). ``store`` defaults to a folder in the
+    scratch folder; ``warm`` True/False sets every stage's ``"warm"`` (None: as the job file says)."""
+    job = load_job(str(job_copy(ctx, language, source, inputs, split, warm)),
                    store=store or str(ctx.work / "store"))
     with get_backend(backend, concurrency=ctx.parallelism, **options) as b:
         start = time.perf_counter()
@@ -83,14 +88,26 @@ def run_babelmr(ctx: Context, language: str = "examples-python", backend: str = 
 
 
 def local(ctx: Context) -> Result:
-    return run_babelmr(ctx)
+    return run_babelmr(ctx, warm=False)
+
+
+def local_warm(ctx: Context) -> Result:
+    """The same job with every stage ``"warm": true``: one program per worker and stage, not per task."""
+    return run_babelmr(ctx, warm=True)
 
 
 def duckdb_programs(ctx: Context) -> Result:
     """Bring your own engine: TPC-H Q1 whose map and reduce programs are DuckDB SQL (benchmarks/byoe/)."""
     if ctx.query != "tpch-q1":
         raise NotImplementedError("only TPC-H Q1 has DuckDB programs")
-    return run_babelmr(ctx, source=ROOT / "benchmarks" / "byoe")
+    return run_babelmr(ctx, source=ROOT / "benchmarks" / "byoe", warm=False)
+
+
+def duckdb_programs_warm(ctx: Context) -> Result:
+    """The DuckDB programs, warm: one Python + duckdb process per worker and stage."""
+    if ctx.query != "tpch-q1":
+        raise NotImplementedError("only TPC-H Q1 has DuckDB programs")
+    return run_babelmr(ctx, source=ROOT / "benchmarks" / "byoe", warm=True)
 
 
 # /tmp is on the host's disk: up to Lambda's 10 GB of ephemeral storage, whatever the memory

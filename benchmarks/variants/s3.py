@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.common import ROOT, Context, Result, timed
@@ -70,20 +71,33 @@ def lineitem(ctx: Context) -> str:
         return _uploaded[ctx.sf]
     prefix = f"tpch-q1-sf{ctx.sf:g}/lineitem"
     client = server().client()
-    table = pq.read_table(sorted((Path(ctx.data) / "lineitem").glob("*.parquet")))
+    sources = [pq.ParquetFile(f) for f in sorted((Path(ctx.data) / "lineitem").glob("*.parquet"))]
     tasks = map_tasks(ctx.sf)
-    per = -(-table.num_rows // tasks)
+    per = -(-sum(f.metadata.num_rows for f in sources) // tasks)
+    # one object in memory at a time: the whole table at SF 10 would be ~15 GB
+    batches = (b for f in sources for b in f.iter_batches(batch_size=64 * 1024))
+    pending: list[pa.RecordBatch] = []
     for i in range(tasks):
         local = ctx.work / f"lineitem-{i:03d}.parquet"
-        pq.write_table(table.slice(i * per, per), local)
+        piece, rows = [], 0
+        while rows < per:
+            batch = pending.pop() if pending else next(batches, None)
+            if batch is None:
+                break
+            if rows + batch.num_rows > per:
+                pending.append(batch.slice(per - rows))
+                batch = batch.slice(0, per - rows)
+            piece.append(batch)
+            rows += batch.num_rows
+        pq.write_table(pa.Table.from_batches(piece, sources[0].schema_arrow), local)  # as the whole table's slice
         client.upload_file(str(local), BUCKET, f"{prefix}/part-{i:03d}.parquet")
         local.unlink()
     _uploaded[ctx.sf] = f"s3://{BUCKET}/{prefix}"
     return _uploaded[ctx.sf]
 
 
-def babelmr(ctx: Context) -> Result:
-    """babelmr with its inputs and store on S3, one map task per object."""
+def babelmr(ctx: Context, warm: bool = False) -> Result:
+    """babelmr with its inputs and store on S3, one map task per object (``warm``: every stage warm)."""
     if ctx.query != "tpch-q1":
         raise NotImplementedError("the S3 variants run TPC-H Q1")
     from benchmarks.variants.babelmr import run_babelmr
@@ -91,7 +105,12 @@ def babelmr(ctx: Context) -> Result:
     with s3_environment():
         data = lineitem(ctx)
         return run_babelmr(ctx, store=f"s3://{BUCKET}/store-{uuid.uuid4().hex[:8]}",
-                           inputs={"lineitem": f"{data}/*.parquet"}, split={"files_per_task": 1})
+                           inputs={"lineitem": f"{data}/*.parquet"}, split={"files_per_task": 1}, warm=warm)
+
+
+def babelmr_warm(ctx: Context) -> Result:
+    """babelmr on S3 with warm programs: one program per worker and stage for the 64 map tasks."""
+    return babelmr(ctx, warm=True)
 
 
 def handwritten(ctx: Context) -> Result:

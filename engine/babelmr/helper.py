@@ -4,15 +4,15 @@ A program is its steps and one call::
 
     from babelmr import helper
 
-    def map_lines(): ...          # reads helper.input_path(), returns a DataFrame or writes helper.output_path()
+    def map_lines(): ...          # reads helper.input_path(); returns a DataFrame/Table or writes helper.output_path()
     def reduce_counts(): ...
 
     if __name__ == "__main__":
         helper.run({"map": map_lines, "reduce": reduce_counts})
 
 `run` picks the step of the stage's mode (the last argument) and runs it once, or in warm mode
-(``MR_WARM`` set) once per task; a pandas DataFrame a step returns is written to the task's output in the
-stage's program format (Parquet or CSV). Standard library only (pandas is used only through the frame a
+(``MR_WARM`` set) once per task; a pandas DataFrame or pyarrow Table a step returns is written to the task's
+output in the stage's program format (Parquet or CSV). Standard library only (pandas is used only through the frame a
 step returns), so importing it costs a program nothing. It is part of the babelmr package: in the base
 image and wherever babelmr is installed.
 """
@@ -56,14 +56,23 @@ def status(message: str) -> None:
 
 
 def write(frame: Any) -> None:
-    """Write a pandas DataFrame to the task's output in the stage's format: Parquet or CSV."""
+    """Write a pandas DataFrame or a pyarrow Table to the task's output in the stage's format: Parquet or CSV."""
     path, fmt = output_path(), program_format()
+    if type(frame).__module__.startswith("pyarrow"):  # imported only for a Table: the helper stays light
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+            pq.write_table(frame, path)
+            return
+        if fmt == "csv":  # NULL an empty field, the empty string "": babelmr's CSV convention
+            import pyarrow.csv as pacsv
+            pacsv.write_csv(frame, path)
+            return
     if fmt == "parquet":
         frame.to_parquet(path, index=False)
     elif fmt == "csv":
         frame.to_csv(path, index=False)  # NULL (NaN, None) and the empty string are both an empty field
     else:  # pandas' to_json rounds floats to 15 digits: a JSON Lines step writes exactly what it means
-        raise ValueError(f"the helper writes a returned DataFrame as parquet or csv, not {fmt}: write "
+        raise ValueError(f"the helper writes a returned table as parquet or csv, not {fmt}: write "
                          f"{path} in the step and return None")
 
 

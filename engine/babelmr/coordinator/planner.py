@@ -193,7 +193,7 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
                  stage.name, stage.stage_inputs[0].stage, partitions, len(skipped))
     elif split is not None:
         total = sum(f.size for f in listed[split.name])
-        target = stage.split.target_bytes(total, concurrency)
+        target = stage.split.target_bytes(total, concurrency, stage.warm)
         pieces = _slices(split, listed[split.name], target)
         for share in _pack(pieces, stage.split.files_per_task, target):
             task_inputs.append({split.name: _external(split, share)})

@@ -13,6 +13,10 @@ Partitioner = Literal["hash", "range", "salted", "random"]
 DEFAULT_RETRIES = 2
 SPLIT_MIN_BYTES = 32 << 20
 SPLIT_MAX_BYTES = 512 << 20
+# A warm stage pays its program's start-up once per worker, not per task: smaller tasks then cost little and keep
+# the program's memory and the last wave's stragglers small (TPC-H Q1 at SF 10: ~40 tasks of one 61 MiB file ran
+# in half the time of 8 tasks of ~300 MiB, same program, warm).
+SPLIT_MAX_WARM_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -58,15 +62,16 @@ class Split:
     files_per_task: int | None = None
     bytes_per_task: int | None = None
 
-    def target_bytes(self, total: int, concurrency: int) -> int | None:
+    def target_bytes(self, total: int, concurrency: int, warm: bool = False) -> int | None:
         """Bytes per task: as the job says, or by default enough tasks to keep every worker busy, each
-        32-512 MiB (fewer, larger tasks pay the program's start-up less often); None: by file count."""
+        32-512 MiB (fewer, larger tasks pay the program's start-up less often), 32-64 MiB for a ``warm`` stage
+        (its program starts once per worker); None: by file count."""
         if self.files_per_task:
             return None
         if self.bytes_per_task:
             return self.bytes_per_task
         workers = max(1, concurrency)
-        tasks = max(1, -(-total // SPLIT_MAX_BYTES))
+        tasks = max(1, -(-total // (SPLIT_MAX_WARM_BYTES if warm else SPLIT_MAX_BYTES)))
         tasks = -(-tasks // workers) * workers  # whole waves: no worker idles in the last one
         return max(SPLIT_MIN_BYTES, -(-total // tasks))
 
