@@ -255,7 +255,7 @@ def _csv_task(command: list[str], mode: str, source: Path, schema: dict[str, str
                     command=command, mode=mode, program_format="csv", schema=schema)
     result = run_task(spec, str(tmp_path / "work"), keep_workdir=True)
     assert result.status == "ok", result.error
-    return pq.read_table(result.commit["uri"])
+    return pq.read_table(result.commit.uri)
 
 
 def test_the_go_csv_writer_keeps_null_empty_strings_and_floats_exact(tmp_path: Path) -> None:
@@ -276,3 +276,15 @@ def test_the_csharp_csv_reader_and_writer_keep_null_and_empty_strings_apart(tmp_
     pq.write_table(table, source)
     got = _csv_task(command, "copy", source, {"s": "string", "i": "int64"}, tmp_path)
     assert got.to_pylist() == table.to_pylist()
+
+
+def test_a_python_step_returning_a_pyarrow_table_keeps_null_and_empty_strings_apart(tmp_path: Path) -> None:
+    """babelmr.helper writes a returned Table in the stage's format; through CSV, NULL and "" stay apart."""
+    program = ("import pyarrow as pa\nfrom babelmr import helper\n"
+               "helper.run({'write': lambda: pa.table({'s': ['', None, 'a,b', 'q\"u', ' x'], "
+               "'i': pa.array([1, None, 3, None, -(2 ** 63)], pa.int64())})})\n")
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": [1]}), source)
+    got = _csv_task([sys.executable, "-c", program], "write", source, {"s": "string", "i": "int64"}, tmp_path)
+    assert got.column("s").to_pylist() == ["", None, "a,b", 'q"u', " x"]
+    assert got.column("i").to_pylist() == [1, None, 3, None, -(2 ** 63)]

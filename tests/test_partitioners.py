@@ -194,13 +194,13 @@ def test_a_salted_job_then_a_combine_stage_equals_group_by(tmp_path: Path) -> No
         {"name": "final", "command": [sys.executable, str(reduce)], "inputs": [{"name": "p", "stage": "partial"}]}],
         "output": {"uri": "out"}})
     record = _run(path)
-    map_rows = record["stages"][0]
-    assert map_rows["rows_out"] == 6000
-    got = pa.concat_tables(pq.read_table(f) for f in record["output"]["files"])
+    map_rows = record.stages[0]
+    assert map_rows.rows_out == 6000
+    got = pa.concat_tables(pq.read_table(f) for f in record.output.files)
     want = duckdb.sql("SELECT k, sum(v) AS v FROM data GROUP BY k").fetchall()
     assert sorted(map(tuple, (r.values() for r in got.to_pylist())), key=repr) == sorted(want, key=repr)
     # the hot key's rows were spread: the partial stage wrote it from more than one task
-    partial = pa.concat_tables(pq.read_table(c["uri"]) for c in record["stages"][1]["committed"])
+    partial = pa.concat_tables(pq.read_table(c.uri) for c in record.stages[1].committed)
     assert partial.filter(pa.compute.equal(partial["k"], "k7")).num_rows > 1
 
 
@@ -226,7 +226,7 @@ def test_total_order_job_with_the_range_partitioner(tmp_path: Path) -> None:
         {"name": "sort", "command": ["cp", "in.parquet", "out.parquet"], "inputs": [{"name": "m", "stage": "map"}],
          "sort": [{"column": "s", "order": "desc", "nulls": "first"}, "id"]}], "output": {"uri": "out"}})
     record = _run(path)
-    files = sorted(record["output"]["files"])
+    files = sorted(record.output.files)
     got = pa.concat_tables(pq.read_table(f) for f in files)
     sort = [{"column": "f", "order": "asc", "nulls": "last"}, {"column": "s", "order": "desc", "nulls": "first"},
             {"column": "id", "order": "asc", "nulls": "last"}]
@@ -302,9 +302,9 @@ def test_range_on_a_stage_reading_an_earlier_stage(tmp_path: Path) -> None:
         {"name": "final", "command": cp, "inputs": [{"name": "r", "stage": "mid"}], "sort": ["id"]}],
         "output": {"uri": "out"}})
     record = _run(path)
-    got = pa.concat_tables(pq.read_table(f) for f in sorted(record["output"]["files"]))
+    got = pa.concat_tables(pq.read_table(f) for f in sorted(record.output.files))
     assert got["id"].to_pylist() == _ids_in_order(table, [{"column": "k", "order": "asc", "nulls": "last"}])
-    sizes = [pq.read_metadata(f).num_rows for f in sorted(record["output"]["files"])]
+    sizes = [pq.read_metadata(f).num_rows for f in sorted(record.output.files)]
     assert min(sizes) > 300, sizes
 
 
@@ -323,7 +323,7 @@ def test_a_retry_of_a_salted_task_exports_the_same_split(tmp_path: Path) -> None
         spec = plan_stage(job, job.stages[0], "run", str(tmp_path / f"store{attempt}"), {}).tasks[1]
         result = run_task(spec.with_attempt(attempt), str(tmp_path / f"work{attempt}"))
         assert result.status == "ok", result.error
-        file = pq.ParquetFile(result.commit["uri"])
+        file = pq.ParquetFile(result.commit.uri)
         index = json.loads(file.metadata.metadata[b"babelmr.partitions"])
         splits.append([pa.concat_tables([file.read_row_group(g) for g in groups]).to_pylist() if groups else []
                        for groups in index["row_groups"]])

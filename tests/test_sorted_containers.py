@@ -40,5 +40,5 @@ def test_the_sorted_streaming_reducer_agrees_on_every_backend(tmp_path: Path, ch
         image = None if name == "local" else checkout_image
         with get_backend(name, concurrency=2, **options) as backend:
             record = run_job(load_job(str(_job(tmp_path, image, fmt))), backend)
-        got = pa.concat_tables(pq.read_table(f) for f in record["output"]["files"])
+        got = pa.concat_tables(pq.read_table(f) for f in record.output.files)
         assert sorted(got.to_pylist(), key=repr) == want, name
