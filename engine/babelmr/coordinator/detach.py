@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from babelmr.coordinator.records import read_live, read_record, resolve_run_id, write_record
+from babelmr.coordinator.records import read_live, read_record, read_stored, resolve_run_id, write_record
 from babelmr.coordinator.resume import coordinator_state
 from babelmr.errors import BabelMRError
 from babelmr.spec import LiveState, RunRecord
@@ -71,11 +71,7 @@ def start_detached(store: Store, run_id: str, args: list[str], timeout: float = 
 
 def _raw_record(store: Store, run_id: str) -> RunRecord | None:
     """The stored run.json alone (no stage entries): what polling needs, in one read."""
-    key = layout.run_record(run_id)
-    try:
-        return RunRecord.from_json(store.read_bytes(key), store.uri_for(key))
-    except FileNotFoundError:
-        return None
+    return read_stored(store, layout.run_record(run_id), RunRecord)
 
 
 @dataclass

@@ -13,11 +13,14 @@ import json
 import secrets
 import time
 from datetime import datetime
+from typing import TypeVar
 
 from babelmr.errors import BabelMRError
-from babelmr.spec import LiveState, RecordError, RunRecord, StageRecord
+from babelmr.spec import LiveState, Record, RecordError, RunRecord, StageRecord
 from babelmr.store import layout
 from babelmr.store.base import Store
+
+R = TypeVar("R", bound=Record)
 
 
 def new_run_id(job_name: str) -> str:
@@ -39,13 +42,17 @@ def write_stage_record(store: Store, run_id: str, summary: StageRecord) -> None:
     store.write_bytes(layout.stage_record(run_id, summary.name), summary.to_json(indent=2).encode())
 
 
-def read_stage_record(store: Store, run_id: str, stage: str) -> StageRecord | None:
-    """The entry stage ``stage`` wrote, if it did."""
-    key = layout.stage_record(run_id, stage)
+def read_stored(store: Store, key: str, kind: type[R]) -> R | None:
+    """The record of type ``kind`` stored at ``key``, or None if there is none (errors name the key)."""
     try:
-        return StageRecord.from_json(store.read_bytes(key), store.uri_for(key))
+        return kind.from_json(store.read_bytes(key), store.uri_for(key))
     except FileNotFoundError:
         return None
+
+
+def read_stage_record(store: Store, run_id: str, stage: str) -> StageRecord | None:
+    """The entry stage ``stage`` wrote, if it did."""
+    return read_stored(store, layout.stage_record(run_id, stage), StageRecord)
 
 
 def stage_records(store: Store, run_id: str, stage_names: list[str]) -> list[StageRecord]:
@@ -81,11 +88,7 @@ def read_record(store: Store, run_id: str) -> RunRecord:
 
 def read_live(store: Store, run_id: str) -> LiveState | None:
     """The coordinator's last live state (its heartbeat), or None if it never wrote one."""
-    key = layout.heartbeat(run_id)
-    try:
-        return LiveState.from_json(store.read_bytes(key), store.uri_for(key))
-    except FileNotFoundError:
-        return None
+    return read_stored(store, layout.heartbeat(run_id), LiveState)
 
 
 def list_runs(store: Store) -> list[str]:

@@ -84,11 +84,10 @@ def field_spans(buf: bytes, elements: dict[int, list[tuple[int, int]]] | None = 
     try:
         while True:
             start = reader.pos
-            header = reader.byte()
-            if header == STOP:
+            field = reader.field_header(last)
+            if field is None:
                 return spans
-            wire, delta = header & 0x0F, header >> 4
-            fid = last + delta if delta else reader.zigzag()
+            wire, fid = field
             last = fid
             value = reader.pos
             if elements is not None and fid in elements and wire in (LIST, SET):
@@ -186,6 +185,14 @@ class _Reader:
         n = self.varint()
         return (n >> 1) ^ -(n & 1)
 
+    def field_header(self, last: int) -> tuple[int, int] | None:
+        """The next field's (wire type, field id) after field id ``last``; None at the struct's end."""
+        header = self.byte()
+        if header == STOP:
+            return None
+        wire, delta = header & 0x0F, header >> 4
+        return wire, (last + delta if delta else self.zigzag())
+
     def skip(self, wire: int) -> None:
         """Move past a value of type ``wire`` without building it."""
         if wire in (TRUE, FALSE, BYTE):
@@ -268,11 +275,10 @@ class _Reader:
         s = Struct()
         last = 0
         while True:
-            header = self.byte()
-            if header == STOP:
+            field = self.field_header(last)
+            if field is None:
                 return s
-            wire, delta = header & 0x0F, header >> 4
-            fid = last + delta if delta else self.zigzag()
+            wire, fid = field
             last = fid
             if wire in (TRUE, FALSE):
                 s.fields[fid] = (TRUE, wire == TRUE)
