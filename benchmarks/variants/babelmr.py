@@ -114,13 +114,28 @@ def duckdb_programs_warm(ctx: Context) -> Result:
 CONTAINER = ContainerLimits(memory=3 << 30, ephemeral_storage=10 << 30)
 
 
-def docker_python(ctx: Context) -> Result:
-    return run_babelmr(ctx, backend="docker", limits=CONTAINER)
+def docker_python(ctx: Context, warm: bool = False) -> Result:
+    """The Python example's image on the docker backend (``warm``: one program per container and stage)."""
+    return run_babelmr(ctx, backend="docker", limits=CONTAINER, warm=warm)
 
 
-def docker_go(ctx: Context) -> Result:
-    return run_babelmr(ctx, "examples-go", backend="docker", limits=CONTAINER)
+def docker_go(ctx: Context, warm: bool = False) -> Result:
+    """The Go example's image on the docker backend."""
+    return run_babelmr(ctx, "examples-go", backend="docker", limits=CONTAINER, warm=warm)
 
 
-def docker_csharp(ctx: Context) -> Result:
-    return run_babelmr(ctx, "examples-csharp", backend="docker", limits=CONTAINER)
+def docker_csharp(ctx: Context, warm: bool = False) -> Result:
+    """The C# example's image on the docker backend."""
+    return run_babelmr(ctx, "examples-csharp", backend="docker", limits=CONTAINER, warm=warm)
+
+
+def docker_python_warm(ctx: Context) -> Result:
+    return docker_python(ctx, warm=True)
+
+
+def docker_go_warm(ctx: Context) -> Result:
+    return docker_go(ctx, warm=True)
+
+
+def docker_csharp_warm(ctx: Context) -> Result:
+    return docker_csharp(ctx, warm=True)
