@@ -158,7 +158,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--partitions", default=None,
                      help="partition counts of the per-reduce-task micro-benchmark (default 10,100,1000; smoke 10,100)")
     run.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="the report to write")
+    again = sub.add_parser("report", help="write the report again from a run's raw results (no benchmark runs)")
+    again.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"), help="the report to write; the raw "
+                       "results are read from results.json in the folder named after it")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        import json
+
+        from benchmarks.report import write_report
+
+        out = Path(args.out)
+        raw = json.loads((out.parent / out.stem / "results.json").read_text())
+        write_report(out, raw["results"], raw["micro"], sfs=raw["sfs"], reps=raw["reps"], started=raw["started"],
+                     finished=raw.get("finished"))
+        print(f"wrote {out}", file=sys.stderr)
+        return 0
 
     from benchmarks.report import write_report
 
