@@ -112,7 +112,8 @@ def test_interrupting_a_docker_run_removes_its_containers(base_image, tmp_path: 
 
     def ours() -> list:
         ids = [p.name for p in runs.iterdir()] if runs.exists() else []
-        return client.containers.list(all=True, filters={"label": f"babelmr.run={ids[0]}"}) if ids else []
+        # the list call alone (containers.list() inspects each, failing on one removed meanwhile, e.g. the probe)
+        return client.api.containers(all=True, filters={"label": f"babelmr.run={ids[0]}"}) if ids else []
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not ours():

@@ -63,7 +63,7 @@ def _check(example: str, record: dict, data_dir: Path, tmp_path: Path) -> None:
 
 
 def _containers_of(run_id: str) -> list:
-    return docker.from_env().containers.list(all=True, filters={"label": f"babelmr.run={run_id}"})
+    return docker.from_env().api.containers(all=True, filters={"label": f"babelmr.run={run_id}"})
 
 
 BACKENDS = {"docker": ["--backend", "docker"], "lambda": ["--backend", "lambda", "--emulators", "2"]}

@@ -292,15 +292,15 @@ def _coordinator_alive(label: str) -> bool:
 def remove_orphans(client: docker.DockerClient) -> list[str]:
     """Remove task containers whose coordinator on this machine is dead (killed with SIGKILL, say); their ids."""
     removed: list[str] = []
-    try:
-        found = client.containers.list(all=True, filters={"label": [LABEL, COORDINATOR_LABEL]})
+    try:  # the list call alone: containers.list() inspects each one, failing if one is removed meanwhile
+        found = client.api.containers(all=True, filters={"label": [LABEL, COORDINATOR_LABEL]})
     except docker.errors.DockerException:
         return removed
     for c in found:
-        if c.id is not None and not _coordinator_alive(c.labels.get(COORDINATOR_LABEL, "")):
+        if not _coordinator_alive((c.get("Labels") or {}).get(COORDINATOR_LABEL, "")):
             try:
-                client.api.remove_container(c.id, force=True)
-                removed.append(c.id)
+                client.api.remove_container(c["Id"], force=True)
+                removed.append(c["Id"])
             except docker.errors.DockerException:
                 continue
     return removed
