@@ -128,13 +128,17 @@ def list_spans(buf: bytes, start: int) -> tuple[int, list[tuple[int, int]]]:
 def field_header(fid: int, wire: int, last: int) -> bytes:
     """The compact protocol's header of field ``fid`` after field ``last``."""
     out = bytearray()
+    _write_field_header(out, fid, wire, last)
+    return bytes(out)
+
+
+def _write_field_header(out: bytearray, fid: int, wire: int, last: int) -> None:
     delta = fid - last
     if 0 < delta <= 15:
         out.append(delta << 4 | wire)
     else:
         out.append(wire)
         _zigzag(out, fid)
-    return bytes(out)
 
 
 def list_header(etype: int, size: int) -> bytes:
@@ -340,12 +344,7 @@ def _write_struct(out: bytearray, s: Struct) -> None:
             continue
         if wire in (TRUE, FALSE):
             wire = TRUE if value else FALSE
-        delta = fid - last
-        if 0 < delta <= 15:
-            out.append(delta << 4 | wire)
-        else:
-            out.append(wire)
-            _zigzag(out, fid)
+        _write_field_header(out, fid, wire, last)
         last = fid
         if wire not in (TRUE, FALSE):
             _write_value(out, wire, value)
