@@ -44,13 +44,14 @@ def _machine() -> str:
 def _lines(variant: str, query: str) -> str:
     from benchmarks.loc import babelmr_lines, count_lines, handwritten_lines, helper_lines
 
-    if variant.startswith("babelmr (local, DuckDB programs"):
-        byoe = ROOT / "benchmarks" / "byoe"
-        counts = {p.name: count_lines(p) for p in (byoe / "q1_duckdb.py", byoe / "job.json")}
-    elif variant.startswith("babelmr"):
-        details = variant.rstrip(")").rsplit("(", 1)[-1].split(", ")  # e.g. "(docker, Go, warm)"
-        language = next((LANGUAGE_OF[d] for d in details if d in LANGUAGE_OF), "examples-python")  # S3: Python
-        counts = babelmr_lines(language, query)
+    if variant.startswith("babelmr"):
+        if variant.startswith("babelmr (local, DuckDB programs"):  # a Python program through babelmr.helper
+            byoe, language = ROOT / "benchmarks" / "byoe", "examples-python"
+            counts = {p.name: count_lines(p) for p in (byoe / "q1_duckdb.py", byoe / "job.json")}
+        else:
+            details = variant.rstrip(")").rsplit("(", 1)[-1].split(", ")  # e.g. "(docker, Go, warm)"
+            language = next((LANGUAGE_OF[d] for d in details if d in LANGUAGE_OF), "examples-python")  # S3: Python
+            counts = babelmr_lines(language, query)
         (helper, size), = helper_lines(language).items()
         return (f"{sum(counts.values())} ({' + '.join(f'{n} {f}' for f, n in counts.items())}; "
                 f"not counted: babelmr's helper {helper}, {size})")

@@ -4,11 +4,9 @@ map:    the items shipped by 1998-09-02, summed per (l_returnflag, l_linestatus)
 reduce: the partial sums added up, the averages derived, sorted by the two flags.
 """
 
-import json
-import os
-import sys
-
 import duckdb
+
+from babelmr import helper
 
 MAP = """
 SELECT l_returnflag, l_linestatus,
@@ -32,37 +30,14 @@ GROUP BY l_returnflag, l_linestatus
 ORDER BY l_returnflag, l_linestatus
 """
 
+CON = duckdb.connect()  # one connection: a warm program reuses it for every task
 
 
-def serve(run) -> None:
-    """Warm mode (MR_WARM set): run `run()` per task line read from fd $MR_WARM_IN, answer on fd $MR_WARM_OUT."""
-    with open(int(os.environ["MR_WARM_IN"])) as tasks, open(int(os.environ["MR_WARM_OUT"]), "w") as replies:
-        for line in tasks:
-            task = json.loads(line)  # the task's MR_* variables
-            os.environ.update(task)
-            os.chdir(task["MR_WORKDIR"])
-            try:
-                run()
-                reply = {"ok": True}
-            except Exception as e:
-                reply = {"error": f"{type(e).__name__}: {e}"}
-            sys.stdout.flush(), sys.stderr.flush()
-            print(json.dumps(reply), file=replies, flush=True)
+def copy_to_output(query: str) -> None:
+    """Run ``query`` over the task's input and write its result to the task's output as Parquet."""
+    target = helper.output_path().replace("'", "''")  # the output's path is SQL text, not a parameter, in COPY
+    CON.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet)", {"input": helper.input_path()})
 
 
 if __name__ == "__main__":
-    steps = {"map": MAP, "reduce": REDUCE}
-    if len(sys.argv) != 2 or sys.argv[1] not in steps:
-        sys.exit(f"usage: {sys.argv[0]} {'|'.join(steps)}")
-    con = duckdb.connect()  # one connection: a warm program reuses it for every task
-
-    def run() -> None:
-        # the output's path is SQL text, not a parameter, in COPY: quote it
-        target = os.environ.get("MR_OUTPUT", "out.parquet").replace("'", "''")
-        con.execute(f"COPY ({steps[sys.argv[1]]}) TO '{target}' (FORMAT parquet)",
-                    {"input": os.environ.get("MR_INPUT", "in.parquet")})
-
-    if os.environ.get("MR_WARM"):
-        serve(run)  # started once per worker: tasks arrive on fd $MR_WARM_IN
-    else:
-        run()
+    helper.run({"map": lambda: copy_to_output(MAP), "reduce": lambda: copy_to_output(REDUCE)})
