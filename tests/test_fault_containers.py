@@ -45,6 +45,24 @@ def containers_of(client: docker.DockerClient, run_id: str) -> list[dict]:
     return client.api.containers(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
 
 
+def start_two_sleeping_tasks(client: docker.DockerClient, tmp_path: Path,
+                             *args: str) -> tuple[Path, subprocess.Popen, str]:
+    """Start `babelmr run ... -c 2 ARGS` on a job of two sleeping map tasks; (job, process, run id) once both run."""
+    job = make_job(tmp_path, files=2, map_command=["sleep", "60"])
+    proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "-c", "2", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    runs = tmp_path / ".babelmr" / "runs"
+    deadline = time.monotonic() + 120
+    run_id = ""
+    while time.monotonic() < deadline:
+        run_id = run_id or next((p.name for p in runs.iterdir()), "") if runs.exists() else ""
+        if run_id and len(running(client, run_id)) == 2:
+            return job, proc, run_id
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"no task container started: {proc.communicate()}")
+
+
 def running(client: docker.DockerClient, run_id: str) -> list:
     """The run's running containers, inspected (those gone meanwhile left out)."""
     found = []
@@ -87,21 +105,9 @@ def test_a_killed_task_container_fails_only_its_attempt(base_image, tmp_path: Pa
     ("docker", signal.SIGINT), ("docker", signal.SIGTERM), ("lambda", signal.SIGINT), ("lambda", signal.SIGTERM)])
 def test_a_signal_removes_every_container(base_image, tmp_path: Path, backend: str, sig: signal.Signals) -> None:
     client = docker.from_env()
-    job = make_job(tmp_path, files=2, map_command=["sleep", "60"])
     options = ["--emulators", "2"] if backend == "lambda" else []
-    proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "--backend", backend, "-c", "2",
-                             *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    _, proc, run_id = start_two_sleeping_tasks(client, tmp_path, "--backend", backend, *options)
     runs = tmp_path / ".babelmr" / "runs"
-    deadline = time.monotonic() + 120
-    run_id = ""
-    while time.monotonic() < deadline:
-        run_id = run_id or next((p.name for p in runs.iterdir()), "") if runs.exists() else ""
-        if run_id and len(running(client, run_id)) == 2:
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"no task container started: {proc.communicate()}")
     sent = time.monotonic()
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
@@ -182,20 +188,7 @@ def test_a_backup_container_beats_a_straggler_and_the_loser_is_removed(base_imag
 def test_the_next_run_removes_the_containers_of_a_killed_coordinator(base_image, tmp_path: Path) -> None:
     """`babelmr run` SIGKILLed with task containers running; the next docker backend's prepare removes them."""
     client = docker.from_env()
-    job = make_job(tmp_path, files=2, map_command=["sleep", "60"])
-    proc = subprocess.Popen([sys.executable, "-m", "babelmr", "run", str(job), "--backend", "docker", "-c", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    runs = tmp_path / ".babelmr" / "runs"
-    deadline = time.monotonic() + 120
-    run_id = ""
-    while time.monotonic() < deadline:
-        run_id = run_id or next((p.name for p in runs.iterdir()), "") if runs.exists() else ""
-        if run_id and len(running(client, run_id)) == 2:
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("no task container started")
+    job, proc, run_id = start_two_sleeping_tasks(client, tmp_path, "--backend", "docker")
     proc.kill()
     proc.wait()
     assert len(running(client, run_id)) == 2, "SIGKILL cannot be handled: the containers outlive it"
