@@ -212,6 +212,49 @@ def test_a_job_with_a_warm_stage_runs_on_the_local_backend(tmp_path: Path) -> No
     assert len(logs) == 4 and 1 <= len(pids) <= 2
 
 
+START_LOGGING = r"""
+import os, sys, time
+with open(os.environ["START_LOG"], "a") as f:
+    f.write(f"{os.environ['MR_STAGE']} {os.getpid()} {time.time()}\n")
+"""
+
+
+def test_the_local_backend_starts_each_stages_warm_programs_before_its_first_task(tmp_path: Path) -> None:
+    """prepare() has every worker start the warm program of each warm stage at once: the second stage's programs
+    are up before its first task, and no program is started twice (each task finds its worker's)."""
+    from babelmr.backends import get_backend
+    from babelmr.coordinator.run import run_job
+    from babelmr.job import load_job
+    from conftest import write_job
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        pq.write_table(pa.table({"k": [i * 10 + j for j in range(10)]}), data / f"p{i}.parquet")
+    (tmp_path / "prog.py").write_text(START_LOGGING + PROGRAM)
+    (tmp_path / "actions.json").write_text("{}")
+    starts = tmp_path / "starts.log"
+    stage = {"command": f"{sys.executable} {{job_dir}}/prog.py", "warm": True, "key": ["k"], "partitions": 2}
+    env = {"ACTIONS": str(tmp_path / "actions.json"), "START_LOG": str(starts)}
+    path = write_job(tmp_path, {"name": "w", "env": env,
+                                "stages": [{**stage, "name": "first", "split": {"files_per_task": 1},
+                                            "inputs": [{"name": "data", "uri": f"{data}/*.parquet"}]},
+                                           {**stage, "name": "second", "inputs": [{"name": "up", "stage": "first"}]}]})
+    with get_backend("local", concurrency=2) as backend:
+        record = run_job(load_job(str(path), store=str(tmp_path / "store")), backend)
+    assert record.output is not None
+    keys = sorted(k for f in record.output.files for k in pq.read_table(f)["k"].to_pylist())
+    assert keys == list(range(40))
+    started: dict[str, list[float]] = {}
+    for line in starts.read_text().splitlines():
+        name, _, at = line.split()
+        started.setdefault(name, []).append(float(at))
+    assert len(started["first"]) == len(started["second"]) == 2  # one per worker and stage: none wasted
+    second = next(s for s in record.stages if s.name == "second")
+    first_task = min(a.stats.started_at for a in second.task_attempts if a.stats.started_at is not None)
+    assert max(started["second"]) < first_task
+
+
 EXAMPLE_DATA = {
     "wordcount": lambda m, d: m.prepare(str(d), mb=0.3, files=2, seed=5),
     "tpch-q1": lambda m, d: m.prepare(str(d), sf=0.01, parts=2),

@@ -59,6 +59,10 @@ class Backend(ABC):
         """How many tasks run at once unless the job or the command line says otherwise."""
         return os.cpu_count() or 1
 
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Bring up what does not depend on a job (the local backend's worker processes); `prepare` does it
+        when nobody did. Calling it ahead of `run_job` takes that start-up out of the run."""
+
     def prepare(self, job: Job, store: Store, run_id: str) -> None:  # noqa: B027 - optional hook
         """Get ready to run ``job`` (check images, start pools); called once before the first stage."""
 

@@ -11,6 +11,7 @@ and kill their program's group, and each program gets SIGKILL when its worker di
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
@@ -27,6 +28,7 @@ from typing import Any
 import psutil
 
 from babelmr.backends.base import Backend, ProcessOptions
+from babelmr.coordinator.planner import stage_spec
 from babelmr.job import Job
 from babelmr.settings import PREFIX, reload, settings
 from babelmr.spec import TaskResult, TaskSpec
@@ -34,6 +36,8 @@ from babelmr.store.base import Store
 from babelmr.store.s3 import aws_environment, reset_clients
 from babelmr.worker import warm
 
+PRESTART, TASK = "prestart", "task"  # the messages a worker gets
+log = logging.getLogger(__name__)
 STOP_WAIT = 5.0  # seconds close() waits for killed attempt processes to be gone
 _ROOT_PREFIX = "babelmr-"
 
@@ -62,7 +66,7 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     """A worker process: run the attempts the backend sends, one at a time; report each program's pid, then the
     result. Ends when the backend closes its end of the pipe."""
     from babelmr.worker import program
-    from babelmr.worker.task import run_task
+    from babelmr.worker.task import prestart_warm, run_task
 
     current: dict[str, Any] = {"programs": [], "workdir": None}
 
@@ -98,12 +102,16 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     program.on_program_started = report
     while True:
         try:
-            spec_json, workdir, aws_env, tunables = conn.recv()
+            kind, specs, workdir, aws_env, tunables = conn.recv()
         except (EOFError, OSError):
             return
-        current.update(programs=[], workdir=workdir)
         _sync_environment(aws_env, tunables)
-        conn.send(("result", run_task(TaskSpec.from_json(spec_json), workdir).to_dict()))
+        if kind == PRESTART:  # no answer: the programs start up while the worker waits for its first task
+            for spec_json in specs:
+                prestart_warm(TaskSpec.from_json(spec_json), workdir)
+            continue
+        current.update(programs=[], workdir=workdir)
+        conn.send(("result", run_task(TaskSpec.from_json(specs[0]), workdir).to_dict()))
         current.update(programs=[], workdir=None)
 
 
@@ -176,11 +184,29 @@ class LocalBackend(Backend):
                 return worker
             worker.conn.close()
 
-    def prepare(self, job: Job, store: Store, run_id: str) -> None:
-        """Start the workers now, while the first stage is planned (the forkserver imports pyarrow once)."""
-        workers = [self._start_worker() for _ in range(self.concurrency)]
+    def start(self) -> None:
+        """Start the worker processes that are missing (the forkserver imports the engine once, then forks them)."""
+        with self._lock:
+            missing = self.concurrency - len(self._idle) - len(self._running)
+        workers = [self._start_worker() for _ in range(missing)]
         with self._lock:
             self._idle.extend(workers)
+
+    def prepare(self, job: Job, store: Store, run_id: str) -> None:
+        """Start the workers now, while the first stage is planned, and have each start the warm programs of the
+        job's first warm stages (as many as a worker keeps idle): their start-up overlaps the planning and the
+        stages before theirs instead of delaying each stage's first tasks."""
+        self.start()
+        specs = [stage_spec(job, stage, run_id, store.uri).to_json() for stage in job.stages if stage.warm]
+        if not specs:
+            return
+        with self._lock:
+            idle = list(self._idle)
+        for worker in idle:
+            with contextlib.suppress(OSError):
+                worker.conn.send((PRESTART, specs[:warm.MAX_IDLE], os.path.join(self._root, "prestart"),
+                                  aws_environment(), _tunables()))
+        log.info("warm programs of %d stage(s) starting in %d worker(s)", min(len(specs), warm.MAX_IDLE), len(idle))
 
     def run_task(self, spec: TaskSpec) -> TaskResult:
         if self._closed.is_set():
@@ -198,7 +224,7 @@ class LocalBackend(Backend):
                 worker.stopped = "interrupted"
                 worker.kill()
             with contextlib.suppress(OSError):
-                worker.conn.send((spec.to_json(), workdir, aws_environment(), _tunables()))
+                worker.conn.send((TASK, [spec.to_json()], workdir, aws_environment(), _tunables()))
             while result is None:
                 try:
                     kind, value = worker.conn.recv()

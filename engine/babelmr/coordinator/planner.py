@@ -206,21 +206,27 @@ def plan_stage(job: Job, stage: Stage, run_id: str, store_uri: str, upstream: di
         task_inputs.append({})
 
     options = _partition_options(job, stage, task_inputs)
-    tasks = []
-    for t, own in enumerate(task_inputs):
-        inputs = _with_sort(job, stage, [own.get(i.name) or broadcast[i.name] for i in stage.inputs])
-        tasks.append(TaskSpec(
-            run_id=run_id, job=job.name, stage=stage.name, task=t, attempt=1, store=store_uri, inputs=inputs,
-            command=list(stage.command) if stage.command else None, mode=stage.mode, shell=stage.shell,
-            program_format=stage.program_format, schema=stage.schema,
-            key=list(stage.key) if stage.key else None, partitions=stage.partitions,
-            timeout=stage.timeout, env={**job.env, **stage.env}, job_dir=job.directory,
-            image=stage.image, memory=stage.memory,
-            output_format=job.output.format if job.output and stage is job.stages[-1] else None,
-            combiner=list(stage.combiner) if stage.combiner else None,
-            warm=stage.warm, partitioner=stage.partitioner, partition_options=options,
-        ))
+    tasks = [stage_spec(job, stage, run_id, store_uri, task=t, options=options,
+                        inputs=_with_sort(job, stage, [own.get(i.name) or broadcast[i.name] for i in stage.inputs]))
+             for t, own in enumerate(task_inputs)]
     return StagePlan(stage, tasks, resolved, skipped)
+
+
+def stage_spec(job: Job, stage: Stage, run_id: str, store_uri: str, task: int = 0,
+               inputs: list[TaskInput] | None = None, options: dict | None = None) -> TaskSpec:
+    """Attempt 1 of task ``task`` of ``stage`` reading ``inputs``; without inputs, what every task of the stage
+    shares (its command and environment: what a backend needs to start the stage's warm program early)."""
+    return TaskSpec(
+        run_id=run_id, job=job.name, stage=stage.name, task=task, attempt=1, store=store_uri, inputs=inputs or [],
+        command=list(stage.command) if stage.command else None, mode=stage.mode, shell=stage.shell,
+        program_format=stage.program_format, schema=stage.schema,
+        key=list(stage.key) if stage.key else None, partitions=stage.partitions,
+        timeout=stage.timeout, env={**job.env, **stage.env}, job_dir=job.directory,
+        image=stage.image, memory=stage.memory,
+        output_format=job.output.format if job.output and stage is job.stages[-1] else None,
+        combiner=list(stage.combiner) if stage.combiner else None,
+        warm=stage.warm, partitioner=stage.partitioner, partition_options=options or {},
+    )
 
 
 def _partition_options(job: Job, stage: Stage, task_inputs: list[dict[str, TaskInput]]) -> dict:

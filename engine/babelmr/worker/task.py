@@ -37,7 +37,7 @@ from babelmr.worker.partition import UnsupportedKeyError
 from babelmr.worker.partitioners import make_splitter
 from babelmr.worker.plain import export_plain
 from babelmr.worker.program import run_program, stderr_tail
-from babelmr.worker.warm import run_warm
+from babelmr.worker.warm import prestart, run_warm
 
 log = logging.getLogger(__name__)
 PASS_CREDENTIALS = "BABELMR_PROGRAM_AWS_CREDENTIALS"
@@ -93,6 +93,22 @@ def program_command(spec: TaskSpec) -> list[str]:
     if spec.shell:  # one shell word: a folder named 'a b' or 'x$(touch y)' must not split or run anything
         job_dir = shlex.quote(job_dir)
     return [part.replace("{job_dir}", job_dir) for part in command]
+
+
+def prestart_warm(spec: TaskSpec, workdir: str) -> bool:
+    """Start the warm program of ``spec``'s stage (a spec without inputs: `planner.stage_spec`) before its first
+    task reaches this worker, so its start-up overlaps the planning and the stages before it. True if started."""
+    if not spec.warm:
+        return False
+    try:
+        command = program_command(spec)
+    except TaskError:
+        return False  # the task reports it
+    started = prestart(command, spec.mode, shell=spec.shell, env=program_env(spec, workdir, {}, ""),
+                       workdir=workdir, label=spec.label)
+    if started:
+        log.debug("%s: warm program started ahead of the stage's first task", spec.label)
+    return started
 
 
 def _failure(spec: TaskSpec, what: str, stderr_path: str | None) -> str:

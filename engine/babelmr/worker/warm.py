@@ -261,19 +261,46 @@ def close_all() -> None:
         p.close()
 
 
+def _identity(command: list[str], mode: str | None, shell: bool, env: dict[str, str]
+              ) -> tuple[list[str], dict[str, str], tuple]:
+    """(argv, the environment a warm program starts with, the key that finds it again): every task of a stage
+    shares them; what differs from task to task comes with each task's line."""
+    argv = program_argv(command, mode, shell)
+    base_env = {k: v for k, v in env.items() if k not in PER_TASK}
+    return argv, base_env, (tuple(argv), tuple(sorted(base_env.items())))
+
+
+def _start(argv: list[str], env: dict[str, str], workdir: str, label: str) -> WarmProgram:
+    # a folder that outlives the task (the local backends' root; / in a container, where /tmp is the task's)
+    return WarmProgram(argv, env, os.path.dirname(os.path.abspath(workdir)) or "/", label)
+
+
+def prestart(command: list[str], mode: str | None, *, shell: bool, env: dict[str, str], workdir: str,
+             label: str) -> bool:
+    """Start the warm program that a task with this command and environment will take, unless one is idle;
+    it starts up while the worker waits for that task. True when a program was started."""
+    argv, base_env, key = _identity(command, mode, shell, env)
+    with _lock:
+        if any(k == key and p.alive for k, p in _idle):
+            return False
+    try:
+        program = _start(argv, base_env, workdir, label)
+    except TaskError:
+        return False  # the task itself reports it (command not found, not executable)
+    _give_back(key, program)
+    return True
+
+
 def run_warm(command: list[str], mode: str | None, *, shell: bool, env: dict[str, str], workdir: str,
              log_dir: str, timeout: float | None, label: str) -> ProgramRun:
     """Like `run_program`, but through a warm program of this worker (started when there is none)."""
-    argv = program_argv(command, mode, shell)
+    argv, base_env, key = _identity(command, mode, shell, env)
     request = {k: v for k, v in env.items() if k.startswith("MR_")}
-    base_env = {k: v for k, v in env.items() if k not in PER_TASK}
-    key = (tuple(argv), tuple(sorted(base_env.items())))
     program = _take(key)
     if program is None or not program.alive:
         if program is not None:
             program.close()
-        # a folder that outlives the task (the local backends' root; / in a container, where /tmp is the task's)
-        program = WarmProgram(argv, base_env, os.path.dirname(os.path.abspath(workdir)) or "/", label)
+        program = _start(argv, base_env, workdir, label)
     if program_module.on_program_started is not None:  # each attempt: the backend kills it with the attempt
         program_module.on_program_started(program.proc.pid)
     try:
