@@ -47,7 +47,7 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "handwritten-s3": ("hand-written (S3)", "benchmarks.variants.s3", "handwritten", "weed"),
 }
 # The scaling series (--scaling): TPC-H Q1 at each scale factor for these variants.
-SCALING_VARIANTS = ("babelmr-local", "handwritten", "pyspark", "duckdb")
+SCALING_VARIANTS = ("babelmr-local", "babelmr-local-warm", "handwritten", "pyspark", "duckdb")
 
 
 CONTAINER_MAX_SF = 30.0  # a docker task's /tmp is on the host's disk (ephemeral storage), not its memory

@@ -37,8 +37,10 @@ from babelmr.store.s3 import aws_environment, reset_clients
 from babelmr.worker import warm
 
 PRESTART, TASK = "prestart", "task"  # the messages a worker gets
+READY, PROGRAM, RESULT = "ready", "program", "result"  # and those it sends
 log = logging.getLogger(__name__)
 STOP_WAIT = 5.0  # seconds close() waits for killed attempt processes to be gone
+READY_WAIT = 60.0  # seconds start() waits for a new worker to be ready
 _ROOT_PREFIX = "babelmr-"
 
 
@@ -97,9 +99,10 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
 
     def report(pid: int) -> None:
         current["programs"].append(pid)
-        conn.send(("program", pid))
+        conn.send((PROGRAM, pid))
 
     program.on_program_started = report
+    conn.send((READY, None))
     while True:
         try:
             kind, specs, workdir, aws_env, tunables = conn.recv()
@@ -111,7 +114,7 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
                 prestart_warm(TaskSpec.from_json(spec_json), workdir)
             continue
         current.update(programs=[], workdir=workdir)
-        conn.send(("result", run_task(TaskSpec.from_json(specs[0]), workdir).to_dict()))
+        conn.send((RESULT, run_task(TaskSpec.from_json(specs[0]), workdir).to_dict()))
         current.update(programs=[], workdir=None)
 
 
@@ -123,6 +126,7 @@ class _Worker:
     conn: multiprocessing.connection.Connection
     program_pid: int | None = None
     stopped: str | None = None  # why the backend stopped its attempt
+    ready: bool = False  # its READY message was read (else the first attempt reads it)
 
     def kill(self) -> None:
         """SIGKILL the program's process group and the worker process."""
@@ -161,7 +165,9 @@ class LocalBackend(Backend):
     @staticmethod
     def _context() -> Any:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["babelmr.worker.task"])
+        # imported once by the forkserver, not by every worker: the worker's code, its target's module, and the
+        # coordinator's main module (which multiprocessing otherwise imports again in each child)
+        ctx.set_forkserver_preload(["__main__", "babelmr.worker.task", __name__])
         return ctx
 
     def _start_worker(self) -> _Worker:
@@ -185,7 +191,17 @@ class LocalBackend(Backend):
             worker.conn.close()
 
     def start(self) -> None:
-        """Start the worker processes that are missing (the forkserver imports the engine once, then forks them)."""
+        """Start the worker processes that are missing (the forkserver imports the engine once, then forks them)
+        and wait until each is ready for a task."""
+        self._top_up()
+        with self._lock:
+            idle = list(self._idle)
+        for worker in idle:
+            if not worker.ready and worker.conn.poll(READY_WAIT):
+                with contextlib.suppress(EOFError, OSError):
+                    worker.ready = worker.conn.recv()[0] == READY
+
+    def _top_up(self) -> None:
         with self._lock:
             missing = self.concurrency - len(self._idle) - len(self._running)
         workers = [self._start_worker() for _ in range(missing)]
@@ -196,7 +212,7 @@ class LocalBackend(Backend):
         """Start the workers now, while the first stage is planned, and have each start the warm programs of the
         job's first warm stages (as many as a worker keeps idle): their start-up overlaps the planning and the
         stages before theirs instead of delaying each stage's first tasks."""
-        self.start()
+        self._top_up()  # without waiting for them: the first stage is planned meanwhile
         specs = [stage_spec(job, stage, run_id, store.uri).to_json() for stage in job.stages if stage.warm]
         if not specs:
             return
@@ -230,9 +246,9 @@ class LocalBackend(Backend):
                     kind, value = worker.conn.recv()
                 except (EOFError, OSError):
                     break
-                if kind == "program":
+                if kind == PROGRAM:
                     worker.program_pid = value
-                else:
+                elif kind == RESULT:
                     result = value
         finally:
             with self._lock:
