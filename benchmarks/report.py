@@ -217,6 +217,11 @@ def write_report(out: Path, results: dict[str, Any], micro: list[dict[str, Any]]
         f"- Machine: {_machine()}",
         f"- Versions: {_versions()}",
         "- Every variant's answer was checked against DuckDB's SQL answer before its time was recorded.",
+        "- What each timer covers: what is started once per application is started before it (PySpark's session "
+        "and JVM, babelmr's backend with its worker processes, the hand-written code's imports); everything the "
+        "query needs after that is timed: planning, every program (babelmr's warm programs start within the "
+        "run), the shuffles and reading the answer. Each variant's module docstring in `benchmarks/variants/` "
+        "says exactly what it times.",
         "- Lines of user code: non-blank lines that are not only a comment; Python docstrings do not count "
         "(`benchmarks/loc.py`). babelmr: the program + the job file, what a user writes (the language's helper "
         "that babelmr ships, `base-image/lib/go`, `base-image/lib/csharp` or `babelmr.helper`, is named apart, "
