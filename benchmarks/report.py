@@ -18,7 +18,8 @@ ARROW_DECISION = (
     "`program_format: \"arrow\"` (the program reads an uncompressed, memory-mappable Arrow IPC `in.arrow` and "
     "writes `out.arrow`) was built and measured against Parquet with this benchmark in earlier runs, and was "
     "slower in every one: Python TPC-H Q1 at SF 1 took 5.6 s with Arrow IPC against 4.7 s with Parquet (medians), "
-    "and 13.5 s against 12.1 s and 19.4 s against 16.1 s in two runs on a busy machine. Arrow IPC lost because its import must decode and write out every page that the Parquet import "
+    "and 13.5 s against 12.1 s and 19.4 s against 16.1 s in two runs on a busy machine. "
+    "Arrow IPC lost because its import must decode and write out every page that the Parquet import "
     "copies as compressed column chunks, and the program then reads several times more bytes. As the issue asked "
     "(keep it only if it wins), it was removed; Parquet, CSV and JSON Lines remain.")
 
