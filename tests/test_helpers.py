@@ -198,7 +198,7 @@ def test_warm_tasks_run_through_the_helper(program: list[str], tmp_path: Path) -
             env, work, logs = _task(tmp_path, t, text, named)
             run = warm.run_warm(program, "copy", shell=False, env=_env() | env, workdir=str(work),
                                 log_dir=str(logs), timeout=60, label=f"t{t}")
-            pids |= {p.proc.pid for _, p in warm._idle}
+            pids |= {p.proc.pid for p in warm._idle}
             assert run.counters == {"t.calls": 1}, Path(run.stderr_path).read_text()
             if text == "fail":
                 assert run.failure and "refused" in run.failure and run.retryable

@@ -48,6 +48,8 @@ def run():
         os._exit(3)
     if action == "sleep":
         time.sleep(60)
+    if action == "nap":
+        time.sleep(1)
     if action == "error":
         raise ValueError(f"task {t} refuses")
     if action == "grow":
@@ -232,7 +234,9 @@ def test_the_local_backend_starts_each_stages_warm_programs_before_its_first_tas
     for i in range(4):
         pq.write_table(pa.table({"k": [i * 10 + j for j in range(10)]}), data / f"p{i}.parquet")
     (tmp_path / "prog.py").write_text(START_LOGGING + PROGRAM)
-    (tmp_path / "actions.json").write_text("{}")
+    # the first stage's last tasks (the second stage has tasks 0 and 1) take a second: on a busy machine a
+    # prestarted program's own start-up must not decide the test
+    (tmp_path / "actions.json").write_text(json.dumps({"2": "nap", "3": "nap"}))
     starts = tmp_path / "starts.log"
     stage = {"command": f"{sys.executable} {{job_dir}}/prog.py", "warm": True, "key": ["k"], "partitions": 2}
     env = {"ACTIONS": str(tmp_path / "actions.json"), "START_LOG": str(starts)}
@@ -253,6 +257,58 @@ def test_the_local_backend_starts_each_stages_warm_programs_before_its_first_tas
     second = next(s for s in record.stages if s.name == "second")
     first_task = min(a.stats.started_at for a in second.task_attempts if a.stats.started_at is not None)
     assert max(started["second"]) < first_task
+
+
+SHARING = r"""
+import os, shutil, sys
+with open(os.environ["START_LOG"], "a") as f:
+    f.write(f"{sys.argv[-1]} {os.getpid()}\n")
+import pyarrow as pa, pyarrow.parquet as pq
+from babelmr import helper
+
+def copy():
+    shutil.copy(helper.input_path(), helper.output_path())
+
+def tag():  # says which stage and mode ran it: the task line's, not the program's start environment
+    table = pq.read_table(helper.input_path())
+    return table.append_column("ran", pa.array([f"{os.environ['MR_STAGE']}/{os.environ['MR_MODE']}"] * len(table)))
+
+# ONLY_OWN: a program serves (and says it serves) only the mode it was started with
+steps = {"map": copy, "reduce": tag}
+helper.run({sys.argv[-1]: steps[sys.argv[-1]]} if os.environ.get("ONLY_OWN") else steps)
+"""
+
+
+@pytest.mark.parametrize("only_own", [False, True])
+def test_a_program_that_lists_its_modes_serves_every_stage_of_the_run(tmp_path: Path, only_own: bool) -> None:
+    """The helpers answer with the modes they serve: a worker's one program then runs the tasks of both stages
+    (same command and environment), each task by its own mode and MR_* values. A program that lists only its own
+    mode gets a second program for the other stage."""
+    from babelmr.backends import get_backend
+    from babelmr.coordinator.run import run_job
+    from babelmr.job import load_job
+    from conftest import write_job
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        pq.write_table(pa.table({"k": [i * 10 + j for j in range(10)]}), data / f"p{i}.parquet")
+    (tmp_path / "prog.py").write_text(SHARING)
+    starts = tmp_path / "starts.log"
+    stage = {"command": f"{sys.executable} {{job_dir}}/prog.py", "warm": True}
+    env = {"START_LOG": str(starts), "PYTHONPATH": os.pathsep.join(sys.path)} | ({"ONLY_OWN": "1"} if only_own else {})
+    path = write_job(tmp_path, {"name": "w", "env": env, "stages": [
+        {**stage, "name": "first", "mode": "map", "split": {"files_per_task": 1}, "key": ["k"], "partitions": 3,
+         "inputs": [{"name": "data", "uri": f"{data}/*.parquet"}]},
+        {**stage, "name": "second", "mode": "reduce", "inputs": [{"name": "up", "stage": "first"}]}]})
+    with get_backend("local", concurrency=2) as backend:
+        record = run_job(load_job(str(path), store=str(tmp_path / "store")), backend)
+    assert record.output is not None
+    out = pa.concat_tables([pq.read_table(f) for f in record.output.files])
+    assert sorted(out["k"].to_pylist()) == list(range(40))
+    assert set(out["ran"].to_pylist()) == {"second/reduce"}
+    started = [line.split()[0] for line in starts.read_text().splitlines()]
+    assert sorted(started) == (["map", "map", "reduce", "reduce"] if only_own else ["map", "map"])
 
 
 EXAMPLE_DATA = {

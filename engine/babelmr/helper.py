@@ -82,10 +82,13 @@ def _run_step(step: Callable[[], Any]) -> None:
         write(result)
 
 
-def _serve(step: Callable[[], Any]) -> None:
+def _serve(steps: Mapping[str, Callable[[], Any]], mode: str) -> None:
     """The warm protocol: a JSON line of the task's MR_* variables per task on fd $MR_WARM_IN, an answer
-    line per task on fd $MR_WARM_OUT; end of file: no more tasks."""
+    line per task on fd $MR_WARM_OUT; end of file: no more tasks. Each task runs the step of its own MR_MODE
+    (``mode``, the program's argument, when it has none), and each answer lists the modes this program
+    serves, so the engine may hand it the tasks of the run's other stages with the same command."""
     previous: dict[str, str] = {}
+    modes = list(steps)
     with open(int(os.environ["MR_WARM_IN"])) as tasks, open(int(os.environ["MR_WARM_OUT"]), "w") as replies:
         for line in tasks:
             try:
@@ -95,11 +98,14 @@ def _serve(step: Callable[[], Any]) -> None:
                 os.environ.update(task)
                 previous = task
                 os.chdir(task["MR_WORKDIR"])
-                _run_step(step)
-                reply: dict[str, Any] = {"ok": True}
+                step = task.get("MR_MODE") or mode
+                if step not in steps:
+                    raise ValueError(f"no step {step!r}: this program has {', '.join(modes)}")
+                _run_step(steps[step])
+                reply: dict[str, Any] = {"ok": True, "modes": modes}
             except Exception as e:  # the task fails, the program keeps serving
                 traceback.print_exc()
-                reply = {"error": f"{type(e).__name__}: {e}"}
+                reply = {"error": f"{type(e).__name__}: {e}", "modes": modes}
             sys.stdout.flush()
             sys.stderr.flush()
             print(json.dumps(reply), file=replies, flush=True)
@@ -114,8 +120,7 @@ def run(steps: Mapping[str, Callable[[], Any]]) -> None:
     if len(sys.argv) < 2 or sys.argv[-1] not in steps:
         print(f"usage: {os.path.basename(sys.argv[0])} {'|'.join(steps)}", file=sys.stderr)
         sys.exit(2)
-    step = steps[sys.argv[-1]]
     if os.environ.get("MR_WARM"):
-        _serve(step)
+        _serve(steps, sys.argv[-1])
     else:
-        _run_step(step)
+        _run_step(steps[sys.argv[-1]])

@@ -39,7 +39,7 @@ public static class Babelmr
         string mode = args[args.Length - 1];
         if (Environment.GetEnvironmentVariable("MR_WARM") != null)
         {
-            Serve(step, program + ": " + mode);
+            Serve(steps, mode, program);
             return 0;
         }
         try
@@ -55,9 +55,14 @@ public static class Babelmr
     }
 
     /// <summary>The warm protocol: one JSON line of the task's MR_* variables (all strings) per task on fd
-    /// $MR_WARM_IN, one answer line per task on fd $MR_WARM_OUT; end of file: no more tasks.</summary>
-    static void Serve(Action step, string label)
+    /// $MR_WARM_IN, one answer line per task on fd $MR_WARM_OUT; end of file: no more tasks. Each task runs the
+    /// step of its own MR_MODE (the argument's mode when it has none), and each answer lists the modes the
+    /// program serves, so the engine may hand it the tasks of the run's other stages too.</summary>
+    static void Serve(IDictionary<string, Action> steps, string mode, string program)
     {
+        var names = new List<string>(steps.Keys);
+        string modes = "\"modes\": [" + string.Join(", ", names.ConvertAll(
+            n => "\"" + Regex.Replace(n, "[\"\\\\\\p{Cc}]", " ") + "\"")) + "]";
         var tasks = new StreamReader(new FileStream("/dev/fd/" + Environment.GetEnvironmentVariable("MR_WARM_IN"),
                                                     FileMode.Open, FileAccess.Read));
         var replies = new StreamWriter(new FileStream("/dev/fd/" + Environment.GetEnvironmentVariable("MR_WARM_OUT"),
@@ -72,20 +77,26 @@ public static class Babelmr
             foreach (KeyValuePair<string, string> v in task) Environment.SetEnvironmentVariable(v.Key, v.Value);
             previous = task;
             string error = null;
+            string taskMode;
+            if (!task.TryGetValue("MR_MODE", out taskMode) || taskMode == "") taskMode = mode;
             try
             {
+                Action step;
+                if (!steps.TryGetValue(taskMode, out step))
+                    throw new ArgumentException("no step \"" + taskMode + "\": this program has "
+                                                + string.Join(", ", names));
                 Directory.SetCurrentDirectory(Environment.GetEnvironmentVariable("MR_WORKDIR"));
                 step();
             }
             catch (Exception e)
             {
-                Console.Error.WriteLine(label + ": " + e);
+                Console.Error.WriteLine(program + ": " + taskMode + ": " + e);
                 error = e.GetType().Name + ": " + e.Message;
             }
             Console.Out.Flush();
             Console.Error.Flush();
-            replies.WriteLine(error == null ? "{\"ok\": true}"
-                              : "{\"error\": \"" + Regex.Replace(error, "[\"\\\\\\p{Cc}]", " ") + "\"}");
+            replies.WriteLine(error == null ? "{\"ok\": true, " + modes + "}"
+                              : "{\"error\": \"" + Regex.Replace(error, "[\"\\\\\\p{Cc}]", " ") + "\", " + modes + "}");
             replies.Flush();
         }
     }

@@ -42,17 +42,20 @@ func Run(steps Steps) {
 		os.Exit(2)
 	}
 	mode := os.Args[len(os.Args)-1]
-	step := func() error {
+	step := func(mode string) error {
+		if steps[mode] == nil {
+			return fmt.Errorf("no step %q: this program has %s", mode, strings.Join(modes, ", "))
+		}
 		if err := steps[mode](); err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
 		return nil
 	}
 	if os.Getenv("MR_WARM") != "" {
-		serve(step)
+		serve(step, mode, modes)
 		return
 	}
-	if err := step(); err != nil {
+	if err := step(mode); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
 		os.Exit(1)
 	}
@@ -60,7 +63,9 @@ func Run(steps Steps) {
 
 // serve is the warm protocol: one JSON line of the task's MR_* variables per task on fd $MR_WARM_IN, one
 // answer line ({"ok": true} or {"error": "..."}) per task on fd $MR_WARM_OUT; end of file: no more tasks.
-func serve(step func() error) {
+// Each task runs the step of its own MR_MODE (the argument's mode when it has none), and each answer lists
+// the modes the program serves, so the engine may hand it the tasks of the run's other stages too.
+func serve(step func(string) error, mode string, modes []string) {
 	in, _ := strconv.Atoi(os.Getenv("MR_WARM_IN"))
 	out, _ := strconv.Atoi(os.Getenv("MR_WARM_OUT"))
 	tasks, replies := bufio.NewScanner(os.NewFile(uintptr(in), "tasks")), os.NewFile(uintptr(out), "replies")
@@ -80,13 +85,17 @@ func serve(step func() error) {
 		previous = task
 		if err == nil {
 			if err = os.Chdir(task["MR_WORKDIR"]); err == nil {
-				err = step()
+				taskMode := task["MR_MODE"]
+				if taskMode == "" {
+					taskMode = mode
+				}
+				err = step(taskMode)
 			}
 		}
-		reply := map[string]any{"ok": true}
+		reply := map[string]any{"ok": true, "modes": modes}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
-			reply = map[string]any{"error": err.Error()}
+			reply = map[string]any{"error": err.Error(), "modes": modes}
 		}
 		line, _ := json.Marshal(reply)
 		replies.Write(append(line, '\n'))

@@ -210,8 +210,9 @@ class LocalBackend(Backend):
 
     def prepare(self, job: Job, store: Store, run_id: str) -> None:
         """Start the workers now, while the first stage is planned, and have each start the warm programs of the
-        job's first warm stages (as many as a worker keeps idle): their start-up overlaps the planning and the
-        stages before theirs instead of delaying each stage's first tasks."""
+        job's first warm stages (as many as a worker keeps idle; a stage with the same command as an earlier one
+        waits for that program's first answer, which may say it serves both): their start-up overlaps the
+        planning and the stages before theirs instead of delaying each stage's first tasks."""
         self._top_up()  # without waiting for them: the first stage is planned meanwhile
         specs = [stage_spec(job, stage, run_id, store.uri).to_json() for stage in job.stages if stage.warm]
         if not specs:

@@ -27,6 +27,7 @@ import tempfile
 import termios
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing import util as mp_util
 
 from babelmr.errors import TaskError
@@ -36,6 +37,9 @@ from babelmr.worker.program import PAGE_SIZE, ProgramRun, _PeakSampler, program_
 
 # MR_* variables that differ from task to task: the rest of the environment identifies a warm program.
 PER_TASK = ("MR_TASK", "MR_ATTEMPT", "MR_INPUTS", "MR_INPUT", "MR_OUTPUT", "MR_WORKDIR", "MR_PARTITION")
+# MR_* variables that differ from stage to stage: a program that lists its modes serves the stages that differ only
+# in these (they come with each task's line too)
+PER_STAGE = ("MR_MODE", "MR_STAGE", "MR_FORMAT", "MR_KEY", "MR_PARTITIONS")
 MAX_IDLE = 4  # idle warm programs one worker keeps (e.g. a map and a reduce program of each of two runs)
 CHUNK = 1 << 20
 
@@ -69,26 +73,58 @@ def _unread(fd: int) -> int:
     return buf[0]
 
 
+@dataclass(frozen=True)
+class _Identity:
+    """What a warm program is started with and found by again.
+
+    ``key``: the argv (command and mode) and the environment without the per-task variables: a program serves
+    the tasks of the same key (one stage of one run). ``family``: the same without the mode and the other
+    per-stage variables: a program that lists the modes it serves in its answers (``"modes"``, as the helpers
+    do) also serves the tasks of its family whose mode it lists: one program for all stages of a run that run
+    the same command in the same environment.
+    """
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    key: tuple
+    family: tuple
+    mode: str | None
+
+    @classmethod
+    def of(cls, command: list[str], mode: str | None, shell: bool, env: dict[str, str]) -> _Identity:
+        base = tuple(sorted((k, v) for k, v in env.items() if k not in PER_TASK))
+        argv = tuple(program_argv(command, mode, shell))
+        family = (tuple(command), shell, tuple((k, v) for k, v in base if k not in PER_STAGE))
+        return cls(argv, base, (argv, base), family, mode)
+
+    def served_by(self, program: WarmProgram) -> bool:
+        """Whether ``program`` can take a task of this identity."""
+        return program.key == self.key or (program.family == self.family and self.mode is not None
+                                           and program.modes is not None and self.mode in program.modes)
+
+
 class WarmProgram:
     """One running program speaking the warm protocol."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, label: str):
-        self.argv = argv
+    def __init__(self, identity: _Identity, cwd: str, label: str):
+        self.argv, env = list(identity.argv), dict(identity.env)
+        self.key, self.family = identity.key, identity.family
+        self.modes: frozenset[str] | None = None  # the modes it said it serves (None: only its own)
         self.answered = 0
         self.out, self.err = _anonymous_file(), _anonymous_file()
         task_r, self.task_w = os.pipe()
         self.reply_r, reply_w = os.pipe()
         env = {**env, "MR_WARM": "1", "MR_WARM_IN": str(task_r), "MR_WARM_OUT": str(reply_w)}
         try:
-            self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self.out,
+            self.proc = subprocess.Popen(self.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self.out,
                                          stderr=self.err, pass_fds=(task_r, reply_w), start_new_session=True)
         except FileNotFoundError:
             self.close()
-            raise TaskError(f"{label}: command {argv[0]!r} not found: install it (in the image) or fix the "
+            raise TaskError(f"{label}: command {self.argv[0]!r} not found: install it (in the image) or fix the "
                             "stage's 'command'", retryable=False) from None
         except PermissionError:
             self.close()
-            raise TaskError(f"{label}: command {argv[0]!r} is not executable: chmod +x it or run it "
+            raise TaskError(f"{label}: command {self.argv[0]!r} is not executable: chmod +x it or run it "
                             "through its interpreter", retryable=False) from None
         finally:
             os.close(task_r)
@@ -214,6 +250,8 @@ class WarmProgram:
             answer = json.loads(reply)
         except ValueError:
             answer = None
+        if isinstance(answer, dict) and isinstance(answer.get("modes"), list):
+            self.modes = frozenset(m for m in answer["modes"] if isinstance(m, str))
         if isinstance(answer, dict) and answer.get("ok") is True:
             return None, True
         if isinstance(answer, dict) and "error" in answer:
@@ -224,21 +262,25 @@ class WarmProgram:
 
 
 _lock = threading.Lock()
-_idle: list[tuple[tuple, WarmProgram]] = []  # most recently used last
+_idle: list[WarmProgram] = []  # most recently used last
+_deferred: dict[tuple, list[tuple[_Identity, str, str]]] = {}  # family -> (identity, workdir, label) to start
 
 
-def _take(key: tuple) -> WarmProgram | None:
+def _take(identity: _Identity) -> WarmProgram | None:
+    """An idle program for ``identity``: one that said it serves the mode first (its start-up is paid), else one
+    started for exactly this stage."""
     with _lock:
-        for i in range(len(_idle) - 1, -1, -1):
-            if _idle[i][0] == key:
-                return _idle.pop(i)[1]
+        for exact in (False, True):
+            for i in range(len(_idle) - 1, -1, -1):
+                if (_idle[i].key == identity.key) == exact and identity.served_by(_idle[i]):
+                    return _idle.pop(i)
     return None
 
 
-def _give_back(key: tuple, program: WarmProgram) -> None:
+def _give_back(program: WarmProgram) -> None:
     with _lock:
-        _idle.append((key, program))
-        evicted = [p for _, p in _idle[:-MAX_IDLE]]
+        _idle.append(program)
+        evicted = _idle[:-MAX_IDLE]
         del _idle[:-MAX_IDLE]
     for p in evicted:
         p.close()
@@ -246,7 +288,7 @@ def _give_back(key: tuple, program: WarmProgram) -> None:
 
 def kill_all() -> None:
     """SIGKILL every idle warm program of this process without waiting (safe in a signal handler)."""
-    for _, p in list(_idle):
+    for p in list(_idle):
         if getattr(p, "proc", None) is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(p.proc.pid, signal.SIGKILL)
@@ -255,52 +297,63 @@ def kill_all() -> None:
 def close_all() -> None:
     """Stop every idle warm program of this process (a worker's exit)."""
     with _lock:
-        programs = [p for _, p in _idle]
+        programs = list(_idle)
         _idle.clear()
+        _deferred.clear()
     for p in programs:
         p.close()
 
 
-def _identity(command: list[str], mode: str | None, shell: bool, env: dict[str, str]
-              ) -> tuple[list[str], dict[str, str], tuple]:
-    """(argv, the environment a warm program starts with, the key that finds it again): every task of a stage
-    shares them; what differs from task to task comes with each task's line."""
-    argv = program_argv(command, mode, shell)
-    base_env = {k: v for k, v in env.items() if k not in PER_TASK}
-    return argv, base_env, (tuple(argv), tuple(sorted(base_env.items())))
-
-
-def _start(argv: list[str], env: dict[str, str], workdir: str, label: str) -> WarmProgram:
+def _start(identity: _Identity, workdir: str, label: str) -> WarmProgram:
     # a folder that outlives the task (the local backends' root; / in a container, where /tmp is the task's)
-    return WarmProgram(argv, env, os.path.dirname(os.path.abspath(workdir)) or "/", label)
+    return WarmProgram(identity, os.path.dirname(os.path.abspath(workdir)) or "/", label)
+
+
+def _prestart(identity: _Identity, workdir: str, label: str) -> bool:
+    try:
+        program = _start(identity, workdir, label)
+    except TaskError:
+        return False  # the task itself reports it (command not found, not executable)
+    _give_back(program)
+    return True
 
 
 def prestart(command: list[str], mode: str | None, *, shell: bool, env: dict[str, str], workdir: str,
              label: str) -> bool:
     """Start the warm program that a task with this command and environment will take, unless one is idle;
-    it starts up while the worker waits for that task. True when a program was started."""
-    argv, base_env, key = _identity(command, mode, shell, env)
+    it starts up while the worker waits for that task. A program of the same family (another stage, same
+    command and environment) is started first and alone: once it answers a task, this one starts only if that
+    program does not serve this mode. True when a program was started now."""
+    identity = _Identity.of(command, mode, shell, env)
     with _lock:
-        if any(k == key and p.alive for k, p in _idle):
+        if any(identity.served_by(p) and p.alive for p in _idle):
             return False
-    try:
-        program = _start(argv, base_env, workdir, label)
-    except TaskError:
-        return False  # the task itself reports it (command not found, not executable)
-    _give_back(key, program)
-    return True
+        if mode is not None and (identity.family in _deferred
+                                 or any(p.family == identity.family and p.alive for p in _idle)):
+            _deferred.setdefault(identity.family, []).append((identity, workdir, label))
+            return False
+    return _prestart(identity, workdir, label)
+
+
+def _start_deferred(program: WarmProgram) -> None:
+    """After ``program`` answered: start the deferred programs of its family whose mode it does not serve."""
+    with _lock:
+        waiting = _deferred.pop(program.family, [])
+    for identity, workdir, label in waiting:
+        if program.modes is None or identity.mode not in program.modes:
+            _prestart(identity, workdir, label)
 
 
 def run_warm(command: list[str], mode: str | None, *, shell: bool, env: dict[str, str], workdir: str,
              log_dir: str, timeout: float | None, label: str) -> ProgramRun:
     """Like `run_program`, but through a warm program of this worker (started when there is none)."""
-    argv, base_env, key = _identity(command, mode, shell, env)
+    identity = _Identity.of(command, mode, shell, env)
     request = {k: v for k, v in env.items() if k.startswith("MR_")}
-    program = _take(key)
+    program = _take(identity)
     if program is None or not program.alive:
         if program is not None:
             program.close()
-        program = _start(argv, base_env, workdir, label)
+        program = _start(identity, workdir, label)
     if program_module.on_program_started is not None:  # each attempt: the backend kills it with the attempt
         program_module.on_program_started(program.proc.pid)
     try:
@@ -308,8 +361,10 @@ def run_warm(command: list[str], mode: str | None, *, shell: bool, env: dict[str
     except BaseException:
         program.close()
         raise
+    if program.answered:
+        _start_deferred(program)
     if program.alive:
-        _give_back(key, program)
+        _give_back(program)
     else:
         program.close()
     return run
