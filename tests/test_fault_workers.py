@@ -74,3 +74,24 @@ def test_the_program_gets_no_aws_secrets_unless_the_job_asks(monkeypatch: pytest
     assert {k: asked[k] for k in secrets} == secrets
     named = program_env(_spec({"AWS_ACCESS_KEY_ID": "other"}), str(tmp_path), {}, "out.parquet")
     assert named["AWS_ACCESS_KEY_ID"] == "other" and "AWS_SECRET_ACCESS_KEY" not in named
+
+
+def test_a_backend_reused_for_another_run_keeps_its_workers(tmp_path: Path) -> None:
+    """Runs on one backend share its workers: a second run neither adds workers nor waits for new ones, and a
+    worker that died between runs is replaced (the same rows each time)."""
+    job = load_job(str(make_job(tmp_path, files=3)))
+    with LocalBackend(concurrency=2) as backend:
+        backend.start()
+        first = {w.process.pid for w in backend._idle}
+        assert len(first) == 2 and all(w.ready for w in backend._idle), "start() returns once the workers are ready"
+        sums = []
+        for run in range(3):
+            record = run_job(job, backend, run_id=f"reused-{run}")
+            assert record.output is not None
+            sums.append(checksum(record.output.files))
+            assert len(backend._idle) == 2, "every run would start 2 more workers"
+            if run == 0:
+                assert {w.process.pid for w in backend._idle} == first
+                backend._idle[0].process.kill()
+                backend._idle[0].process.join()
+    assert sums == [data_checksum(tmp_path)] * 3

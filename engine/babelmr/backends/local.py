@@ -203,7 +203,11 @@ class LocalBackend(Backend):
 
     def _top_up(self) -> None:
         with self._lock:
+            dead = [w for w in self._idle if not w.process.is_alive()]  # killed or OOM while idle: replaced
+            self._idle = [w for w in self._idle if w not in dead]
             missing = self.concurrency - len(self._idle) - len(self._running)
+        for worker in dead:
+            worker.conn.close()
         workers = [self._start_worker() for _ in range(missing)]
         with self._lock:
             self._idle.extend(workers)
