@@ -15,14 +15,19 @@ schema is read back and compared with the decoding import's; any difference disc
 
 Page indexes, bloom filters and sorting columns are not copied (their offsets point into the source);
 statistics are. Memory is bounded: at most ``BABELMR_READ_THREADS`` extents of ``EXTENT_BYTES`` are in flight.
+Extents of local files are copied by the kernel (``os.copy_file_range``) without passing through this process;
+where the kernel refuses (across filesystems on some kernels, other platforms) they are read and written.
 Set ``BABELMR_COPY_COLUMN_CHUNKS=0`` to always decode.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import itertools
+import os
 import re
+import stat
 import struct
 from collections import deque
 from collections.abc import Iterator
@@ -210,36 +215,125 @@ def _read(source: Source, offset: int, length: int) -> pa.Buffer:
     return buf
 
 
+def _local_path(uri: str) -> str | None:
+    """The path of a source file on this machine's disk; None for an object store's."""
+    if uri.startswith("file://"):
+        return uri.removeprefix("file://")
+    return None if "://" in uri else uri
+
+
+# copy_file_range refusing a pair of files: across filesystems (before Linux 5.3, and again since 5.19 for
+# some), a filesystem or file kind without it, or a sandbox that forbids the call. The bytes are then read.
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.EPERM,
+                   errno.EBADF}
+
+
+class _KernelCopy:
+    """Extents of local source files copied by the kernel (``os.copy_file_range``): no bytes pass through Python.
+
+    One source file is open at a time (extents come file by file). Where the call is missing or refused, every
+    later extent goes through `_read` instead.
+    """
+
+    def __init__(self, out: int):
+        self.out = out
+        self.usable = hasattr(os, "copy_file_range")
+        self.source: Source | None = None
+        self.fd: int | None = None
+
+    def wants(self, source: Source) -> bool:
+        """Whether ``source``'s extents are copied here (local files), not read ahead in threads."""
+        return self.usable and _local_path(source.uri) is not None
+
+    def _open(self, source: Source) -> int | None:
+        if source is not self.source:
+            self.close()
+            self.source = source
+            try:
+                fd = os.open(_local_path(source.uri) or "", os.O_RDONLY)
+            except OSError:  # unreadable by name (the handle was opened otherwise): read through the handle
+                return None
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                self.fd = fd
+            else:  # a pipe or device: no offsets to copy from
+                os.close(fd)
+        return self.fd
+
+    def copy(self, source: Source, offset: int, length: int) -> int:
+        """Copy ``length`` bytes at ``offset`` to the output's end; returns how many the kernel copied."""
+        fd = self._open(source) if self.usable else None
+        if fd is None:
+            return 0
+        requests.count("GET")  # what the same extent costs on S3
+        done = 0
+        while done < length:
+            try:
+                n = os.copy_file_range(fd, self.out, length - done, offset + done)
+            except OSError as e:
+                if e.errno not in _NO_KERNEL_COPY:
+                    raise
+                self.usable = False  # the rest is read (and written) by this process
+                return done
+            if n == 0:
+                raise OSError(f"{source.uri}: short read at byte {offset + done} ({done} of {length} bytes)")
+            done += n
+        return done
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+        self.source, self.fd = None, None
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write(p: Plan, path: str, threads: int) -> int:
-    """Write the planned file to ``path``; returns its rows. Reads run ahead in ``threads`` threads."""
+    """Write the planned file to ``path``; returns its rows.
+
+    Extents of local files are copied by the kernel; others are read ahead in ``threads`` threads.
+    """
     chunks = [c for _, group in p.row_groups for c in group]
     new_start: dict[int, int] = {}  # id(chunk) -> its offset in the output
-    with open(path, "wb") as out, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        out.write(MAGIC)
-        position = len(MAGIC)
-        extents = _extents(chunks)
-        pending: deque[Future[pa.Buffer]] = deque(
-            pool.submit(_read, *extent) for extent in itertools.islice(extents, max(1, threads)))
-        order = iter(chunks)
-        chunk = next(order, None)
-        consumed = 0  # bytes of ``chunk`` already written
-        while pending:
-            buf = pending.popleft().result()
-            if (extent := next(extents, None)) is not None:
-                pending.append(pool.submit(_read, *extent))
-            out.write(buf)
-            left = len(buf)
-            while left and chunk is not None:  # which chunks the bytes just written belong to
-                if consumed == 0:
-                    new_start[id(chunk)] = position
-                step = min(left, chunk.length - consumed)
-                consumed, position, left = consumed + step, position + step, left - step
-                if consumed == chunk.length:
-                    chunk, consumed = next(order, None), 0
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    kernel = _KernelCopy(out)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            _write_all(out, MAGIC)
+            position = len(MAGIC)
+            extents = _extents(chunks)
+
+            def start(extent: tuple[Source, int, int]) -> tuple[tuple[Source, int, int], Future[pa.Buffer] | None]:
+                return extent, None if kernel.wants(extent[0]) else pool.submit(_read, *extent)
+
+            pending = deque(start(extent) for extent in itertools.islice(extents, max(1, threads)))
+            order = iter(chunks)
+            chunk = next(order, None)
+            consumed = 0  # bytes of ``chunk`` already written
+            while pending:
+                (source, offset, length), future = pending.popleft()
+                if future is not None:
+                    _write_all(out, future.result())
+                elif (copied := kernel.copy(source, offset, length)) < length:
+                    _write_all(out, _read(source, offset + copied, length - copied))
+                if (extent := next(extents, None)) is not None:
+                    pending.append(start(extent))
+                left = length
+                while left and chunk is not None:  # which chunks the bytes just written belong to
+                    if consumed == 0:
+                        new_start[id(chunk)] = position
+                    step = min(left, chunk.length - consumed)
+                    consumed, position, left = consumed + step, position + step, left - step
+                    if consumed == chunk.length:
+                        chunk, consumed = next(order, None), 0
         footer = thrift.dumps(_footer(p, new_start, position))
-        out.write(footer)
-        out.write(struct.pack("<I", len(footer)))
-        out.write(MAGIC)
+        _write_all(out, footer + struct.pack("<I", len(footer)) + MAGIC)
+    finally:
+        kernel.close()
+        os.close(out)
     return p.rows
 
 
