@@ -345,3 +345,27 @@ def test_a_copy_from_s3_is_byte_for_byte_the_kernel_copy(tmp_path: Path, s3_pref
     from_s3 = tmp_path / "from-s3.parquet"
     assert import_input(remote, str(from_s3), "parquet").method == "copy"
     assert from_s3.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("row_groups,columns", [
+    ([0], ["s"]), ([2, 0], ["dec", "i8", "ts_tz"]), ([1], None), ([], ["f64"])])
+def test_a_footer_decoded_in_part_is_the_whole_footer_where_decoded(tmp_path: Path, row_groups: list[int],
+                                                                     columns: list[str] | None) -> None:
+    """Only the chunks copied are decoded; each is what decoding the whole footer gives, the others are None."""
+    src = tmp_path / "src.parquet"
+    pq.write_table(many_types(0, 3000), src, row_group_size=1000, write_page_index=True)
+    metadata = pq.ParquetFile(src).metadata
+    whole, part = chunkcopy.thrift_footer(metadata), chunkcopy.thrift_footer(metadata, row_groups, columns)
+    assert {f: v for f, v in part.fields.items() if f != chunkcopy.FMD_ROW_GROUPS} == \
+        {f: v for f, v in whole.fields.items() if f != chunkcopy.FMD_ROW_GROUPS}
+    names = [e.get(chunkcopy.SE_NAME).decode() for e in whole.get(chunkcopy.FMD_SCHEMA).items[1:]]
+    for g, (rg, full) in enumerate(zip(part.get(chunkcopy.FMD_ROW_GROUPS).items,
+                                       whole.get(chunkcopy.FMD_ROW_GROUPS).items, strict=True)):
+        if g not in row_groups:
+            assert rg is None
+            continue
+        assert {f: v for f, v in rg.fields.items() if f != chunkcopy.RG_COLUMNS} == \
+            {f: v for f, v in full.fields.items() if f != chunkcopy.RG_COLUMNS}
+        for name, chunk, full_chunk in zip(names, rg.get(chunkcopy.RG_COLUMNS).items,
+                                           full.get(chunkcopy.RG_COLUMNS).items, strict=True):
+            assert chunk == (full_chunk if columns is None or name in columns else None)

@@ -30,9 +30,10 @@ import re
 import stat
 import struct
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -80,13 +81,77 @@ class _Chunk:
     column: Struct  # its ColumnChunk
 
 
-def thrift_footer(metadata: pq.FileMetaData) -> Struct:
-    """The file's FileMetaData struct (serialized again by pyarrow: no second read of the file)."""
+def thrift_footer(metadata: pq.FileMetaData, row_groups: Collection[int] | None = None,
+                  columns: Collection[str] | None = None) -> Struct:
+    """The file's FileMetaData struct (serialized again by pyarrow: no second read of the file).
+
+    With ``row_groups``, only those row groups are decoded and, of them, only the ColumnChunks of the top-level
+    ``columns`` (None: all); every other row group and column chunk is skipped and stands as None in its list.
+    Decoding costs about a footer's size in Python, and most of a footer are the chunks a task does not copy.
+    """
     sink = pa.BufferOutputStream()
     metadata.write_metadata_file(sink)
     buf = sink.getvalue().to_pybytes()
     size = struct.unpack_from("<I", buf, len(buf) - 8)[0]
-    return thrift.loads(buf[len(buf) - 8 - size:len(buf) - 8])
+    buf = buf[len(buf) - 8 - size:len(buf) - 8]
+    if row_groups is None:
+        return thrift.loads(buf)
+    reader = thrift._Reader(buf)
+    footer = Struct()
+    last = 0
+    try:
+        while (field := reader.field_header(last)) is not None:
+            wire, last = field
+            if last == FMD_ROW_GROUPS and wire == thrift.LIST and footer.get(FMD_SCHEMA) is not None:
+                positions = _positions(footer.get(FMD_SCHEMA).items, columns)
+                footer.set(last, wire, _some(reader, set(row_groups), partial(_row_group, reader, positions)))
+            elif wire in (thrift.TRUE, thrift.FALSE):
+                footer.set(last, thrift.TRUE, wire == thrift.TRUE)
+            else:
+                footer.set(last, wire, reader.value(wire))
+    except (IndexError, struct.error) as e:
+        raise thrift.ThriftError(f"truncated Thrift struct at byte {reader.pos} of {len(buf)}") from e
+    return footer
+
+
+def _positions(elements: list[Struct], columns: Collection[str] | None) -> set[int] | None:
+    """The indexes in each row group of the chunks of top-level ``columns``; None (all) for a nested schema."""
+    top = elements[1:]
+    if columns is None or len(top) != (elements[0].get(SE_NUM_CHILDREN) or 0):
+        return None
+    wanted = set(columns)
+    return {i for i, e in enumerate(top) if _name(e) in wanted}
+
+
+def _some(reader: Any, wanted: set[int] | None, decode: Callable[[], Any]) -> thrift.List:
+    """The list at ``reader``: elements in ``wanted`` (None: all) decoded by ``decode``, the others skipped."""
+    header = reader.byte()
+    size, etype = header >> 4, header & 0x0F
+    if size == 15:
+        size = reader.varint()
+    items: list[Any] = []
+    for i in range(size):
+        if etype == STRUCT and (wanted is None or i in wanted):
+            items.append(decode())
+        else:
+            reader.skip(etype)
+            items.append(None)
+    return thrift.List(etype, items)
+
+
+def _row_group(reader: Any, positions: set[int] | None) -> Struct:
+    """The RowGroup struct at ``reader``, with only the ColumnChunks at ``positions`` (None: all) decoded."""
+    rg = Struct()
+    last = 0
+    while (field := reader.field_header(last)) is not None:
+        wire, last = field
+        if last == RG_COLUMNS and wire == thrift.LIST:
+            rg.set(last, wire, _some(reader, positions, reader.struct))
+        elif wire in (thrift.TRUE, thrift.FALSE):
+            rg.set(last, thrift.TRUE, wire == thrift.TRUE)
+        else:
+            rg.set(last, wire, reader.value(wire))
+    return rg
 
 
 def _name(element: Struct) -> str:
@@ -149,7 +214,7 @@ def plan(sources: list[Source], columns: list[str] | None, schema: pa.Schema) ->
     column_orders: list[Any] | None = None
     groups: list[tuple[int, list[_Chunk]]] = []
     for source in sources:
-        footer = thrift_footer(source.metadata)
+        footer = thrift_footer(source.metadata, source.row_groups, names)
         if footer.get(FMD_ENCRYPTION) is not None:
             return f"{source.uri} is encrypted"
         if _old_parquet_mr(footer.get(FMD_CREATED_BY)):
