@@ -369,3 +369,33 @@ def test_a_footer_decoded_in_part_is_the_whole_footer_where_decoded(tmp_path: Pa
         for name, chunk, full_chunk in zip(names, rg.get(chunkcopy.RG_COLUMNS).items,
                                            full.get(chunkcopy.RG_COLUMNS).items, strict=True):
             assert chunk == (full_chunk if columns is None or name in columns else None)
+
+
+@pytest.mark.parametrize("kept", [32 << 20, 1], ids=["kept", "budget-spent"])
+def test_small_partitions_are_copied_from_the_footer_read(store_uri: str, tmp_path: Path, kept: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small exported file's row groups lie in the tail read for its partition footer: copying them reads
+    nothing more (one GET per file, not two). Past the input's budget of kept bytes they are read again, to
+    the same file."""
+    from babelmr.store import requests
+    from babelmr.worker import importer
+
+    monkeypatch.setattr(importer, "KEPT_BYTES", kept)
+    store = open_store(store_uri)
+    table = many_types(0, 3000)
+    table = table.cast(plain_schema(table.schema))
+    uris = []
+    for k in range(3):
+        key = f"out-{k}.parquet"
+        export_partitions(iter(table.slice(k * 100, 100).to_batches(50)), table.schema, store.open_output(key),
+                          ["i32"], 3)
+        uris.append(store.uri_for(key))
+    for partition in range(3):
+        inp = TaskInput("partials", "stage", "parquet", [FileSlice(u) for u in uris], partition=partition,
+                        source="map")
+        out = tmp_path / f"p{partition}.parquet"
+        requests.reset()
+        assert import_input(inp, str(out), "parquet").method == "copy"
+        gets = requests.snapshot()["GET"]
+        assert gets == (len(uris) if kept > 1 else 2 * len(uris))
+        assert_same_everywhere(str(out), decoded(inp, out, monkeypatch))

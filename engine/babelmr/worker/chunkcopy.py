@@ -32,7 +32,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -71,6 +71,7 @@ class Source:
     handle: pa.NativeFile
     metadata: pq.FileMetaData
     row_groups: list[int]
+    cached: list[tuple[int, bytes]] = field(default_factory=list)  # bytes already read: (offset, bytes)
 
 
 @dataclass
@@ -272,7 +273,10 @@ def _split(source: Source, start: int, length: int) -> Iterator[tuple[Source, in
         yield source, offset, min(EXTENT_BYTES, start + length - offset)
 
 
-def _read(source: Source, offset: int, length: int) -> pa.Buffer:
+def _read(source: Source, offset: int, length: int) -> bytes:
+    for start, buf in source.cached:  # e.g. a small exported file's row groups, read with its partition footer
+        if start <= offset and offset + length <= start + len(buf):
+            return buf[offset - start:offset - start + length]
     requests.count("GET")  # one ranged read per extent
     buf = source.handle.read_at(length, offset)
     if len(buf) != length:
@@ -308,7 +312,7 @@ class _KernelCopy:
 
     def wants(self, source: Source) -> bool:
         """Whether ``source``'s extents are copied here (local files), not read ahead in threads."""
-        return self.usable and _local_path(source.uri) is not None
+        return self.usable and not source.cached and _local_path(source.uri) is not None
 
     def _open(self, source: Source) -> int | None:
         if source is not self.source:
@@ -371,7 +375,7 @@ def write(p: Plan, path: str, threads: int) -> int:
             position = len(MAGIC)
             extents = _extents(chunks)
 
-            def start(extent: tuple[Source, int, int]) -> tuple[tuple[Source, int, int], Future[pa.Buffer] | None]:
+            def start(extent: tuple[Source, int, int]) -> tuple[tuple[Source, int, int], Future[bytes] | None]:
                 return extent, None if kernel.wants(extent[0]) else pool.submit(_read, *extent)
 
             pending = deque(start(extent) for extent in itertools.islice(extents, max(1, threads)))
