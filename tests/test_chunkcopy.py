@@ -399,3 +399,26 @@ def test_small_partitions_are_copied_from_the_footer_read(store_uri: str, tmp_pa
         gets = requests.snapshot()["GET"]
         assert gets == (len(uris) if kept > 1 else 2 * len(uris))
         assert_same_everywhere(str(out), decoded(inp, out, monkeypatch))
+
+
+def test_neighbouring_chunks_are_read_in_one_range_whatever_the_column_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Columns asked for in another order than the file's are still read in one range per row group (the
+    copy lays them out in the file's order; its footer lists them in the columns' order)."""
+    from babelmr.store import requests
+
+    src = tmp_path / "src.parquet"
+    pq.write_table(many_types(0, 4000), src, row_group_size=1000)  # i8, i16, i32, i64, u32, ... in this order
+    inp = files_input(src, columns=["i64", "i8", "i32", "i16"], row_groups=[3, 1])
+    out = tmp_path / "in.parquet"
+    requests.reset()
+    assert import_input(inp, str(out), "parquet").method == "copy"
+    assert requests.snapshot()["GET"] == 1 + 2  # the footer, then one range per row group
+    assert pq.read_schema(out).names == ["i64", "i8", "i32", "i16"]
+    expected = pq.ParquetFile(src).read_row_groups([3, 1], columns=["i64", "i8", "i32", "i16"])
+    assert_same_everywhere(str(out), expected)
+    assert expected.equals(decoded(inp, out, monkeypatch))
+    footer = chunkcopy.thrift_footer(pq.ParquetFile(out).metadata)
+    for rg in footer.get(chunkcopy.FMD_ROW_GROUPS).items:  # its offset is its first byte, whichever column is there
+        starts = [chunkcopy._chunk_start(c.get(chunkcopy.CC_META_DATA)) for c in rg.get(chunkcopy.RG_COLUMNS).items]
+        assert rg.get(chunkcopy.RG_FILE_OFFSET) == min(starts) < starts[0]

@@ -365,7 +365,9 @@ def write(p: Plan, path: str, threads: int) -> int:
 
     Extents of local files are copied by the kernel; others are read ahead in ``threads`` threads.
     """
-    chunks = [c for _, group in p.row_groups for c in group]
+    # A row group's chunks are written in their source's order, not the columns' (the footer says where each
+    # is): the selected columns of a file are often neighbours there, and neighbours are read in one range.
+    chunks = [c for _, group in p.row_groups for c in sorted(group, key=lambda c: c.start)]
     new_start: dict[int, int] = {}  # id(chunk) -> its offset in the output
     out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     kernel = _KernelCopy(out)
@@ -415,7 +417,7 @@ def _footer(p: Plan, new_start: dict[int, int], end: int) -> Struct:
         rg.set(RG_COLUMNS, LIST, thrift.List(STRUCT, columns))
         rg.set(RG_TOTAL_BYTE_SIZE, I64, sum(m.get(CMD_TOTAL_UNCOMPRESSED) for m in metas))
         rg.set(RG_NUM_ROWS, I64, rows)
-        rg.set(RG_FILE_OFFSET, I64, _chunk_start(metas[0]) if metas else end)
+        rg.set(RG_FILE_OFFSET, I64, min(_chunk_start(m) for m in metas) if metas else end)
         rg.set(RG_TOTAL_COMPRESSED_SIZE, I64, sum(m.get(CMD_TOTAL_COMPRESSED) for m in metas))
         if ordinal < 1 << 15:
             rg.set(RG_ORDINAL, I16, ordinal)
