@@ -15,19 +15,25 @@ schema is read back and compared with the decoding import's; any difference disc
 
 Page indexes, bloom filters and sorting columns are not copied (their offsets point into the source);
 statistics are. Memory is bounded: at most ``BABELMR_READ_THREADS`` extents of ``EXTENT_BYTES`` are in flight.
+Extents of local files are copied by the kernel (``os.copy_file_range``) without passing through this process;
+where the kernel refuses (across filesystems on some kernels, other platforms) they are read and written.
 Set ``BABELMR_COPY_COLUMN_CHUNKS=0`` to always decode.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import itertools
+import os
 import re
+import stat
 import struct
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -65,6 +71,7 @@ class Source:
     handle: pa.NativeFile
     metadata: pq.FileMetaData
     row_groups: list[int]
+    cached: list[tuple[int, bytes]] = field(default_factory=list)  # bytes already read: (offset, bytes)
 
 
 @dataclass
@@ -75,13 +82,77 @@ class _Chunk:
     column: Struct  # its ColumnChunk
 
 
-def thrift_footer(metadata: pq.FileMetaData) -> Struct:
-    """The file's FileMetaData struct (serialized again by pyarrow: no second read of the file)."""
+def thrift_footer(metadata: pq.FileMetaData, row_groups: Collection[int] | None = None,
+                  columns: Collection[str] | None = None) -> Struct:
+    """The file's FileMetaData struct (serialized again by pyarrow: no second read of the file).
+
+    With ``row_groups``, only those row groups are decoded and, of them, only the ColumnChunks of the top-level
+    ``columns`` (None: all); every other row group and column chunk is skipped and stands as None in its list.
+    Decoding costs about a footer's size in Python, and most of a footer are the chunks a task does not copy.
+    """
     sink = pa.BufferOutputStream()
     metadata.write_metadata_file(sink)
     buf = sink.getvalue().to_pybytes()
     size = struct.unpack_from("<I", buf, len(buf) - 8)[0]
-    return thrift.loads(buf[len(buf) - 8 - size:len(buf) - 8])
+    buf = buf[len(buf) - 8 - size:len(buf) - 8]
+    if row_groups is None:
+        return thrift.loads(buf)
+    reader = thrift._Reader(buf)
+    footer = Struct()
+    last = 0
+    try:
+        while (field := reader.field_header(last)) is not None:
+            wire, last = field
+            if last == FMD_ROW_GROUPS and wire == thrift.LIST and footer.get(FMD_SCHEMA) is not None:
+                positions = _positions(footer.get(FMD_SCHEMA).items, columns)
+                footer.set(last, wire, _some(reader, set(row_groups), partial(_row_group, reader, positions)))
+            elif wire in (thrift.TRUE, thrift.FALSE):
+                footer.set(last, thrift.TRUE, wire == thrift.TRUE)
+            else:
+                footer.set(last, wire, reader.value(wire))
+    except (IndexError, struct.error) as e:
+        raise thrift.ThriftError(f"truncated Thrift struct at byte {reader.pos} of {len(buf)}") from e
+    return footer
+
+
+def _positions(elements: list[Struct], columns: Collection[str] | None) -> set[int] | None:
+    """The indexes in each row group of the chunks of top-level ``columns``; None (all) for a nested schema."""
+    top = elements[1:]
+    if columns is None or len(top) != (elements[0].get(SE_NUM_CHILDREN) or 0):
+        return None
+    wanted = set(columns)
+    return {i for i, e in enumerate(top) if _name(e) in wanted}
+
+
+def _some(reader: Any, wanted: set[int] | None, decode: Callable[[], Any]) -> thrift.List:
+    """The list at ``reader``: elements in ``wanted`` (None: all) decoded by ``decode``, the others skipped."""
+    header = reader.byte()
+    size, etype = header >> 4, header & 0x0F
+    if size == 15:
+        size = reader.varint()
+    items: list[Any] = []
+    for i in range(size):
+        if etype == STRUCT and (wanted is None or i in wanted):
+            items.append(decode())
+        else:
+            reader.skip(etype)
+            items.append(None)
+    return thrift.List(etype, items)
+
+
+def _row_group(reader: Any, positions: set[int] | None) -> Struct:
+    """The RowGroup struct at ``reader``, with only the ColumnChunks at ``positions`` (None: all) decoded."""
+    rg = Struct()
+    last = 0
+    while (field := reader.field_header(last)) is not None:
+        wire, last = field
+        if last == RG_COLUMNS and wire == thrift.LIST:
+            rg.set(last, wire, _some(reader, positions, reader.struct))
+        elif wire in (thrift.TRUE, thrift.FALSE):
+            rg.set(last, thrift.TRUE, wire == thrift.TRUE)
+        else:
+            rg.set(last, wire, reader.value(wire))
+    return rg
 
 
 def _name(element: Struct) -> str:
@@ -144,7 +215,7 @@ def plan(sources: list[Source], columns: list[str] | None, schema: pa.Schema) ->
     column_orders: list[Any] | None = None
     groups: list[tuple[int, list[_Chunk]]] = []
     for source in sources:
-        footer = thrift_footer(source.metadata)
+        footer = thrift_footer(source.metadata, source.row_groups, names)
         if footer.get(FMD_ENCRYPTION) is not None:
             return f"{source.uri} is encrypted"
         if _old_parquet_mr(footer.get(FMD_CREATED_BY)):
@@ -202,7 +273,10 @@ def _split(source: Source, start: int, length: int) -> Iterator[tuple[Source, in
         yield source, offset, min(EXTENT_BYTES, start + length - offset)
 
 
-def _read(source: Source, offset: int, length: int) -> pa.Buffer:
+def _read(source: Source, offset: int, length: int) -> bytes:
+    for start, buf in source.cached:  # e.g. a small exported file's row groups, read with its partition footer
+        if start <= offset and offset + length <= start + len(buf):
+            return buf[offset - start:offset - start + length]
     requests.count("GET")  # one ranged read per extent
     buf = source.handle.read_at(length, offset)
     if len(buf) != length:
@@ -210,36 +284,127 @@ def _read(source: Source, offset: int, length: int) -> pa.Buffer:
     return buf
 
 
+def _local_path(uri: str) -> str | None:
+    """The path of a source file on this machine's disk; None for an object store's."""
+    if uri.startswith("file://"):
+        return uri.removeprefix("file://")
+    return None if "://" in uri else uri
+
+
+# copy_file_range refusing a pair of files: across filesystems (before Linux 5.3, and again since 5.19 for
+# some), a filesystem or file kind without it, or a sandbox that forbids the call. The bytes are then read.
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.EPERM,
+                   errno.EBADF}
+
+
+class _KernelCopy:
+    """Extents of local source files copied by the kernel (``os.copy_file_range``): no bytes pass through Python.
+
+    One source file is open at a time (extents come file by file). Where the call is missing or refused, every
+    later extent goes through `_read` instead.
+    """
+
+    def __init__(self, out: int):
+        self.out = out
+        self.usable = hasattr(os, "copy_file_range")
+        self.source: Source | None = None
+        self.fd: int | None = None
+
+    def wants(self, source: Source) -> bool:
+        """Whether ``source``'s extents are copied here (local files), not read ahead in threads."""
+        return self.usable and not source.cached and _local_path(source.uri) is not None
+
+    def _open(self, source: Source) -> int | None:
+        if source is not self.source:
+            self.close()
+            self.source = source
+            try:
+                fd = os.open(_local_path(source.uri) or "", os.O_RDONLY)
+            except OSError:  # unreadable by name (the handle was opened otherwise): read through the handle
+                return None
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                self.fd = fd
+            else:  # a pipe or device: no offsets to copy from
+                os.close(fd)
+        return self.fd
+
+    def copy(self, source: Source, offset: int, length: int) -> int:
+        """Copy ``length`` bytes at ``offset`` to the output's end; returns how many the kernel copied."""
+        fd = self._open(source) if self.usable else None
+        if fd is None:
+            return 0
+        requests.count("GET")  # what the same extent costs on S3
+        done = 0
+        while done < length:
+            try:
+                n = os.copy_file_range(fd, self.out, length - done, offset + done)
+            except OSError as e:
+                if e.errno not in _NO_KERNEL_COPY:
+                    raise
+                self.usable = False  # the rest is read (and written) by this process
+                return done
+            if n == 0:
+                raise OSError(f"{source.uri}: short read at byte {offset + done} ({done} of {length} bytes)")
+            done += n
+        return done
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+        self.source, self.fd = None, None
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write(p: Plan, path: str, threads: int) -> int:
-    """Write the planned file to ``path``; returns its rows. Reads run ahead in ``threads`` threads."""
-    chunks = [c for _, group in p.row_groups for c in group]
+    """Write the planned file to ``path``; returns its rows.
+
+    Extents of local files are copied by the kernel; others are read ahead in ``threads`` threads.
+    """
+    # A row group's chunks are written in their source's order, not the columns' (the footer says where each
+    # is): the selected columns of a file are often neighbours there, and neighbours are read in one range.
+    chunks = [c for _, group in p.row_groups for c in sorted(group, key=lambda c: c.start)]
     new_start: dict[int, int] = {}  # id(chunk) -> its offset in the output
-    with open(path, "wb") as out, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        out.write(MAGIC)
-        position = len(MAGIC)
-        extents = _extents(chunks)
-        pending: deque[Future[pa.Buffer]] = deque(
-            pool.submit(_read, *extent) for extent in itertools.islice(extents, max(1, threads)))
-        order = iter(chunks)
-        chunk = next(order, None)
-        consumed = 0  # bytes of ``chunk`` already written
-        while pending:
-            buf = pending.popleft().result()
-            if (extent := next(extents, None)) is not None:
-                pending.append(pool.submit(_read, *extent))
-            out.write(buf)
-            left = len(buf)
-            while left and chunk is not None:  # which chunks the bytes just written belong to
-                if consumed == 0:
-                    new_start[id(chunk)] = position
-                step = min(left, chunk.length - consumed)
-                consumed, position, left = consumed + step, position + step, left - step
-                if consumed == chunk.length:
-                    chunk, consumed = next(order, None), 0
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    kernel = _KernelCopy(out)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            _write_all(out, MAGIC)
+            position = len(MAGIC)
+            extents = _extents(chunks)
+
+            def start(extent: tuple[Source, int, int]) -> tuple[tuple[Source, int, int], Future[bytes] | None]:
+                return extent, None if kernel.wants(extent[0]) else pool.submit(_read, *extent)
+
+            pending = deque(start(extent) for extent in itertools.islice(extents, max(1, threads)))
+            order = iter(chunks)
+            chunk = next(order, None)
+            consumed = 0  # bytes of ``chunk`` already written
+            while pending:
+                (source, offset, length), future = pending.popleft()
+                if future is not None:
+                    _write_all(out, future.result())
+                elif (copied := kernel.copy(source, offset, length)) < length:
+                    _write_all(out, _read(source, offset + copied, length - copied))
+                if (extent := next(extents, None)) is not None:
+                    pending.append(start(extent))
+                left = length
+                while left and chunk is not None:  # which chunks the bytes just written belong to
+                    if consumed == 0:
+                        new_start[id(chunk)] = position
+                    step = min(left, chunk.length - consumed)
+                    consumed, position, left = consumed + step, position + step, left - step
+                    if consumed == chunk.length:
+                        chunk, consumed = next(order, None), 0
         footer = thrift.dumps(_footer(p, new_start, position))
-        out.write(footer)
-        out.write(struct.pack("<I", len(footer)))
-        out.write(MAGIC)
+        _write_all(out, footer + struct.pack("<I", len(footer)) + MAGIC)
+    finally:
+        kernel.close()
+        os.close(out)
     return p.rows
 
 
@@ -252,7 +417,7 @@ def _footer(p: Plan, new_start: dict[int, int], end: int) -> Struct:
         rg.set(RG_COLUMNS, LIST, thrift.List(STRUCT, columns))
         rg.set(RG_TOTAL_BYTE_SIZE, I64, sum(m.get(CMD_TOTAL_UNCOMPRESSED) for m in metas))
         rg.set(RG_NUM_ROWS, I64, rows)
-        rg.set(RG_FILE_OFFSET, I64, _chunk_start(metas[0]) if metas else end)
+        rg.set(RG_FILE_OFFSET, I64, min(_chunk_start(m) for m in metas) if metas else end)
         rg.set(RG_TOTAL_COMPRESSED_SIZE, I64, sum(m.get(CMD_TOTAL_COMPRESSED) for m in metas))
         if ordinal < 1 << 15:
             rg.set(RG_ORDINAL, I16, ordinal)

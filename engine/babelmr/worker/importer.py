@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import botocore.exceptions
 import pyarrow as pa
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 PROBE_BLOCK = 1 << 20  # bytes of each CSV file after the first that its column types are inferred from
 QUEUE_BATCHES = 2  # each reader thread also holds one batch while it waits: memory is (threads + this) batches
 PREBUFFER_BYTES = 16 << 20  # compressed bytes of row groups a file reads ahead at once (bounds memory per file)
+KEPT_BYTES = 32 << 20  # an input's row-group bytes kept from its footer reads, not read again (bounds memory)
 
 
 @dataclass
@@ -91,11 +92,28 @@ def partition_row_groups(metadata: pq.FileMetaData, partition: int, uri: str) ->
     return groups[partition]
 
 
-def _partition_footer(handle: pa.NativeFile, partition: int, uri: str,
+class _Remembered:
+    """A file handle that keeps what was read through it: the read of an exported file's tail for its partition
+    footer also holds the partition's row groups when they are small, and copying them then reads nothing more."""
+
+    def __init__(self, handle: pa.NativeFile):
+        self.handle = handle
+        self.reads: list[tuple[int, bytes]] = []
+
+    def size(self) -> int:
+        return self.handle.size()
+
+    def read_at(self, length: int, offset: int) -> bytes:
+        buf = self.handle.read_at(length, offset)
+        self.reads.append((offset, buf))
+        return buf
+
+
+def _partition_footer(handle: _Remembered, partition: int, uri: str,
                       name: str) -> tuple[pq.FileMetaData, int] | None:
     """The metadata of ``partition``'s row groups of an exported file (see `shuffleindex`), or None."""
     try:
-        return shuffleindex.read_partition(handle, partition)
+        return shuffleindex.read_partition(cast(pa.NativeFile, handle), partition)
     except LookupError as e:
         raise InputError(f"{uri} has {e.args[0]} partitions; partition {partition} was asked for") from None
     except shuffleindex.PartitionIndexError as e:
@@ -148,19 +166,37 @@ def _pinned_batches(batches: Iterator[pa.RecordBatch], inp: TaskInput,
     check_pinned(inp, piece)
 
 
+class _Budget:
+    """Bytes that may still be kept in memory, taken by many threads."""
+
+    def __init__(self, limit: int):
+        self.left = limit
+        self.lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self.lock:
+            if n > self.left:
+                return False
+            self.left -= n
+            return True
+
+
 class _ParquetSource:
     """One Parquet file, opened, with the row groups and columns to read."""
 
-    def __init__(self, inp: TaskInput, piece: FileSlice):
+    def __init__(self, inp: TaskInput, piece: FileSlice, budget: _Budget | None = None):
         self.uri, self.name = piece.uri, inp.name
         self.inp, self.piece = inp, piece
         check_pinned(inp, piece)
         fs, path = filesystem_for(piece.uri)
         partition_footer = None
+        self.read: list[tuple[int, bytes]] = []  # bytes read for the footer, kept for the copy
         try:
             self.handle = fs.open_input_file(path)
             if inp.kind == "stage":  # only this partition's footer: its cost does not grow with the partitions
-                partition_footer = _partition_footer(self.handle, inp.partition or 0, piece.uri, inp.name)
+                remembered = _Remembered(self.handle)
+                partition_footer = _partition_footer(remembered, inp.partition or 0, piece.uri, inp.name)
+                self.read = remembered.reads  # trimmed to the row groups read, once they are known
             self.file = pq.ParquetFile(self.handle, pre_buffer=True,
                                        metadata=partition_footer[0] if partition_footer else None)
             requests.count("HEAD")  # the open asks for the size
@@ -188,6 +224,27 @@ class _ParquetSource:
             self.row_groups = list(range(self.file.num_row_groups))
         if not self.row_groups:  # nothing more will be read: was the footer the planned version's?
             check_pinned(inp, piece)
+        self.read = self._kept(self.read, budget)
+
+    def _kept(self, reads: list[tuple[int, bytes]], budget: _Budget | None) -> list[tuple[int, bytes]]:
+        """Of the bytes read for the footer, those of the row groups to read, copied out (the rest is freed) while
+        ``budget`` allows; none when they were not all read."""
+        if not reads or not self.row_groups or budget is None:
+            return []
+        start, end = None, 0
+        for g in self.row_groups:
+            rg = self.file.metadata.row_group(g)
+            for c in range(rg.num_columns):
+                column = rg.column(c)
+                first = column.data_page_offset
+                if column.has_dictionary_page and 0 < (column.dictionary_page_offset or 0) < first:
+                    first = column.dictionary_page_offset
+                start = first if start is None else min(start, first)
+                end = max(end, first + column.total_compressed_size)
+        for offset, buf in reads:
+            if start is not None and offset <= start and end <= offset + len(buf) and budget.take(end - start):
+                return [(start, bytes(buf[start - offset:end - offset]))]
+        return []
 
     @property
     def empty(self) -> bool:
@@ -378,7 +435,8 @@ def _pump(sources: list[Callable[[], Iterator[pa.RecordBatch]]], schema: pa.Sche
 
 def _open_parquet(inp: TaskInput) -> tuple[pa.Schema, list[_ParquetSource]]:
     with ThreadPoolExecutor(max_workers=max(1, min(settings().read_threads, len(inp.files)))) as pool:
-        opened = list(pool.map(lambda piece: _ParquetSource(inp, piece), inp.files))
+        budget = _Budget(KEPT_BYTES)
+        opened = list(pool.map(lambda piece: _ParquetSource(inp, piece, budget), inp.files))
     if inp.schema:  # an earlier stage's files: the coordinator unified their schemas (babelmr.schemas)
         schema = plain_schema(deserialize_schema(inp.schema))
         if inp.columns:
@@ -403,7 +461,7 @@ def _copy_parquet(inp: TaskInput, opened: list[_ParquetSource], schema: pa.Schem
     chosen = [s for s in opened if not s.empty]
     if not chosen:
         return "no row group to read"
-    plan = chunkcopy.plan([chunkcopy.Source(s.uri, s.handle, s.file.metadata, s.row_groups) for s in chosen],
+    plan = chunkcopy.plan([chunkcopy.Source(s.uri, s.handle, s.file.metadata, s.row_groups, s.read) for s in chosen],
                           inp.columns, schema)
     if isinstance(plan, str):
         return plan
