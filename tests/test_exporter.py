@@ -168,6 +168,25 @@ def test_mostly_distinct_columns_get_no_dictionary(tmp_path: Path) -> None:
     assert exporter.dictionary_columns(table.to_batches(max_chunksize=100)[0]) is True  # too few rows to tell
 
 
+def test_keys_in_short_runs_get_no_dictionary_when_plain_is_smaller(tmp_path: Path) -> None:
+    """Order keys repeat in runs of a few rows (an order's line items): a quarter of the values distinct, yet
+    plain + snappy is smaller (and faster to write) than dictionary indices; low-cardinality columns keep theirs."""
+    rng = np.random.default_rng(1)
+    n = 20_000
+    orders = np.repeat(np.arange(n // 4) * 32 + 1, 4)  # increasing order keys, four line items each
+    table = pa.table({"order": pa.array(orders, pa.int64()),
+                      "flag": pa.array(rng.choice(["A", "N", "R"], n)), "row": pa.array(np.arange(n), pa.int64())})
+    index = export(tmp_path / "out.parquet", table, ["order"], 4, batch_rows=5000)
+    check_index(tmp_path / "out.parquet", table, ["order"], 4)
+    assert sum(index.rows) == n
+    meta = pq.ParquetFile(tmp_path / "out.parquet").metadata
+    for g in range(meta.num_row_groups):
+        encodings = {meta.row_group(g).column(c).path_in_schema: meta.row_group(g).column(c).encodings
+                     for c in range(meta.num_columns)}
+        assert "RLE_DICTIONARY" not in encodings["order"] and "RLE_DICTIONARY" in encodings["flag"], encodings
+    assert pq.read_table(tmp_path / "out.parquet").sort_by("row").equals(table)
+
+
 # -- buffering --------------------------------------------------------------------------------------------------
 
 
