@@ -8,13 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 import babelmr.worker.exporter as exporter
 from babelmr.spec import PARTITION_INDEX_KEY, PartitionIndex
+from babelmr.worker.chunkcopy import RG_FILE_OFFSET, RG_ORDINAL, thrift_footer
 from babelmr.worker.exporter import export_partitions
 from babelmr.worker.partition import partition_ids
+from babelmr.worker.shuffleindex import FMD_ROW_GROUPS
 
 
 def word_counts(n: int, seed: int = 0, words: int = 400) -> pa.Table:
@@ -166,6 +169,56 @@ def test_mostly_distinct_columns_get_no_dictionary(tmp_path: Path) -> None:
     encodings = {group.column(c).path_in_schema: group.column(c).encodings for c in range(group.num_columns)}
     assert "RLE_DICTIONARY" in encodings["word"] and "RLE_DICTIONARY" not in encodings["row"], encodings
     assert exporter.dictionary_columns(table.to_batches(max_chunksize=100)[0]) is True  # too few rows to tell
+
+
+def test_keys_in_short_runs_get_no_dictionary_when_plain_is_smaller(tmp_path: Path) -> None:
+    """Order keys repeat in runs of a few rows (an order's line items): a quarter of the values distinct, yet
+    plain + snappy is smaller (and faster to write) than dictionary indices; low-cardinality columns keep theirs."""
+    rng = np.random.default_rng(1)
+    n = 20_000
+    orders = np.repeat(np.arange(n // 4) * 32 + 1, 4)  # increasing order keys, four line items each
+    table = pa.table({"order": pa.array(orders, pa.int64()),
+                      "flag": pa.array(rng.choice(["A", "N", "R"], n)), "row": pa.array(np.arange(n), pa.int64())})
+    index = export(tmp_path / "out.parquet", table, ["order"], 4, batch_rows=5000)
+    check_index(tmp_path / "out.parquet", table, ["order"], 4)
+    assert sum(index.rows) == n
+    meta = pq.ParquetFile(tmp_path / "out.parquet").metadata
+    for g in range(meta.num_row_groups):
+        encodings = {meta.row_group(g).column(c).path_in_schema: meta.row_group(g).column(c).encodings
+                     for c in range(meta.num_columns)}
+        assert "RLE_DICTIONARY" not in encodings["order"] and "RLE_DICTIONARY" in encodings["flag"], encodings
+    assert pq.read_table(tmp_path / "out.parquet").sort_by("row").equals(table)
+
+
+def test_row_groups_encoded_apart_read_as_one_file(tmp_path: Path, tune) -> None:
+    """Row groups are encoded in parallel into files in memory and their chunks appended under one footer: every
+    row group's metadata (offsets, row counts, statistics, ordinal) must describe its own data where it landed."""
+    tune(row_group_bytes=20_000, export_buffer=60_000)
+    n = 30_000
+    rng = np.random.default_rng(2)
+    table = pa.table({"word": pa.array([f"w{i:03d}" if i % 11 else None for i in rng.integers(0, 300, n)]),
+                      "amount": pa.array(rng.normal(size=n)), "row": pa.array(np.arange(n), pa.int64())})
+    index = export(tmp_path / "out.parquet", table, ["word"], 5, batch_rows=700)
+    check_index(tmp_path / "out.parquet", table, ["word"], 5)
+    f = pq.ParquetFile(tmp_path / "out.parquet")
+    assert f.num_row_groups == sum(len(g) for g in index.row_groups) > 20
+    assert f.metadata.num_rows == n and f.schema_arrow == table.schema
+    groups = thrift_footer(f.metadata).get(FMD_ROW_GROUPS).items  # the ordinals and offsets pyarrow does not show
+    previous_end = 4
+    for g in range(f.num_row_groups):
+        meta, data = f.metadata.row_group(g), f.read_row_group(g)
+        assert meta.num_rows == data.num_rows and groups[g].get(RG_ORDINAL) == g
+        assert groups[g].get(RG_FILE_OFFSET) in (None, previous_end)
+        for c in range(meta.num_columns):
+            chunk, column = meta.column(c), data.column(c)
+            start = min(o for o in (chunk.dictionary_page_offset, chunk.data_page_offset) if o)
+            assert start == previous_end, (g, c)  # the chunks follow one another, nothing lost or overlapping
+            previous_end = start + chunk.total_compressed_size
+            stats = chunk.statistics
+            assert stats.null_count == column.null_count and stats.num_values == len(column) - column.null_count
+            if column.null_count < len(column):
+                assert (stats.min, stats.max) == (pc.min(column).as_py(), pc.max(column).as_py()), (g, c)
+    assert f.read().sort_by("row").equals(table)
 
 
 # -- buffering --------------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ _NAN_BITS = np.uint64(0x7FF8000000000000)  # every NaN hashes as this one (Pytho
 _INSTANT_TAG = np.uint64(0x7E3A0C3D5E2B1F49)  # instants that are not a whole number of microseconds
 _DECIMAL_TAG = np.uint64(0xD3C1A7E5B9F20461)  # decimals that are not an integer of 64 bits
 _U32 = np.uint64(0xFFFFFFFF)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_31 = np.uint64(31)
 DISTINCT_SAMPLE = 4096  # rows looked at to decide whether string keys repeat enough to hash each value once
 _NANOS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}  # nanoseconds per unit
 _DAY_MS = 86_400_000
@@ -36,13 +38,24 @@ class UnsupportedKeyError(TypeError):
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a fast, well-spread bijection on uint64."""
+    """splitmix64's finaliser: a fast, well-spread bijection on uint64 (``x`` itself is left as it is)."""
     with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint64(30))
-        x = x * _M1
-        x = x ^ (x >> np.uint64(27))
-        x = x * _M2
-        return x ^ (x >> np.uint64(31))
+        if not isinstance(x, np.ndarray) or not x.ndim:  # a scalar
+            x = x ^ (x >> np.uint64(30))
+            x = x * _M1
+            x = x ^ (x >> np.uint64(27))
+            x = x * _M2
+            return x ^ (x >> np.uint64(31))
+        # the same steps in two buffers: a temporary per step costs more than the arithmetic (page faults)
+        y = np.right_shift(x, _S30)
+        np.bitwise_xor(y, x, out=y)
+        np.multiply(y, _M1, out=y)
+        t = np.right_shift(y, _S27)
+        np.bitwise_xor(y, t, out=y)
+        np.multiply(y, _M2, out=y)
+        np.right_shift(y, _S31, out=t)
+        np.bitwise_xor(y, t, out=y)
+        return y
 
 
 def _numeric_hash(values: np.ndarray) -> np.ndarray:
@@ -306,15 +319,53 @@ def column_hash(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def key_hash(batch: pa.RecordBatch, key: list[str]) -> np.ndarray:
     """The 64-bit hash of each row's key (before ``mod partitions``; docs/partitioning.md)."""
-    combined = np.zeros(batch.num_rows, dtype=np.uint64)
+    if (short := _short_key_hash(batch, key)) is not None:
+        return short
+    combined: np.ndarray | None = None
     with np.errstate(over="ignore"):
         for name in key:
             try:
                 hashed = column_hash(batch.column(name))
             except UnsupportedKeyError as e:
                 raise UnsupportedKeyError(f"key column {name!r}: {e}") from None
-            combined = _mix(combined * np.uint64(31) + hashed)
+            if combined is None:  # mix(0 * 31 + hashed)
+                combined = _mix(hashed)
+            else:  # mix(combined * 31 + hashed), in place: combined is this function's own array
+                np.multiply(combined, _31, out=combined)
+                np.add(combined, hashed, out=combined)
+                combined = _mix(combined)
+    return np.zeros(batch.num_rows, dtype=np.uint64) if combined is None else combined
+
+
+@functools.cache
+def _short_key_table(widths: tuple[int, ...]) -> np.ndarray:
+    """The key hash of every key of short strings of these byte widths, at the index their bytes make together
+    (the first column's bytes most significant): `key_hash`'s steps done once per possible key."""
+    combined = np.zeros(1, np.uint64)
+    with np.errstate(over="ignore"):
+        for width in widths:
+            combined = _mix((combined * _31)[:, None] + _short_hashes(width)[None, :]).ravel()
     return combined
+
+
+def _short_key_hash(batch: pa.RecordBatch, key: list[str]) -> np.ndarray | None:
+    """`key_hash` of a key whose columns hold strings of 1 or 2 bytes (flags, codes), 2 bytes over all: one
+    lookup per row in the table of every such key's hash. None for any other key."""
+    if not key or not batch.num_rows:
+        return None
+    joint: np.ndarray | None = None
+    widths: list[int] = []
+    for name in key:
+        column = batch.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_binary(column.type)):
+            return None
+        if (short := _short_codes(column)) is None or sum(widths) + short[0] > 2:
+            return None
+        widths.append(short[0])
+        codes = short[1].astype(np.uint16)
+        joint = codes if joint is None else (joint << np.uint16(8 * short[0])) | codes
+    assert joint is not None
+    return _short_key_table(tuple(widths))[joint]
 
 
 def partition_ids(batch: pa.RecordBatch, key: list[str], partitions: int) -> np.ndarray:
@@ -322,7 +373,22 @@ def partition_ids(batch: pa.RecordBatch, key: list[str], partitions: int) -> np.
     if partitions == 1:  # only the type is checked: a job fails alike at any partition count
         key_hash(batch.slice(0, 0), key)
         return np.zeros(batch.num_rows, dtype=np.int64)
-    return (key_hash(batch, key) % np.uint64(partitions)).astype(np.int64)
+    return _modulo(key_hash(batch, key), partitions).astype(np.int64)
+
+
+def _modulo(hashed: np.ndarray, partitions: int) -> np.ndarray:
+    """``hashed mod partitions`` in the narrowest unsigned type that holds a partition id."""
+    if partitions & (partitions - 1) == 0:  # a power of two: a mask gives the same remainder as a division
+        ids = np.bitwise_and(hashed, np.uint64(partitions - 1), out=hashed)
+    else:
+        ids = np.remainder(hashed, np.uint64(partitions), out=hashed)
+    return ids.astype(_id_type(partitions))
+
+
+def _id_type(count: int) -> type[np.unsignedinteger]:
+    """The narrowest unsigned type that holds every number below ``count`` (partition ids, row positions)."""
+    return (np.uint8 if count <= 1 << 8 else np.uint16 if count <= 1 << 16 else np.uint32 if count <= 1 << 32
+            else np.uint64)
 
 
 def split_by_partition(batch: pa.RecordBatch, key: list[str], partitions: int) -> list[tuple[int, pa.RecordBatch]]:
@@ -330,15 +396,17 @@ def split_by_partition(batch: pa.RecordBatch, key: list[str], partitions: int) -
     if partitions == 1:
         partition_ids(batch.slice(0, 0), key, 1)  # checks the key's types
         return [(0, batch)] if batch.num_rows else []
-    return split_by_ids(batch, partition_ids(batch, key, partitions), partitions)
+    return split_by_ids(batch, _modulo(key_hash(batch, key), partitions), partitions)
 
 
 def split_by_ids(batch: pa.RecordBatch, ids: np.ndarray, partitions: int) -> list[tuple[int, pa.RecordBatch]]:
     """The non-empty slices of ``batch`` per partition given each row's partition, in one reordering."""
-    # a stable sort of 16-bit ids is a radix sort: ~10x faster than sorting int64 ids, the same order
-    order = np.argsort(ids.astype(np.uint16) if partitions <= 1 << 16 else ids, kind="stable")
+    # a stable sort of 8- or 16-bit ids is a radix sort: ~10x faster than sorting int64 ids, the same order
+    order = np.argsort(ids.astype(_id_type(partitions), copy=False), kind="stable")
     counts = np.bincount(ids, minlength=partitions)
-    ordered = batch.take(pa.array(order))
+    # positions in the narrowest type that holds them (16 bits for 64 Ki-row batches): Arrow's take gathers
+    # ~15% faster from uint16 indices than from int64 ones, the same rows
+    ordered = batch.take(pa.array(order.astype(_id_type(len(order)), copy=False)))
     out, offset = [], 0
     for p in np.flatnonzero(counts):
         n = int(counts[p])
