@@ -420,5 +420,5 @@ def test_neighbouring_chunks_are_read_in_one_range_whatever_the_column_order(
     assert expected.equals(decoded(inp, out, monkeypatch))
     footer = chunkcopy.thrift_footer(pq.ParquetFile(out).metadata)
     for rg in footer.get(chunkcopy.FMD_ROW_GROUPS).items:  # its offset is its first byte, whichever column is there
-        starts = [chunkcopy._chunk_start(c.get(chunkcopy.CC_META_DATA)) for c in rg.get(chunkcopy.RG_COLUMNS).items]
+        starts = [chunkcopy.chunk_start(c.get(chunkcopy.CC_META_DATA)) for c in rg.get(chunkcopy.RG_COLUMNS).items]
         assert rg.get(chunkcopy.RG_FILE_OFFSET) == min(starts) < starts[0]

@@ -176,7 +176,8 @@ def _old_parquet_mr(created_by: bytes | None) -> bool:
     return m is not None and tuple(int(g) for g in m.groups()) < (1, 2, 9)
 
 
-def _chunk_start(meta: Struct) -> int:
+def chunk_start(meta: Struct) -> int:
+    """The first byte of a column chunk (its ColumnMetaData ``meta``): its dictionary page, if it has one."""
     start = meta.get(CMD_DATA_PAGE)
     dictionary = meta.get(CMD_DICTIONARY_PAGE)
     if dictionary and 0 < dictionary < start:
@@ -247,7 +248,7 @@ def plan(sources: list[Source], columns: list[str] | None, schema: pa.Schema) ->
                 meta = column.get(CC_META_DATA)
                 if column.get(CC_FILE_PATH) or column.get(CC_CRYPTO) is not None or meta is None:
                     return f"{source.uri}: row group {g} keeps a column chunk in another file or encrypted"
-                chunks.append(_Chunk(source, _chunk_start(meta), meta.get(CMD_TOTAL_COMPRESSED), column))
+                chunks.append(_Chunk(source, chunk_start(meta), meta.get(CMD_TOTAL_COMPRESSED), column))
             groups.append((rg.get(RG_NUM_ROWS), chunks))
     if elements is None:
         return "no files"
@@ -411,13 +412,13 @@ def write(p: Plan, path: str, threads: int) -> int:
 def _footer(p: Plan, new_start: dict[int, int], end: int) -> Struct:
     row_groups = []
     for ordinal, (rows, group) in enumerate(p.row_groups):
-        columns = [_moved(c.column, new_start[id(c)]) for c in group]
+        columns = [moved_column_chunk(c.column, new_start[id(c)]) for c in group]
         metas = [c.get(CC_META_DATA) for c in columns]
         rg = Struct()
         rg.set(RG_COLUMNS, LIST, thrift.List(STRUCT, columns))
         rg.set(RG_TOTAL_BYTE_SIZE, I64, sum(m.get(CMD_TOTAL_UNCOMPRESSED) for m in metas))
         rg.set(RG_NUM_ROWS, I64, rows)
-        rg.set(RG_FILE_OFFSET, I64, min(_chunk_start(m) for m in metas) if metas else end)
+        rg.set(RG_FILE_OFFSET, I64, min(chunk_start(m) for m in metas) if metas else end)
         rg.set(RG_TOTAL_COMPRESSED_SIZE, I64, sum(m.get(CMD_TOTAL_COMPRESSED) for m in metas))
         if ordinal < 1 << 15:
             rg.set(RG_ORDINAL, I16, ordinal)
@@ -440,10 +441,10 @@ def _footer(p: Plan, new_start: dict[int, int], end: int) -> Struct:
     return footer
 
 
-def _moved(column: Struct, start: int) -> Struct:
+def moved_column_chunk(column: Struct, start: int) -> Struct:
     """A copy of the ColumnChunk with its pages at ``start``, without page index or bloom filter."""
     column, meta = column.copy(), column.get(CC_META_DATA).copy()
-    shift = start - _chunk_start(meta)
+    shift = start - chunk_start(meta)
     for fid in (CMD_DATA_PAGE, CMD_INDEX_PAGE, CMD_DICTIONARY_PAGE):
         if meta.get(fid):
             meta.set(fid, I64, meta.get(fid) + shift)

@@ -31,7 +31,14 @@ import pyarrow.parquet as pq
 from babelmr.settings import settings
 from babelmr.spec import PARTITION_INDEX_KEY, PartitionIndex
 from babelmr.worker import thrift
-from babelmr.worker.chunkcopy import CC_META_DATA, RG_COLUMNS, RG_FILE_OFFSET, RG_ORDINAL, _chunk_start, _moved
+from babelmr.worker.chunkcopy import (
+    CC_META_DATA,
+    RG_COLUMNS,
+    RG_FILE_OFFSET,
+    RG_ORDINAL,
+    chunk_start,
+    moved_column_chunk,
+)
 from babelmr.worker.partition import split_by_partition
 from babelmr.worker.partitioners import Splitter
 from babelmr.worker.shuffleindex import FMD_KV, FMD_NUM_ROWS, FMD_ROW_GROUPS, PARQUET_MAGIC, write_index
@@ -128,7 +135,8 @@ class PartitionedWriter:
         shift = self._stream.tell() - len(PARQUET_MAGIC)  # the chunks start after the magic in ``encoded``
         self._stream.write(encoded.slice(len(PARQUET_MAGIC), size - len(PARQUET_MAGIC)))
         for group in footer.get(FMD_ROW_GROUPS).items:
-            columns = [_moved(c, _chunk_start(c.get(CC_META_DATA)) + shift) for c in group.get(RG_COLUMNS).items]
+            columns = [moved_column_chunk(c, chunk_start(c.get(CC_META_DATA)) + shift)
+                       for c in group.get(RG_COLUMNS).items]
             group.set(RG_COLUMNS, LIST, thrift.List(STRUCT, columns))
             if group.get(RG_FILE_OFFSET) is not None:
                 group.set(RG_FILE_OFFSET, I64, group.get(RG_FILE_OFFSET) + shift)
