@@ -70,13 +70,13 @@ BACKENDS = {"docker": ["--backend", "docker"], "lambda": ["--backend", "lambda",
 
 
 def _cases() -> list:
-    """Every language x container backend x cold/warm once (12 runs, not the 72 of every example x store x
-    backend x mode): the examples rotate so each runs in containers, and every other case uses the S3 store.
-    The local backend runs every example cold and warm (tests/test_warm.py, tests/test_examples.py)."""
+    """Every example x language x container backend x cold/warm (36 runs, not the 72 with both stores too):
+    every other case uses the S3 store, so each store serves every language, backend and mode. The local
+    backend runs every example cold and warm too (tests/test_warm.py, tests/test_examples.py)."""
     cases = []
-    for i, (language, backend, warm) in enumerate(
-            (lang, b, w) for lang in LANGUAGES for b in BACKENDS for w in (False, True)):
-        example, store = EXAMPLES[(i + i // 4) % len(EXAMPLES)], "s3" if i % 2 else "local"
+    for i, (language, example, backend, warm) in enumerate(
+            (lang, e, b, w) for lang in LANGUAGES for e in EXAMPLES for b in BACKENDS for w in (False, True)):
+        store = "s3" if (i + i // 4) % 2 else "local"
         cases.append(pytest.param(language, example, BACKENDS[backend], store, warm,
                                   id=f"{language.removeprefix('examples-')}-{example}-{backend}-{store}-"
                                      f"{'warm' if warm else 'cold'}",
