@@ -74,14 +74,19 @@ def folder_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def read_results(paths: Iterable[str]) -> pd.DataFrame:
-    """All rows of babelmr result Parquet files; a folder stands for the *.parquet files in it."""
+def result_files(paths: Iterable[str]) -> list[str]:
+    """The result Parquet files named, in the order given; a folder stands for its *.parquet files in name order."""
     files: list[str] = []
     for path in paths:
         files += sorted(glob.glob(os.path.join(path, "*.parquet"))) if os.path.isdir(path) else [path]
     if not files:
         raise AssertionError("no result files given")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return files
+
+
+def read_results(paths: Iterable[str]) -> pd.DataFrame:
+    """All rows of babelmr result Parquet files; a folder stands for the *.parquet files in it."""
+    return pd.concat([pd.read_parquet(f) for f in result_files(paths)], ignore_index=True)
 
 
 def _rows(title: str, frame: pd.DataFrame, limit: int) -> str:

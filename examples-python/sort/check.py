@@ -9,7 +9,6 @@ l_linenumber` in every row and column (l_linenumber makes the order total, so th
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 
@@ -20,7 +19,7 @@ import pyarrow.parquet as pq
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 sys.path.insert(0, os.path.dirname(HERE))
-from _support import check_arguments, run_check  # noqa: E402
+from _support import check_arguments, result_files, run_check  # noqa: E402
 
 ORDER = "l_shipdate, l_orderkey, l_linenumber"
 
@@ -36,12 +35,7 @@ def expected(data: str = DATA) -> pa.Table:
 
 def concatenated(parts: list[str]) -> pa.Table:
     """The parts in the order given, one after another."""
-    files: list[str] = []
-    for path in parts:
-        files += sorted(glob.glob(os.path.join(path, "*.parquet"))) if os.path.isdir(path) else [path]
-    if not files:
-        raise AssertionError("no result files given")
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    return pa.concat_tables([pq.read_table(f) for f in result_files(parts)], promote_options="permissive")
 
 
 def compare(parts: list[str], data: str = DATA) -> None:
