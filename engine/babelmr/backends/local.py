@@ -64,6 +64,12 @@ def _sync_environment(aws_env: dict[str, str], tunables: dict[str, str]) -> None
         reload()
 
 
+def _message(kind: str, specs: list[str], workdir: str) -> tuple:
+    """What a worker gets: the kind, the task specs (JSON), the working folder, and this process's AWS settings
+    and tunables (the worker adopts them first)."""
+    return kind, specs, workdir, aws_environment(), _tunables()
+
+
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     """A worker process: run the attempts the backend sends, one at a time; report each program's pid, then the
     result. Ends when the backend closes its end of the pipe."""
@@ -225,8 +231,7 @@ class LocalBackend(Backend):
             idle = list(self._idle)
         for worker in idle:
             with contextlib.suppress(OSError):
-                worker.conn.send((PRESTART, specs[:warm.MAX_IDLE], os.path.join(self._root, "prestart"),
-                                  aws_environment(), _tunables()))
+                worker.conn.send(_message(PRESTART, specs[:warm.MAX_IDLE], os.path.join(self._root, "prestart")))
         log.info("warm programs of %d stage(s) starting in %d worker(s)", min(len(specs), warm.MAX_IDLE), len(idle))
 
     def run_task(self, spec: TaskSpec) -> TaskResult:
@@ -245,7 +250,7 @@ class LocalBackend(Backend):
                 worker.stopped = "interrupted"
                 worker.kill()
             with contextlib.suppress(OSError):
-                worker.conn.send((TASK, [spec.to_json()], workdir, aws_environment(), _tunables()))
+                worker.conn.send(_message(TASK, [spec.to_json()], workdir))
             while result is None:
                 try:
                     kind, value = worker.conn.recv()

@@ -86,16 +86,18 @@ class _Identity:
 
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
-    key: tuple
     family: tuple
     mode: str | None
 
     @classmethod
     def of(cls, command: list[str], mode: str | None, shell: bool, env: dict[str, str]) -> _Identity:
         base = tuple(sorted((k, v) for k, v in env.items() if k not in PER_TASK))
-        argv = tuple(program_argv(command, mode, shell))
         family = (tuple(command), shell, tuple((k, v) for k, v in base if k not in PER_STAGE))
-        return cls(argv, base, (argv, base), family, mode)
+        return cls(tuple(program_argv(command, mode, shell)), base, family, mode)
+
+    @property
+    def key(self) -> tuple:
+        return self.argv, self.env
 
     def served_by(self, program: WarmProgram) -> bool:
         """Whether ``program`` can take a task of this identity."""
